@@ -1,0 +1,95 @@
+//! The admin listener (separate port, loopback by default): `/metrics`, `/healthz`, `/readyz`
+//! and `/rules`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use http::Response;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use serde_json::json;
+
+use crate::health::UpstreamHealth;
+use crate::metrics::Metrics;
+use crate::reload::RulesHandle;
+
+/// The admin HTTP application.
+pub struct AdminApp {
+    metrics: Arc<Metrics>,
+    rules: Arc<RulesHandle>,
+    health: Arc<UpstreamHealth>,
+}
+
+impl AdminApp {
+    /// An admin app over the gateway's shared state.
+    pub fn new(metrics: Arc<Metrics>, rules: Arc<RulesHandle>, health: Arc<UpstreamHealth>) -> Self {
+        AdminApp { metrics, rules, health }
+    }
+
+    fn json(status: u16, value: serde_json::Value) -> Response<Vec<u8>> {
+        let body = serde_json::to_vec_pretty(&value).unwrap_or_default();
+        Response::builder()
+            .status(status)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::CACHE_CONTROL, "no-store")
+            .header(http::header::CONTENT_LENGTH, body.len())
+            .body(body)
+            .unwrap_or_default()
+    }
+
+    /// Answers one admin request.
+    pub fn answer(&self, method: &http::Method, path: &str) -> Response<Vec<u8>> {
+        if method != http::Method::GET && method != http::Method::HEAD {
+            return Self::json(
+                405,
+                json!({"code": "method_not_allowed", "message": "the admin API is read-only"}),
+            );
+        }
+        match path {
+            "/metrics" => {
+                let body = self.metrics.render();
+                Response::builder()
+                    .status(200)
+                    .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
+                    .header(http::header::CONTENT_LENGTH, body.len())
+                    .body(body)
+                    .unwrap_or_default()
+            }
+            "/healthz" => Self::json(200, json!({"status": "ok"})),
+            "/readyz" => {
+                let upstreams = self.health.snapshot();
+                let ready = upstreams.values().all(|up| *up);
+                let revision = self.rules.current().rules.revision().to_owned();
+                Self::json(
+                    if ready { 200 } else { 503 },
+                    json!({"ready": ready, "rules_revision": revision, "upstreams": upstreams}),
+                )
+            }
+            "/rules" => {
+                let snap = self.rules.current();
+                Self::json(
+                    200,
+                    json!({
+                        "revision": snap.rules.revision(),
+                        "loaded_at": snap.loaded_at,
+                        "loaded_at_unix": snap.loaded_at_unix,
+                        "sources": snap.rules.sources(),
+                    }),
+                )
+            }
+            _ => Self::json(
+                404,
+                json!({"code": "not_found", "message": "admin endpoints: /metrics /healthz /readyz /rules"}),
+            ),
+        }
+    }
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let req = session.req_header();
+        let (method, path) = (req.method.clone(), req.uri.path().to_owned());
+        self.answer(&method, &path)
+    }
+}

@@ -1,0 +1,140 @@
+//! Configuration: the TOML file ([`raw`]) and the validated form the gateway runs on ([`validated`]).
+//!
+//! Listener and registry settings live here; policy lives in separate rules files that
+//! `portcullis_rules` compiles and [`crate::reload`] swaps in at run time.
+
+pub mod raw;
+pub mod validated;
+
+use std::path::{Path, PathBuf};
+
+pub use validated::{Config, Registry, Route, Upstream};
+
+/// A configuration that cannot be used: the file, the field and the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        /// The file.
+        file: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A value is missing, malformed or inconsistent.
+    #[error("{file}: {field}: {reason}")]
+    Invalid {
+        /// The file.
+        file: PathBuf,
+        /// The field path, e.g. `registry[0].upstream.address`, or a line and column.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Reads and validates the configuration file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: path.to_path_buf(),
+        source,
+    })?;
+    parse(path, &text)
+}
+
+/// Validates configuration `text` as if read from `path` (relative paths resolve against its folder).
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let raw: raw::RawConfig = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+        file: path.to_path_buf(),
+        field: match e.span() {
+            Some(span) => {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                format!("line {line}, column {column}")
+            }
+            None => "(document)".to_owned(),
+        },
+        reason: e.message().to_owned(),
+    })?;
+    validated::validate(path, raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[[listener]]
+address = "127.0.0.1:8080"
+[rules]
+files = ["rules.toml"]
+[[registry]]
+name = "pypi"
+protocol = "pypi"
+[registry.upstream]
+address = "127.0.0.1:8081"
+"#;
+
+    fn parse_str(text: &str) -> Result<Config, ConfigError> {
+        parse(Path::new("/etc/portcullis/portcullis.toml"), text)
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults_and_absolute_paths() {
+        let config = parse_str(MINIMAL).expect("valid");
+        assert_eq!(config.admin_address.to_string(), "127.0.0.1:9090");
+        assert_eq!(config.rules.files, vec![PathBuf::from("/etc/portcullis/rules.toml")]);
+        let registry = &config.registries[0];
+        assert_eq!(registry.route.prefix, "");
+        assert_eq!(registry.max_body_bytes, 1 << 30);
+        assert_eq!(registry.upstream.read_timeout.as_secs(), 60);
+    }
+
+    #[test]
+    fn unknown_fields_report_line_and_reason() {
+        let text = MINIMAL.replace("protocol = \"pypi\"", "protocol = \"pypi\"\nprotocl = 1");
+        let err = parse_str(&text).expect_err("unknown field");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("portcullis.toml") && msg.contains("line 9") && msg.contains("unknown field"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let cases = [
+            (MINIMAL.replace("127.0.0.1:8080", "nowhere"), "listener[0].address"),
+            (
+                MINIMAL.replace("name = \"pypi\"", "name = \"PyPI!\""),
+                "registry[0].name",
+            ),
+            (
+                MINIMAL.replace("[registry.upstream]", "path_prefix = \"/a/../b\"\n[registry.upstream]"),
+                "registry[0].path_prefix",
+            ),
+            (
+                MINIMAL.replace(
+                    "address = \"127.0.0.1:8081\"",
+                    "address = \"127.0.0.1:8081\"\nread_timeout = \"soon\"",
+                ),
+                "registry[0].upstream.read_timeout",
+            ),
+            (MINIMAL.replace("files = [\"rules.toml\"]", "files = []"), "rules.files"),
+        ];
+        for (text, field) in cases {
+            match parse_str(&text) {
+                Err(ConfigError::Invalid { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("expected an error on {field}, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn duplicate_routes_are_refused() {
+        let text = format!("{MINIMAL}\n[[registry]]\nname = \"other\"\nprotocol = \"npm\"\n[registry.upstream]\naddress = \"127.0.0.1:8082\"\n");
+        let err = parse_str(&text).expect_err("same route");
+        assert!(err.to_string().contains("same host and path prefix"), "{err}");
+    }
+}

@@ -1,0 +1,160 @@
+//! One type for every refusal and failure a client can see, each with an HTTP status and a
+//! stable machine-readable code (documented in `docs/refusals.md`).
+
+use portcullis_rules::RefusalKind;
+use serde::Serialize;
+
+/// Why the gateway answered instead of (or after) the backend.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The rules deny writes to this project.
+    #[error("{message}")]
+    ProjectDenied {
+        /// Message from the rules.
+        message: String,
+    },
+    /// The upload is larger than the rules or the registry allow.
+    #[error("{message}")]
+    TooLarge {
+        /// Message naming the limit.
+        message: String,
+    },
+    /// The upload body is not a well-formed request of its protocol.
+    #[error("{0}")]
+    MalformedUpload(String),
+    /// A digest the client sent does not match the bytes it sent.
+    #[error("{0}")]
+    DigestMismatch(String),
+    /// A write the gateway cannot classify, so it refuses rather than guess.
+    #[error("{0}")]
+    UnclassifiedWrite(String),
+    /// The request path is not acceptable (dot segments, NUL, bad encoding).
+    #[error("{0}")]
+    BadPath(String),
+    /// No registry is configured for this host and path.
+    #[error("no registry is configured at this address")]
+    NoRoute,
+    /// The backend could not be reached.
+    #[error("the registry backend is unavailable; try again later")]
+    UpstreamUnavailable,
+    /// The backend did not answer in time.
+    #[error("the registry backend did not answer in time; try again later")]
+    UpstreamTimeout,
+    /// The backend broke the exchange (reset, malformed response).
+    #[error("the registry backend failed while handling the request; try again later")]
+    UpstreamFailed,
+    /// The client sent a request the HTTP layer could not read.
+    #[error("the request could not be read: {0}")]
+    BadRequest(String),
+    /// A failure inside the gateway.
+    #[error("internal error in the gateway; the request was not forwarded")]
+    Internal,
+}
+
+impl Refusal {
+    /// The stable code clients and scripts may match on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::ProjectDenied { .. } => "project_denied",
+            Refusal::TooLarge { .. } => "upload_too_large",
+            Refusal::MalformedUpload(_) => "malformed_upload",
+            Refusal::DigestMismatch(_) => "digest_mismatch",
+            Refusal::UnclassifiedWrite(_) => "unclassified_write",
+            Refusal::BadPath(_) => "bad_path",
+            Refusal::NoRoute => "no_route",
+            Refusal::UpstreamUnavailable => "upstream_unavailable",
+            Refusal::UpstreamTimeout => "upstream_timeout",
+            Refusal::UpstreamFailed => "upstream_failed",
+            Refusal::BadRequest(_) => "bad_request",
+            Refusal::Internal => "internal_error",
+        }
+    }
+
+    /// The HTTP status for this refusal.
+    pub fn status(&self) -> u16 {
+        match self {
+            Refusal::ProjectDenied { .. } => 403,
+            Refusal::TooLarge { .. } => 413,
+            Refusal::MalformedUpload(_) | Refusal::DigestMismatch(_) | Refusal::BadPath(_) | Refusal::BadRequest(_) => {
+                400
+            }
+            Refusal::UnclassifiedWrite(_) => 405,
+            Refusal::NoRoute => 404,
+            Refusal::UpstreamUnavailable | Refusal::UpstreamFailed => 502,
+            Refusal::UpstreamTimeout => 504,
+            Refusal::Internal => 500,
+        }
+    }
+
+    /// Builds the refusal for a rules decision.
+    pub fn from_rules(kind: RefusalKind, message: String) -> Self {
+        match kind {
+            RefusalKind::ProjectDenied => Refusal::ProjectDenied { message },
+            RefusalKind::TooLarge => Refusal::TooLarge { message },
+        }
+    }
+
+    /// The JSON body sent to the client.
+    pub fn body(&self, request_id: &str) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            code: &'a str,
+            message: &'a str,
+            /// Same text as `message`: the npm CLI prints this field.
+            error: &'a str,
+            request_id: &'a str,
+        }
+        let message = self.to_string();
+        serde_json::to_vec(&Body {
+            code: self.code(),
+            message: &message,
+            error: &message,
+            request_id,
+        })
+        .unwrap_or_default()
+    }
+
+    /// An HTTP/1.1 reason phrase carrying the message (twine prints the reason phrase, which is
+    /// where PyPI puts its error text): visible ASCII only, at most 300 bytes.
+    pub fn reason_phrase(&self) -> String {
+        let mut phrase: String = self
+            .to_string()
+            .chars()
+            .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+            .take(300)
+            .collect();
+        phrase.truncate(phrase.trim_end().len());
+        if phrase.is_empty() {
+            phrase.push_str("Refused");
+        }
+        phrase
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_is_json_with_code_message_and_request_id() {
+        let r = Refusal::ProjectDenied {
+            message: "no \"quotes\" here".into(),
+        };
+        let v: serde_json::Value = serde_json::from_slice(&r.body("req-1")).expect("json");
+        assert_eq!(v["code"], "project_denied");
+        assert_eq!(v["message"], "no \"quotes\" here");
+        assert_eq!(v["error"], v["message"]);
+        assert_eq!(v["request_id"], "req-1");
+        assert_eq!(r.status(), 403);
+    }
+
+    #[test]
+    fn reason_phrase_is_safe_for_a_status_line() {
+        let r = Refusal::MalformedUpload("line\r\nInjected: yes ünï".into());
+        let phrase = r.reason_phrase();
+        assert!(!phrase.contains('\r') && !phrase.contains('\n'));
+        assert!(phrase.is_ascii());
+        let long = Refusal::MalformedUpload("x".repeat(1000));
+        assert_eq!(long.reason_phrase().len(), 300);
+    }
+}

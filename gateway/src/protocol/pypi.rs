@@ -1,0 +1,396 @@
+//! The PyPI legacy upload API: `POST` multipart forms whose `:action` says what they do.
+//!
+//! The form is parsed as it streams (with `multer`, fed chunk by chunk through a bounded
+//! channel), so the gateway learns the project, version and file digest without holding the
+//! body; the `content` part is hashed on the way.
+
+use std::collections::HashSet;
+
+use bytes::Bytes;
+use http::Method;
+use portcullis_rules::{ProjectName, Protocol};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::RequestClass;
+use crate::error::Refusal;
+
+/// Largest non-file form field accepted (metadata, descriptions, attestations).
+pub const MAX_FIELD_BYTES: u64 = 4 << 20;
+
+/// Classifies a request on a PyPI registry.
+pub fn classify(method: &Method, _path: &str) -> Result<RequestClass, Refusal> {
+    match *method {
+        Method::GET | Method::HEAD | Method::OPTIONS => Ok(RequestClass::Read),
+        Method::POST => Ok(RequestClass::PypiForm),
+        _ => Err(Refusal::UnclassifiedWrite(format!(
+            "{method} is not a write this gateway knows for PyPI registries (uploads are multipart POSTs)"
+        ))),
+    }
+}
+
+/// What a PyPI form asks for, once the whole body has been read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FormAction {
+    /// `:action=file_upload`: a distribution file.
+    FileUpload(UploadFacts),
+    /// `:action=remove_pkg`: remove a release (pypiserver).
+    RemovePackage {
+        /// The project.
+        project: ProjectName,
+        /// The version to remove.
+        version: String,
+    },
+}
+
+impl FormAction {
+    /// The project the form targets.
+    pub fn project(&self) -> &ProjectName {
+        match self {
+            FormAction::FileUpload(u) => &u.project,
+            FormAction::RemovePackage { project, .. } => project,
+        }
+    }
+}
+
+/// Facts about an uploaded distribution file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadFacts {
+    /// Normalised project name.
+    pub project: ProjectName,
+    /// Version as sent.
+    pub version: String,
+    /// File name of the `content` part.
+    pub filename: String,
+    /// Size of the file.
+    pub content_bytes: u64,
+    /// SHA-256 of the file, computed by the gateway.
+    pub content_sha256: [u8; 32],
+}
+
+/// Fields whose repetition would let the gateway and the backend read different values.
+const SINGLE_FIELDS: &[&str] = &[
+    ":action",
+    "name",
+    "version",
+    "content",
+    "filetype",
+    "pyversion",
+    "protocol_version",
+    "sha256_digest",
+    "md5_digest",
+    "blake2_256_digest",
+    "attestations",
+];
+
+#[derive(Default)]
+struct FormState {
+    action: Option<String>,
+    name: Option<String>,
+    version: Option<String>,
+    filename: Option<String>,
+    content_bytes: u64,
+    content_sha256: Option<[u8; 32]>,
+    sha256_digest: Option<String>,
+}
+
+type Chunk = Result<Bytes, std::io::Error>;
+
+/// Parses a PyPI multipart form while the proxy streams it to the backend.
+pub struct FormInspector {
+    tx: Option<mpsc::Sender<Chunk>>,
+    task: Option<JoinHandle<Result<FormAction, Refusal>>>,
+    done: Option<Result<FormAction, Refusal>>,
+}
+
+impl FormInspector {
+    /// Starts a parser for a body of `content_type`; refuses anything but `multipart/form-data`.
+    pub fn start(content_type: Option<&str>) -> Result<Self, Refusal> {
+        let content_type = content_type.unwrap_or("");
+        let is_form = content_type
+            .split(';')
+            .next()
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("multipart/form-data"));
+        if !is_form {
+            return Err(Refusal::UnclassifiedWrite(
+                "PyPI uploads must be multipart/form-data POSTs".into(),
+            ));
+        }
+        let boundary = multer::parse_boundary(content_type)
+            .map_err(|e| Refusal::MalformedUpload(format!("bad multipart Content-Type: {e}")))?;
+        let (tx, rx) = mpsc::channel::<Chunk>(8);
+        let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+        let task = tokio::spawn(parse_form(multer::Multipart::new(stream, boundary)));
+        Ok(FormInspector {
+            tx: Some(tx),
+            task: Some(task),
+            done: None,
+        })
+    }
+
+    /// Feeds the next body chunk. Fails as soon as the form is known to be malformed.
+    pub async fn feed(&mut self, chunk: Bytes) -> Result<(), Refusal> {
+        let Some(tx) = &self.tx else {
+            return self.early_result();
+        };
+        if tx.send(Ok(chunk)).await.is_err() {
+            // The parser stopped reading: it finished (epilogue follows) or it failed.
+            self.tx = None;
+            let result = self.join().await;
+            self.done = Some(result);
+            return self.early_result();
+        }
+        Ok(())
+    }
+
+    fn early_result(&self) -> Result<(), Refusal> {
+        match &self.done {
+            Some(Err(e)) => Err(e.clone()),
+            _ => Ok(()),
+        }
+    }
+
+    async fn join(&mut self) -> Result<FormAction, Refusal> {
+        match self.task.take() {
+            Some(task) => task.await.unwrap_or(Err(Refusal::Internal)),
+            None => Err(Refusal::Internal),
+        }
+    }
+
+    /// Ends the body and returns what the form asks for.
+    pub async fn finish(mut self) -> Result<FormAction, Refusal> {
+        self.tx = None;
+        match self.done.take() {
+            Some(result) => result,
+            None => self.join().await,
+        }
+    }
+}
+
+impl Drop for FormInspector {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+fn malformed(e: multer::Error) -> Refusal {
+    Refusal::MalformedUpload(format!("the upload form could not be read: {e}"))
+}
+
+async fn parse_form(mut form: multer::Multipart<'static>) -> Result<FormAction, Refusal> {
+    let mut state = FormState::default();
+    let mut seen: HashSet<String> = HashSet::new();
+    while let Some(mut field) = form.next_field().await.map_err(malformed)? {
+        let name = field.name().unwrap_or("").to_owned();
+        if SINGLE_FIELDS.contains(&name.as_str()) && !seen.insert(name.clone()) {
+            return Err(Refusal::MalformedUpload(format!(
+                "the form field {name:?} appears more than once; send it once"
+            )));
+        }
+        if name == "content" {
+            let filename = field
+                .file_name()
+                .ok_or_else(|| Refusal::MalformedUpload("the content part has no filename".into()))?
+                .to_owned();
+            let mut hasher = Sha256::new();
+            let mut bytes = 0u64;
+            while let Some(chunk) = field.chunk().await.map_err(malformed)? {
+                bytes += chunk.len() as u64;
+                hasher.update(&chunk);
+            }
+            state.filename = Some(filename);
+            state.content_bytes = bytes;
+            state.content_sha256 = Some(hasher.finalize().into());
+            continue;
+        }
+        let mut value = Vec::new();
+        while let Some(chunk) = field.chunk().await.map_err(malformed)? {
+            if (value.len() + chunk.len()) as u64 > MAX_FIELD_BYTES {
+                return Err(Refusal::MalformedUpload(format!(
+                    "the form field {name:?} is larger than {MAX_FIELD_BYTES} bytes"
+                )));
+            }
+            value.extend_from_slice(&chunk);
+        }
+        let text = || {
+            String::from_utf8(value.clone())
+                .map_err(|_| Refusal::MalformedUpload(format!("the form field {name:?} is not UTF-8")))
+        };
+        match name.as_str() {
+            ":action" => state.action = Some(text()?),
+            "name" => state.name = Some(text()?),
+            "version" => state.version = Some(text()?),
+            "sha256_digest" => state.sha256_digest = Some(text()?),
+            _ => {}
+        }
+    }
+    state.into_action()
+}
+
+impl FormState {
+    fn into_action(self) -> Result<FormAction, Refusal> {
+        let action = self
+            .action
+            .ok_or_else(|| Refusal::MalformedUpload("the form has no :action field".into()))?;
+        let name = self
+            .name
+            .ok_or_else(|| Refusal::MalformedUpload("the form has no name field".into()))?;
+        let project =
+            ProjectName::parse(Protocol::Pypi, name.trim()).map_err(|e| Refusal::MalformedUpload(e.to_string()))?;
+        let version = self
+            .version
+            .filter(|v| !v.trim().is_empty())
+            .ok_or_else(|| Refusal::MalformedUpload("the form has no version field".into()))?;
+        match action.as_str() {
+            "file_upload" => {
+                let (Some(filename), Some(sha256)) = (self.filename, self.content_sha256) else {
+                    return Err(Refusal::MalformedUpload("the upload has no content part".into()));
+                };
+                if filename.is_empty() || filename.contains(['/', '\\', '\0']) || filename.starts_with('.') {
+                    return Err(Refusal::MalformedUpload(format!(
+                        "{filename:?} is not a valid distribution filename"
+                    )));
+                }
+                if let Some(claimed) = self.sha256_digest {
+                    if !claimed.trim().eq_ignore_ascii_case(&hex::encode(sha256)) {
+                        return Err(Refusal::DigestMismatch(
+                            "the sha256_digest sent does not match the SHA-256 of the uploaded file".into(),
+                        ));
+                    }
+                }
+                Ok(FormAction::FileUpload(UploadFacts {
+                    project,
+                    version,
+                    filename,
+                    content_bytes: self.content_bytes,
+                    content_sha256: sha256,
+                }))
+            }
+            "remove_pkg" => Ok(FormAction::RemovePackage { project, version }),
+            other => Err(Refusal::UnclassifiedWrite(format!(
+                "the form action {:?} is not supported through this gateway",
+                other.chars().take(40).collect::<String>()
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BOUNDARY: &str = "xYzZY";
+
+    fn form(parts: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for (name, filename, value) in parts {
+            body.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
+            match filename {
+                Some(f) => body.extend_from_slice(
+                    format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
+                ),
+                None => body.extend_from_slice(format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes()),
+            }
+            body.extend_from_slice(value);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+        body
+    }
+
+    async fn inspect(body: &[u8], chunk: usize) -> Result<FormAction, Refusal> {
+        let mut inspector = FormInspector::start(Some(&format!("multipart/form-data; boundary={BOUNDARY}")))?;
+        for piece in body.chunks(chunk) {
+            inspector.feed(Bytes::copy_from_slice(piece)).await?;
+        }
+        inspector.finish().await
+    }
+
+    fn upload_form(extra: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
+        let mut parts: Vec<(&str, Option<&str>, &[u8])> = vec![
+            (":action", None, b"file_upload"),
+            ("name", None, b"Demo_Pkg"),
+            ("version", None, b"1.0"),
+            ("content", Some("demo_pkg-1.0.tar.gz"), b"file bytes"),
+        ];
+        parts.extend_from_slice(extra);
+        form(&parts)
+    }
+
+    #[tokio::test]
+    async fn upload_facts_are_read_across_any_chunking() {
+        let body = upload_form(&[]);
+        for chunk in [1, 7, 64, body.len()] {
+            match inspect(&body, chunk).await {
+                Ok(FormAction::FileUpload(u)) => {
+                    assert_eq!(u.project.as_str(), "demo-pkg");
+                    assert_eq!(u.filename, "demo_pkg-1.0.tar.gz");
+                    assert_eq!(u.content_bytes, 10);
+                    assert_eq!(u.content_sha256, <[u8; 32]>::from(Sha256::digest(b"file bytes")));
+                }
+                other => panic!("chunk {chunk}: {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn digest_mismatch_is_refused_and_match_passes() {
+        let good = hex::encode(Sha256::digest(b"file bytes"));
+        assert!(inspect(&upload_form(&[("sha256_digest", None, good.as_bytes())]), 5)
+            .await
+            .is_ok());
+        let bad = "0".repeat(64);
+        assert!(matches!(
+            inspect(&upload_form(&[("sha256_digest", None, bad.as_bytes())]), 5).await,
+            Err(Refusal::DigestMismatch(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn duplicated_fields_are_refused() {
+        let body = upload_form(&[("name", None, b"other")]);
+        assert!(matches!(inspect(&body, 16).await, Err(Refusal::MalformedUpload(m)) if m.contains("more than once")));
+        let body = upload_form(&[("content", Some("evil-1.0.tar.gz"), b"x")]);
+        assert!(inspect(&body, 16).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn missing_parts_and_unknown_actions_are_refused() {
+        let no_content = form(&[
+            (":action", None, b"file_upload"),
+            ("name", None, b"a"),
+            ("version", None, b"1"),
+        ]);
+        assert!(matches!(
+            inspect(&no_content, 8).await,
+            Err(Refusal::MalformedUpload(_))
+        ));
+        let submit = form(&[
+            (":action", None, b"submit"),
+            ("name", None, b"a"),
+            ("version", None, b"1"),
+        ]);
+        assert!(matches!(inspect(&submit, 8).await, Err(Refusal::UnclassifiedWrite(_))));
+        let remove = form(&[
+            (":action", None, b"remove_pkg"),
+            ("name", None, b"A.b"),
+            ("version", None, b"1"),
+        ]);
+        assert!(
+            matches!(inspect(&remove, 8).await, Ok(FormAction::RemovePackage { project, .. }) if project.as_str() == "a-b")
+        );
+        assert!(matches!(
+            inspect(b"garbage without boundaries", 4).await,
+            Err(Refusal::MalformedUpload(_))
+        ));
+    }
+
+    #[test]
+    fn only_multipart_posts_start_an_inspector() {
+        assert!(FormInspector::start(Some("application/json")).is_err());
+        assert!(FormInspector::start(None).is_err());
+    }
+}

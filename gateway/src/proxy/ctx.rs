@@ -1,0 +1,155 @@
+//! Per-request state carried through pingora's phases.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use portcullis_rules::{Decision, ProjectName, WriteAction};
+use sha2::{Digest, Sha256, Sha512};
+
+use super::holdback::HoldBack;
+use crate::error::Refusal;
+use crate::metrics::Metrics;
+use crate::protocol::pypi::FormInspector;
+use crate::protocol::RequestClass;
+use crate::reload::RulesSnapshot;
+
+/// Everything the gateway knows about one request.
+pub struct RequestCtx {
+    /// Request id, sent upstream and to the client as `X-Request-Id`.
+    pub id: String,
+    /// When the request started.
+    pub started: Instant,
+    /// Index of the matched registry in the gateway's route table.
+    pub route: Option<usize>,
+    /// Path and query to send upstream.
+    pub upstream_path: Option<String>,
+    /// What the request is.
+    pub class: RequestClass,
+    /// The rules snapshot the request is decided under (taken once, at the start).
+    pub rules: Option<Arc<RulesSnapshot>>,
+    /// Body state of a decided write.
+    pub write: Option<WriteState>,
+    /// The refusal to send, when the gateway refuses.
+    pub refusal: Option<Refusal>,
+    /// The decision made on a write.
+    pub decision: Option<DecisionRecord>,
+    /// Body bytes received from the client.
+    pub body_bytes: u64,
+    /// When the backend's response header arrived.
+    pub upstream_header_at: Option<Instant>,
+    /// Original `Host` (without port) for routing and `X-Forwarded-Host`.
+    pub host: Option<String>,
+    /// Keeps the in-flight gauge raised while a write runs.
+    pub in_flight: Option<InFlight>,
+}
+
+impl RequestCtx {
+    /// A fresh context.
+    pub fn new() -> Self {
+        RequestCtx {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            started: Instant::now(),
+            route: None,
+            upstream_path: None,
+            class: RequestClass::Read,
+            rules: None,
+            write: None,
+            refusal: None,
+            decision: None,
+            body_bytes: 0,
+            upstream_header_at: None,
+            host: None,
+            in_flight: None,
+        }
+    }
+}
+
+impl Default for RequestCtx {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Streaming state of a write body: hashes, the held-back tail and the form parser.
+pub struct WriteState {
+    /// The held-back tail.
+    pub holdback: HoldBack,
+    /// SHA-256 of the whole body.
+    pub sha256: Sha256,
+    /// SHA-512 of the whole body (npm uses SHA-512 integrity).
+    pub sha512: Option<Sha512>,
+    /// The PyPI form parser, for PyPI posts.
+    pub form: Option<FormInspector>,
+    /// What the write does, once known.
+    pub action: Option<WriteAction>,
+    /// The project, once known.
+    pub project: Option<ProjectName>,
+}
+
+impl WriteState {
+    /// State for a write; `sha512` for protocols that use it.
+    pub fn new(
+        sha512: bool,
+        form: Option<FormInspector>,
+        action: Option<WriteAction>,
+        project: Option<ProjectName>,
+    ) -> Self {
+        WriteState {
+            holdback: HoldBack::default(),
+            sha256: Sha256::new(),
+            sha512: sha512.then(Sha512::new),
+            form,
+            action,
+            project,
+        }
+    }
+
+    /// Hashes a chunk.
+    pub fn hash(&mut self, chunk: &[u8]) {
+        self.sha256.update(chunk);
+        if let Some(h) = &mut self.sha512 {
+            h.update(chunk);
+        }
+    }
+}
+
+/// What was decided about a write, for logs and metrics.
+#[derive(Debug, Clone)]
+pub struct DecisionRecord {
+    /// The project.
+    pub project: ProjectName,
+    /// The kind of write.
+    pub action: WriteAction,
+    /// The decision.
+    pub decision: Decision,
+    /// Hex SHA-256 of the body, when the whole body was seen.
+    pub body_sha256: Option<String>,
+    /// Version and filename (PyPI uploads).
+    pub detail: Option<String>,
+}
+
+/// Raises the in-flight uploads gauge for its lifetime.
+pub struct InFlight {
+    metrics: Arc<Metrics>,
+    registry: String,
+}
+
+impl InFlight {
+    /// Raises the gauge for `registry`.
+    pub fn new(metrics: Arc<Metrics>, registry: &str) -> Self {
+        metrics.uploads_in_flight.with_label_values(&[registry]).inc();
+        InFlight {
+            metrics,
+            registry: registry.to_owned(),
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.metrics
+            .uploads_in_flight
+            .with_label_values(&[&self.registry])
+            .dec();
+    }
+}

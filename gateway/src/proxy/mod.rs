@@ -1,0 +1,582 @@
+//! The pingora proxy: one request's path through the gateway.
+//!
+//! accept → route ([`Gateway::route`]) → classify ([`crate::protocol`]) → stream, hash and hold
+//! back ([`Gateway::on_write_chunk`]) → decide (`portcullis_rules`) → release or reset
+//! ([`holdback`], [`upstream`]) → record ([`Gateway::record`]).
+
+pub mod ctx;
+pub mod holdback;
+pub mod upstream;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{Error, ErrorSource, ErrorType, Result};
+use portcullis_rules::{Outcome, Protocol, WriteAction, WriteFacts};
+use sha2::Digest;
+
+use self::ctx::{DecisionRecord, InFlight, RequestCtx, WriteState};
+use self::upstream::UpstreamPeers;
+use crate::config::Registry;
+use crate::error::Refusal;
+use crate::metrics::Metrics;
+use crate::protocol::pypi::{FormAction, FormInspector};
+use crate::protocol::{self, RequestClass};
+use crate::reload::RulesHandle;
+
+/// A registry with its upstream peers.
+struct RouteEntry {
+    registry: Arc<Registry>,
+    peers: UpstreamPeers,
+}
+
+/// The gateway's proxy logic.
+pub struct Gateway {
+    routes: Vec<RouteEntry>,
+    rules: Arc<RulesHandle>,
+    metrics: Arc<Metrics>,
+}
+
+const VIA: &str = "1.1 portcullis";
+
+/// How long a refused request's remaining body is read and discarded before closing.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Gateway {
+    /// A gateway over `registries` (most specific route first), deciding with `rules`.
+    pub fn new(registries: &[Arc<Registry>], rules: Arc<RulesHandle>, metrics: Arc<Metrics>) -> Self {
+        let routes = registries
+            .iter()
+            .map(|r| RouteEntry {
+                registry: r.clone(),
+                peers: UpstreamPeers::new(r),
+            })
+            .collect();
+        Gateway { routes, rules, metrics }
+    }
+
+    fn registry(&self, ctx: &RequestCtx) -> Option<&Arc<Registry>> {
+        ctx.route.and_then(|i| self.routes.get(i)).map(|r| &r.registry)
+    }
+
+    fn registry_label<'a>(&'a self, ctx: &RequestCtx) -> &'a str {
+        self.registry(ctx).map_or("none", |r| r.name.as_str())
+    }
+
+    /// Routes and classifies the request head; returns a refusal to send instead of proxying.
+    fn route(&self, session: &Session, ctx: &mut RequestCtx) -> std::result::Result<(), Refusal> {
+        let req = session.req_header();
+        let host = req
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri.host())
+            .map(|h| strip_port(h).to_ascii_lowercase());
+        ctx.host = host.clone();
+        let path = protocol::path::check(req.uri.path())?;
+        let (index, rest) = self
+            .routes
+            .iter()
+            .enumerate()
+            .find_map(|(i, r)| r.registry.route.strip(host.as_deref(), path).map(|rest| (i, rest)))
+            .ok_or(Refusal::NoRoute)?;
+        ctx.route = Some(index);
+        let registry = &self.routes[index].registry;
+        ctx.upstream_path = Some(match req.uri.query() {
+            Some(q) => format!("{rest}?{q}"),
+            None => rest.to_owned(),
+        });
+        ctx.class = protocol::classify(registry.protocol, &req.method, rest)?;
+
+        let declared_length = req
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if let Some(length) = declared_length {
+            self.check_size(ctx, registry, length)?;
+        }
+
+        let rules = ctx.rules.clone().ok_or(Refusal::Internal)?;
+        match &ctx.class {
+            RequestClass::Write { action, project } => {
+                // The project is known from the path: refuse denied projects before any byte
+                // reaches the backend. The final decision still comes at the end of the body.
+                let facts = WriteFacts {
+                    registry: &registry.name,
+                    action: *action,
+                    project,
+                    body_bytes: 0,
+                };
+                let decision = rules.rules.decide_write(&facts);
+                if let Outcome::Refuse { kind, message } = &decision.outcome {
+                    let refusal = Refusal::from_rules(*kind, message.clone());
+                    ctx.decision = Some(DecisionRecord {
+                        project: project.clone(),
+                        action: *action,
+                        decision,
+                        body_sha256: None,
+                        detail: None,
+                    });
+                    return Err(refusal);
+                }
+                ctx.write = Some(WriteState::new(true, None, Some(*action), Some(project.clone())));
+            }
+            RequestClass::PypiForm => {
+                let content_type = req
+                    .headers
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok());
+                let form = FormInspector::start(content_type)?;
+                ctx.write = Some(WriteState::new(false, Some(form), None, None));
+            }
+            RequestClass::Read | RequestClass::Account => {}
+        }
+        if ctx.write.is_some() {
+            ctx.in_flight = Some(InFlight::new(self.metrics.clone(), &registry.name));
+        }
+        Ok(())
+    }
+
+    /// Refuses bodies over the registry's hard limit, and uploads over the policy limit.
+    fn check_size(&self, ctx: &RequestCtx, registry: &Registry, bytes: u64) -> std::result::Result<(), Refusal> {
+        if bytes > registry.max_body_bytes {
+            return Err(Refusal::TooLarge {
+                message: format!(
+                    "the request body is larger than this registry accepts ({} bytes at most)",
+                    registry.max_body_bytes
+                ),
+            });
+        }
+        let is_upload = match &ctx.class {
+            RequestClass::PypiForm => true,
+            RequestClass::Write { action, .. } => *action == WriteAction::Upload,
+            _ => false,
+        };
+        if is_upload {
+            if let Some(rules) = &ctx.rules {
+                if let Some(d) = rules.rules.check_upload_size(&registry.name, bytes) {
+                    if let Outcome::Refuse { kind, message } = d.outcome {
+                        return Err(Refusal::from_rules(kind, message));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles one body chunk of a request: count, limit, hash, parse, hold back, and at the end
+    /// decide. Returns the bytes to forward now.
+    async fn on_write_chunk(
+        &self,
+        ctx: &mut RequestCtx,
+        chunk: Option<Bytes>,
+        end_of_stream: bool,
+    ) -> std::result::Result<Option<Bytes>, Refusal> {
+        let registry = self.registry(ctx).ok_or(Refusal::Internal)?.clone();
+        let chunk = chunk.unwrap_or_default();
+        ctx.body_bytes += chunk.len() as u64;
+        self.check_size(ctx, &registry, ctx.body_bytes)?;
+        let Some(write) = ctx.write.as_mut() else {
+            return Ok(Some(chunk));
+        };
+        write.hash(&chunk);
+        if let Some(form) = write.form.as_mut() {
+            if !chunk.is_empty() {
+                form.feed(chunk.clone()).await?;
+            }
+        }
+        if !end_of_stream {
+            return Ok(Some(write.holdback.push(chunk)));
+        }
+
+        // The whole body has been seen: decide before releasing the tail.
+        let tail = write.holdback.release();
+        let body_sha256 = hex::encode(std::mem::take(&mut write.sha256).finalize());
+        let (action, project, detail) = match write.form.take() {
+            Some(form) => match form.finish().await? {
+                FormAction::FileUpload(u) => {
+                    let detail = format!("{} {} sha256={}", u.version, u.filename, hex::encode(u.content_sha256));
+                    (WriteAction::Upload, u.project, Some(detail))
+                }
+                removal @ FormAction::RemovePackage { .. } => {
+                    let detail = match &removal {
+                        FormAction::RemovePackage { version, .. } => Some(format!("remove {version}")),
+                        FormAction::FileUpload(_) => None,
+                    };
+                    (WriteAction::Change, removal.project().clone(), detail)
+                }
+            },
+            None => match (write.action, write.project.clone()) {
+                (Some(a), Some(p)) => (a, p, None),
+                _ => return Err(Refusal::Internal),
+            },
+        };
+        let rules = ctx.rules.clone().ok_or(Refusal::Internal)?;
+        let decision = rules.rules.decide_write(&WriteFacts {
+            registry: &registry.name,
+            action,
+            project: &project,
+            body_bytes: ctx.body_bytes,
+        });
+        let refusal = match &decision.outcome {
+            Outcome::Allow => None,
+            Outcome::Refuse { kind, message } => Some(Refusal::from_rules(*kind, message.clone())),
+        };
+        ctx.decision = Some(DecisionRecord {
+            project,
+            action,
+            decision,
+            body_sha256: Some(body_sha256),
+            detail,
+        });
+        if let Some(refusal) = refusal {
+            return Err(refusal);
+        }
+        Ok(Some(concat(tail, chunk)))
+    }
+
+    /// Writes a refusal as JSON, with the message in the reason phrase on PyPI routes.
+    async fn respond_refusal(&self, session: &mut Session, ctx: &RequestCtx, refusal: &Refusal) -> Result<()> {
+        let body = refusal.body(&ctx.id);
+        let mut resp = ResponseHeader::build(refusal.status(), Some(6))?;
+        if self.registry(ctx).is_some_and(|r| r.protocol == Protocol::Pypi) {
+            resp.set_reason_phrase(Some(&refusal.reason_phrase()))?;
+        }
+        resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+        resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+        resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+        resp.insert_header("x-request-id", ctx.id.as_str())?;
+        resp.insert_header(http::header::VIA, VIA)?;
+        let body_pending = !session.is_body_done();
+        if body_pending {
+            // The client is still sending: do not keep a connection with unread body bytes.
+            session.set_keepalive(None);
+        }
+        session.write_response_header(Box::new(resp), false).await?;
+        session.write_response_body(Some(Bytes::from(body)), true).await?;
+        if body_pending {
+            // Lingering close, as nginx does: read and discard what the client is still sending
+            // for a bounded time, so closing does not reset the connection before the client
+            // has read the refusal. Nothing read here is forwarded.
+            let _ = tokio::time::timeout(LINGER, session.drain_request_body()).await;
+        }
+        Ok(())
+    }
+
+    /// Records metrics and the access / decision log line of a finished request.
+    fn record(&self, session: &Session, error: Option<&Error>, ctx: &RequestCtx) {
+        let registry = self.registry_label(ctx);
+        let class = ctx.class.method_class();
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let status_label = status.to_string();
+        let m = &self.metrics;
+        m.requests.with_label_values(&[registry, class, &status_label]).inc();
+        m.request_bytes
+            .with_label_values(&[registry, class])
+            .inc_by(ctx.body_bytes);
+        m.request_duration
+            .with_label_values(&[registry, class])
+            .observe(ctx.started.elapsed().as_secs_f64());
+        if let Some(refusal) = &ctx.refusal {
+            m.refusals.with_label_values(&[registry, refusal.code()]).inc();
+        }
+        let revision = ctx.rules.as_ref().map_or("", |r| r.rules.revision());
+        let req = session.req_header();
+        let duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
+        if let Some(d) = &ctx.decision {
+            let outcome = if d.decision.is_allowed() { "allow" } else { "refuse" };
+            m.decisions
+                .with_label_values(&[registry, d.decision.rule.as_str(), outcome])
+                .inc();
+            if outcome == "allow" && d.action == WriteAction::Upload {
+                m.upload_size
+                    .with_label_values(&[registry])
+                    .observe(ctx.body_bytes as f64);
+            }
+            tracing::info!(
+                target: "portcullis::decision",
+                request_id = %ctx.id,
+                registry,
+                project = d.project.as_str(),
+                action = d.action.as_str(),
+                outcome,
+                rule = d.decision.rule.as_str(),
+                rules_revision = revision,
+                code = ctx.refusal.as_ref().map_or("", |r| r.code()),
+                status,
+                body_bytes = ctx.body_bytes,
+                body_sha256 = d.body_sha256.as_deref().unwrap_or(""),
+                detail = d.detail.as_deref().unwrap_or(""),
+                duration_ms,
+                "decision"
+            );
+        } else if ctx.class != RequestClass::Read || ctx.refusal.is_some() || error.is_some() {
+            tracing::info!(
+                target: "portcullis::access",
+                request_id = %ctx.id,
+                registry,
+                method = %req.method,
+                path = req.uri.path(),
+                class,
+                status,
+                code = ctx.refusal.as_ref().map_or("", |r| r.code()),
+                error = error.map(|e| e.to_string()).unwrap_or_default(),
+                rules_revision = revision,
+                body_bytes = ctx.body_bytes,
+                duration_ms,
+                "request"
+            );
+        } else {
+            tracing::debug!(
+                target: "portcullis::access",
+                request_id = %ctx.id,
+                registry,
+                method = %req.method,
+                path = req.uri.path(),
+                status,
+                duration_ms,
+                "request"
+            );
+        }
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    host.rsplit_once(':').map_or(
+        host,
+        |(h, p)| if p.bytes().all(|b| b.is_ascii_digit()) { h } else { host },
+    )
+}
+
+fn concat(a: Bytes, b: Bytes) -> Bytes {
+    match (a.is_empty(), b.is_empty()) {
+        (true, _) => b,
+        (_, true) => a,
+        _ => {
+            let mut joined = BytesMut::with_capacity(a.len() + b.len());
+            joined.extend_from_slice(&a);
+            joined.extend_from_slice(&b);
+            joined.freeze()
+        }
+    }
+}
+
+/// Maps a pingora failure to what the client is told (and a metric kind), or `None` when the
+/// client is gone.
+fn refusal_for_error(e: &Error) -> Option<(Refusal, &'static str)> {
+    use ErrorType::*;
+    match (e.esource(), e.etype()) {
+        (_, ConnectTimedout) => Some((Refusal::UpstreamTimeout, "connect_timeout")),
+        (
+            _,
+            ConnectRefused | ConnectNoRoute | ConnectError | ConnectProxyFailure | TLSHandshakeFailure | InvalidCert,
+        ) => Some((Refusal::UpstreamUnavailable, "connect")),
+        (ErrorSource::Upstream, ReadTimedout | WriteTimedout) => Some((Refusal::UpstreamTimeout, "timeout")),
+        (ErrorSource::Upstream, _) => Some((Refusal::UpstreamFailed, "protocol")),
+        (ErrorSource::Downstream, ReadError | WriteError | ConnectionClosed | ReadTimedout | WriteTimedout) => None,
+        (ErrorSource::Downstream, _) => Some((Refusal::BadRequest(e.etype().as_str().to_owned()), "")),
+        _ => Some((Refusal::Internal, "")),
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        ctx.rules = Some(self.rules.current());
+        match self.route(session, ctx) {
+            Ok(()) => Ok(false),
+            Err(refusal) => {
+                self.respond_refusal(session, ctx, &refusal).await?;
+                ctx.refusal = Some(refusal);
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        let route = ctx
+            .route
+            .and_then(|i| self.routes.get(i))
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "request without a route"))?;
+        Ok(route.peers.peer(ctx.write.is_some()))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(path) = &ctx.upstream_path {
+            let uri = path
+                .parse::<http::Uri>()
+                .map_err(|e| Error::because(ErrorType::InternalError, "rewriting the upstream path", e))?;
+            upstream_request.set_uri(uri);
+        }
+        let client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().to_string());
+        if let Some(ip) = client_ip {
+            let forwarded_for = match upstream_request
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(prior) => format!("{prior}, {ip}"),
+                None => ip,
+            };
+            upstream_request.insert_header("x-forwarded-for", forwarded_for)?;
+        }
+        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        upstream_request.insert_header("x-forwarded-proto", if tls { "https" } else { "http" })?;
+        match &ctx.host {
+            Some(host) => upstream_request.insert_header("x-forwarded-host", host.as_str())?,
+            None => {
+                upstream_request.remove_header("x-forwarded-host");
+            }
+        }
+        let via = match upstream_request
+            .headers
+            .get(http::header::VIA)
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(prior) => format!("{prior}, {VIA}"),
+            None => VIA.to_owned(),
+        };
+        upstream_request.insert_header(http::header::VIA, via)?;
+        upstream_request.insert_header("x-request-id", ctx.id.as_str())?;
+        Ok(())
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        match self.on_write_chunk(ctx, body.take(), end_of_stream).await {
+            Ok(forward) => {
+                // Never `None` mid-stream: that would end the upstream body early.
+                *body = forward;
+                Ok(())
+            }
+            Err(refusal) => {
+                let status = refusal.status();
+                ctx.refusal = Some(refusal);
+                Error::e_explain(ErrorType::HTTPStatus(status), "refused by the gateway")
+            }
+        }
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if ctx.upstream_header_at.is_none() {
+            let now = Instant::now();
+            ctx.upstream_header_at = Some(now);
+            self.metrics
+                .upstream_latency
+                .with_label_values(&[self.registry_label(ctx)])
+                .observe(now.duration_since(ctx.started).as_secs_f64());
+        }
+        let via = match upstream_response
+            .headers
+            .get(http::header::VIA)
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(prior) => format!("{prior}, {VIA}"),
+            None => VIA.to_owned(),
+        };
+        upstream_response.insert_header(http::header::VIA, via)?;
+        upstream_response.insert_header("x-request-id", ctx.id.as_str())?;
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+        let refusal = match ctx.refusal.clone() {
+            Some(r) => Some(r),
+            None => refusal_for_error(e).map(|(refusal, kind)| {
+                if !kind.is_empty() {
+                    self.metrics
+                        .upstream_errors
+                        .with_label_values(&[self.registry_label(ctx), kind])
+                        .inc();
+                }
+                refusal
+            }),
+        };
+        let Some(refusal) = refusal else {
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        };
+        let code = refusal.status();
+        if session.response_written().is_none() {
+            if let Err(write_error) = self.respond_refusal(session, ctx, &refusal).await {
+                tracing::debug!(request_id = %ctx.id, error = %write_error, "could not send the refusal");
+            }
+        }
+        ctx.refusal = Some(refusal);
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, _error: &Error) -> bool {
+        // Refusals are decisions, logged once as such by `record`; not proxy errors.
+        ctx.refusal.as_ref().is_some_and(|r| {
+            !matches!(
+                r,
+                Refusal::UpstreamUnavailable | Refusal::UpstreamTimeout | Refusal::UpstreamFailed | Refusal::Internal
+            )
+        })
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        self.record(session, e, ctx);
+        ctx.in_flight = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_stripped_from_hosts() {
+        assert_eq!(strip_port("example.org:8080"), "example.org");
+        assert_eq!(strip_port("example.org"), "example.org");
+        assert_eq!(strip_port("[::1]:8080"), "::1");
+    }
+
+    #[test]
+    fn concat_avoids_copies_when_one_side_is_empty() {
+        assert_eq!(concat(Bytes::new(), Bytes::from_static(b"b")), Bytes::from_static(b"b"));
+        assert_eq!(
+            concat(Bytes::from_static(b"a"), Bytes::from_static(b"b")),
+            Bytes::from_static(b"ab")
+        );
+    }
+}

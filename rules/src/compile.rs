@@ -1,0 +1,365 @@
+//! Validation and compilation of raw rules into the immutable value the hot path shares.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use sha2::{Digest, Sha256};
+
+use crate::decide::RuleId;
+use crate::name::{normalize_pypi, Protocol};
+use crate::schema::{RawProjectRule, RawRegistryRules, RawRules, RawVerdict};
+
+/// One rules file: where it came from (for messages) and its text.
+#[derive(Debug, Clone)]
+pub struct RuleSource {
+    /// A name for messages, usually the file path.
+    pub name: String,
+    /// The TOML text.
+    pub text: String,
+}
+
+/// A registry the gateway configuration defines, which rules may refer to.
+#[derive(Debug, Clone)]
+pub struct KnownRegistry {
+    /// The registry's name.
+    pub name: String,
+    /// Its protocol, which decides how names in patterns are normalised.
+    pub protocol: Protocol,
+}
+
+/// A rules file that cannot be used, with where and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{source_name}: {field}: {reason}")]
+pub struct RulesError {
+    /// The file (or other source) at fault.
+    pub source_name: String,
+    /// The field path inside it, e.g. `registries.pypi.projects[2].names[0]`.
+    pub field: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// The verdict of a project rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Allow,
+    Deny,
+}
+
+impl From<RawVerdict> for Verdict {
+    fn from(v: RawVerdict) -> Self {
+        match v {
+            RawVerdict::Allow => Verdict::Allow,
+            RawVerdict::Deny => Verdict::Deny,
+        }
+    }
+}
+
+/// A compiled project rule.
+#[derive(Debug)]
+pub(crate) struct ProjectRule {
+    pub(crate) id: RuleId,
+    pub(crate) names: GlobSet,
+    pub(crate) verdict: Verdict,
+    pub(crate) message: Option<Arc<str>>,
+}
+
+/// Compiled policy for one registry.
+#[derive(Debug)]
+pub(crate) struct RegistryPolicy {
+    pub(crate) max_upload_bytes: Option<u64>,
+    pub(crate) default: Verdict,
+    pub(crate) default_message: Option<Arc<str>>,
+    pub(crate) projects: Vec<ProjectRule>,
+}
+
+impl Default for RegistryPolicy {
+    fn default() -> Self {
+        RegistryPolicy {
+            max_upload_bytes: None,
+            default: Verdict::Allow,
+            default_message: None,
+            projects: Vec::new(),
+        }
+    }
+}
+
+/// Validated, compiled rules: immutable, shared behind an `Arc`, swapped whole on reload.
+#[derive(Debug)]
+pub struct CompiledRules {
+    pub(crate) revision: String,
+    pub(crate) sources: Vec<String>,
+    pub(crate) registries: HashMap<String, RegistryPolicy>,
+    pub(crate) empty: RegistryPolicy,
+}
+
+impl CompiledRules {
+    /// Content hash of every source (names and texts), 16 hex digits.
+    pub fn revision(&self) -> &str {
+        &self.revision
+    }
+
+    /// The names of the sources compiled, in order.
+    pub fn sources(&self) -> &[String] {
+        &self.sources
+    }
+
+    /// The policy upload limit for a registry, if the rules set one.
+    pub fn max_upload_bytes(&self, registry: &str) -> Option<u64> {
+        self.policy(registry).max_upload_bytes
+    }
+
+    pub(crate) fn policy(&self, registry: &str) -> &RegistryPolicy {
+        self.registries.get(registry).unwrap_or(&self.empty)
+    }
+}
+
+fn error(source: &str, field: impl Into<String>, reason: impl Into<String>) -> RulesError {
+    RulesError {
+        source_name: source.to_owned(),
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// The revision (content hash) of a list of sources.
+pub fn revision_of(sources: &[RuleSource]) -> String {
+    let mut hasher = Sha256::new();
+    for source in sources {
+        for part in [source.name.as_bytes(), source.text.as_bytes()] {
+            hasher.update((part.len() as u64).to_be_bytes());
+            hasher.update(part);
+        }
+    }
+    hex::encode(&hasher.finalize()[..8])
+}
+
+/// Parses, validates and compiles rules from `sources` against the registries the gateway knows.
+pub fn compile(sources: &[RuleSource], known: &[KnownRegistry]) -> Result<CompiledRules, RulesError> {
+    let protocols: HashMap<&str, Protocol> = known.iter().map(|k| (k.name.as_str(), k.protocol)).collect();
+    let mut registries: HashMap<String, RegistryPolicy> = HashMap::new();
+    let mut defined_in: BTreeMap<String, String> = BTreeMap::new();
+
+    for source in sources {
+        let raw: RawRules = toml::from_str(&source.text).map_err(|e| {
+            let field = match e.span() {
+                Some(span) => {
+                    let (line, column) = line_column(&source.text, span.start);
+                    format!("line {line}, column {column}")
+                }
+                None => "(document)".to_owned(),
+            };
+            error(&source.name, field, e.message())
+        })?;
+        for (registry, rules) in raw.registries {
+            let field = format!("registries.{registry}");
+            let Some(&protocol) = protocols.get(registry.as_str()) else {
+                let mut names: Vec<&str> = protocols.keys().copied().collect();
+                names.sort_unstable();
+                return Err(error(
+                    &source.name,
+                    field,
+                    format!(
+                        "no registry of that name in the configuration (known: {})",
+                        names.join(", ")
+                    ),
+                ));
+            };
+            if let Some(first) = defined_in.insert(registry.clone(), source.name.clone()) {
+                return Err(error(
+                    &source.name,
+                    field,
+                    format!("this registry's rules are already defined in {first}"),
+                ));
+            }
+            let policy = compile_registry(&source.name, &field, protocol, rules)?;
+            registries.insert(registry, policy);
+        }
+    }
+
+    Ok(CompiledRules {
+        revision: revision_of(sources),
+        sources: sources.iter().map(|s| s.name.clone()).collect(),
+        registries,
+        empty: RegistryPolicy::default(),
+    })
+}
+
+fn compile_registry(
+    source: &str,
+    field: &str,
+    protocol: Protocol,
+    raw: RawRegistryRules,
+) -> Result<RegistryPolicy, RulesError> {
+    if raw.max_upload_bytes.is_some_and(|b| b.0 == 0) {
+        return Err(error(
+            source,
+            format!("{field}.max_upload_bytes"),
+            "must be greater than zero",
+        ));
+    }
+    let mut seen = HashSet::new();
+    let mut projects = Vec::with_capacity(raw.projects.len());
+    for (index, rule) in raw.projects.into_iter().enumerate() {
+        let rule_field = format!("{field}.projects[{index}]");
+        projects.push(compile_project_rule(source, &rule_field, protocol, rule, &mut seen)?);
+    }
+    Ok(RegistryPolicy {
+        max_upload_bytes: raw.max_upload_bytes.map(|b| b.0),
+        default: raw.default.map_or(Verdict::Allow, Verdict::from),
+        default_message: raw.default_message.map(Arc::from),
+        projects,
+    })
+}
+
+fn compile_project_rule(
+    source: &str,
+    field: &str,
+    protocol: Protocol,
+    raw: RawProjectRule,
+    seen: &mut HashSet<String>,
+) -> Result<ProjectRule, RulesError> {
+    let id_ok = !raw.id.is_empty()
+        && raw.id.len() <= 64
+        && raw
+            .id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'));
+    if !id_ok {
+        return Err(error(
+            source,
+            format!("{field}.id"),
+            "must be 1 to 64 characters of a-z, 0-9, '-', '_' or '.'",
+        ));
+    }
+    if raw.id == RuleId::DEFAULT || raw.id.starts_with("builtin.") {
+        return Err(error(
+            source,
+            format!("{field}.id"),
+            format!("{:?} is reserved", raw.id),
+        ));
+    }
+    if !seen.insert(raw.id.clone()) {
+        return Err(error(
+            source,
+            format!("{field}.id"),
+            format!("duplicate rule id {:?}", raw.id),
+        ));
+    }
+    if raw.names.is_empty() {
+        return Err(error(
+            source,
+            format!("{field}.names"),
+            "at least one name pattern is required",
+        ));
+    }
+    let mut builder = GlobSetBuilder::new();
+    for (index, pattern) in raw.names.iter().enumerate() {
+        let normalised = match protocol {
+            Protocol::Pypi => normalize_pypi(pattern),
+            Protocol::Npm => pattern.clone(),
+        };
+        let glob = Glob::new(&normalised)
+            .map_err(|e| error(source, format!("{field}.names[{index}]"), e.kind().to_string()))?;
+        builder.add(glob);
+    }
+    let names = builder
+        .build()
+        .map_err(|e| error(source, format!("{field}.names"), e.to_string()))?;
+    Ok(ProjectRule {
+        id: RuleId::new(&raw.id),
+        names,
+        verdict: raw.action.into(),
+        message: raw.message.map(Arc::from),
+    })
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn known() -> Vec<KnownRegistry> {
+        vec![
+            KnownRegistry {
+                name: "pypi".into(),
+                protocol: Protocol::Pypi,
+            },
+            KnownRegistry {
+                name: "npm".into(),
+                protocol: Protocol::Npm,
+            },
+        ]
+    }
+
+    fn source(text: &str) -> Vec<RuleSource> {
+        vec![RuleSource {
+            name: "rules.toml".into(),
+            text: text.into(),
+        }]
+    }
+
+    #[test]
+    fn unknown_registry_names_file_field_and_known_ones() {
+        let err = compile(&source("[registries.pipy]\n"), &known()).expect_err("must fail");
+        assert_eq!(err.source_name, "rules.toml");
+        assert_eq!(err.field, "registries.pipy");
+        assert!(err.reason.contains("known: npm, pypi"), "{}", err.reason);
+    }
+
+    #[test]
+    fn syntax_errors_carry_line_and_column() {
+        let err = compile(&source("[registries.pypi]\nmax_upload_bytes = \"ten\"\n"), &known()).expect_err("must fail");
+        assert!(err.field.starts_with("line 2"), "{}", err.field);
+    }
+
+    #[test]
+    fn duplicate_and_reserved_ids_are_refused() {
+        let dup = "[[registries.pypi.projects]]\nid='a'\nnames=['x']\naction='deny'\n\
+                   [[registries.pypi.projects]]\nid='a'\nnames=['y']\naction='deny'\n";
+        let err = compile(&source(dup), &known()).expect_err("dup");
+        assert_eq!(err.field, "registries.pypi.projects[1].id");
+        let reserved = "[[registries.pypi.projects]]\nid='default'\nnames=['x']\naction='deny'\n";
+        assert!(compile(&source(reserved), &known()).is_err());
+    }
+
+    #[test]
+    fn a_registry_defined_in_two_files_is_refused() {
+        let sources = vec![
+            RuleSource {
+                name: "a.toml".into(),
+                text: "[registries.npm]\n".into(),
+            },
+            RuleSource {
+                name: "b.toml".into(),
+                text: "[registries.npm]\n".into(),
+            },
+        ];
+        let err = compile(&sources, &known()).expect_err("must fail");
+        assert_eq!(err.source_name, "b.toml");
+        assert!(err.reason.contains("a.toml"));
+    }
+
+    #[test]
+    fn revision_changes_with_content_and_is_stable() {
+        let a = compile(&source("[registries.npm]\n"), &known()).expect("ok");
+        let b = compile(&source("[registries.npm]\n"), &known()).expect("ok");
+        let c = compile(&source("[registries.npm]\ndefault='deny'\n"), &known()).expect("ok");
+        assert_eq!(a.revision(), b.revision());
+        assert_ne!(a.revision(), c.revision());
+        assert_eq!(a.revision().len(), 16);
+    }
+
+    #[test]
+    fn zero_size_limit_is_refused() {
+        let err = compile(&source("[registries.npm]\nmax_upload_bytes = 0\n"), &known()).expect_err("zero");
+        assert_eq!(err.field, "registries.npm.max_upload_bytes");
+    }
+}

@@ -1,0 +1,22 @@
+# Shared settings for the scripts: where builds and test tools live (outside the clone, so
+# repeated runs on one machine are warm; everything is rebuilt from cold when absent).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/portcullis/target}"
+export PORTCULLIS_TOOLS="${PORTCULLIS_TOOLS:-$HOME/.cache/portcullis/tools}"
+export PORTCULLIS_BIN="${PORTCULLIS_BIN:-$CARGO_TARGET_DIR/debug/portcullis}"
+
+# System packages the build and the tests need (run as root, as on CI and the dev machines).
+ensure_system_packages() {
+    local missing=()
+    command -v cmake >/dev/null || missing+=(cmake)
+    command -v node >/dev/null || missing+=(nodejs)
+    command -v npm >/dev/null || missing+=(npm)
+    python3 -c 'import venv' 2>/dev/null || missing+=(python3-venv)
+    if ((${#missing[@]})); then
+        echo "installing system packages: ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+    if ! cargo nextest --version >/dev/null 2>&1; then
+        cargo install cargo-nextest --locked
+    fi
+}

@@ -1,0 +1,277 @@
+//! A minimal HTTP/1.1 client over raw sockets, so tests control every byte: framing,
+//! early disconnects (FIN or RST), and what exactly reaches the gateway.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// A parsed response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Reason phrase as sent.
+    pub reason: String,
+    /// Headers, names lower-cased, in order.
+    pub headers: Vec<(String, String)>,
+    /// Body (de-chunked).
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first header of that (lower-case) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Connects with a 10 s read/write timeout.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    stream
+        .set_write_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    stream
+}
+
+/// Sends a whole request and reads the response.
+pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    let mut stream = connect(addr);
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() || matches!(method, "POST" | "PUT") {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).expect("write head");
+    stream.write_all(body).expect("write body");
+    read_response(&mut stream).expect("read response")
+}
+
+/// GET with no body.
+pub fn get(addr: SocketAddr, path: &str) -> Response {
+    request(addr, "GET", path, &[], b"")
+}
+
+/// Reads one response from `stream` (Content-Length, chunked, or until close).
+pub fn read_response(stream: &mut TcpStream) -> std::io::Result<Response> {
+    let mut reader = BufReader::new(stream);
+    let mut status_line = String::new();
+    reader.read_line(&mut status_line)?;
+    if status_line.is_empty() {
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "no response"));
+    }
+    let mut parts = status_line.trim_end().splitn(3, ' ');
+    let _version = parts.next();
+    let status: u16 = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line {status_line:?}")))?;
+    let reason = parts.next().unwrap_or("").to_owned();
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((n, v)) = line.split_once(':') {
+            headers.push((n.trim().to_ascii_lowercase(), v.trim().to_owned()));
+        }
+    }
+    let find = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    let mut body = Vec::new();
+    if let Some(len) = find("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        body.resize(len, 0);
+        reader.read_exact(&mut body)?;
+    } else if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        loop {
+            let mut size_line = String::new();
+            reader.read_line(&mut size_line)?;
+            let size = usize::from_str_radix(size_line.trim().split(';').next().unwrap_or("0"), 16)
+                .map_err(std::io::Error::other)?;
+            let mut chunk = vec![0; size + 2];
+            reader.read_exact(&mut chunk)?;
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
+    } else if status != 204 && status != 304 {
+        reader.read_to_end(&mut body)?;
+    }
+    Ok(Response {
+        status,
+        reason,
+        headers,
+        body,
+    })
+}
+
+/// Encodes `body` as chunked transfer-encoding with chunks of `size` bytes.
+pub fn chunked(body: &[u8], size: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + body.len() / size.max(1) * 8 + 8);
+    for chunk in body.chunks(size.max(1)) {
+        out.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        out.extend_from_slice(chunk);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
+}
+
+/// A multipart/form-data body built from fields and one file part.
+pub struct Form {
+    /// The boundary.
+    pub boundary: String,
+    /// The encoded body.
+    pub body: Vec<u8>,
+}
+
+impl Form {
+    /// A PyPI `file_upload` form for `name`/`version` carrying `content` as `filename`.
+    pub fn pypi_upload(name: &str, version: &str, filename: &str, content: &[u8]) -> Form {
+        let boundary = "portcullis-test-boundary-7f3a".to_owned();
+        let mut body = Vec::new();
+        let mut field = |n: &str, v: &str| {
+            body.extend_from_slice(
+                format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{n}\"\r\n\r\n{v}\r\n").as_bytes(),
+            );
+        };
+        field(":action", "file_upload");
+        field("protocol_version", "1");
+        field("name", name);
+        field("version", version);
+        field("filetype", "sdist");
+        field("pyversion", "source");
+        field("metadata_version", "2.1");
+        field("sha256_digest", &crate::sha256_hex(content));
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"content\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(content);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        Form { boundary, body }
+    }
+
+    /// The Content-Type header value.
+    pub fn content_type(&self) -> String {
+        format!("multipart/form-data; boundary={}", self.boundary)
+    }
+}
+
+/// Basic auth header value.
+pub fn basic_auth(user: &str, password: &str) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let input = format!("{user}:{password}");
+    let bytes = input.as_bytes();
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(TABLE[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    format!("Basic {out}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_auth_encodes_like_rfc_7617() {
+        assert_eq!(
+            basic_auth("Aladdin", "open sesame"),
+            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
+        assert_eq!(basic_auth("a", "b"), "Basic YTpi");
+    }
+
+    #[test]
+    fn chunked_encoding_ends_with_the_last_chunk() {
+        assert_eq!(chunked(b"hello", 2), b"2\r\nhe\r\n2\r\nll\r\n1\r\no\r\n0\r\n\r\n");
+    }
+}
+
+/// How a client ends a connection it abandons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Abort {
+    /// Half-close with FIN after the bytes sent.
+    Fin,
+    /// Reset (SO_LINGER 0, then close).
+    Reset,
+}
+
+/// Sends `head` and the first `sent` bytes of `body`, then abandons the connection.
+/// Returns the response if the gateway answered before the abort (FIN case only).
+pub fn send_and_abort(addr: SocketAddr, head: &str, body: &[u8], sent: usize, abort: Abort) -> Option<Response> {
+    let mut stream = connect(addr);
+    stream.write_all(head.as_bytes()).expect("write head");
+    stream
+        .write_all(&body[..sent.min(body.len())])
+        .expect("write body prefix");
+    stream.flush().expect("flush");
+    // Give the gateway time to forward what it has before the abort.
+    std::thread::sleep(Duration::from_millis(200));
+    match abort {
+        Abort::Fin => {
+            stream.shutdown(std::net::Shutdown::Write).expect("shutdown");
+            stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+            read_response(&mut stream).ok()
+        }
+        Abort::Reset => {
+            let socket = socket2::SockRef::from(&stream);
+            socket.set_linger(Some(Duration::ZERO)).expect("SO_LINGER 0");
+            drop(stream);
+            None
+        }
+    }
+}
+
+/// Request head for an upload with the given framing headers.
+pub fn upload_head(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, String)]) -> String {
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    head
+}
+
+/// Sends a complete request whose body bytes are already framed (e.g. chunked), tolerating a
+/// gateway that answers and closes before the body is fully written.
+pub fn send_framed(addr: SocketAddr, head: &str, framed_body: &[u8]) -> std::io::Result<Response> {
+    let mut stream = connect(addr);
+    stream.write_all(head.as_bytes())?;
+    // A refusal may come before the whole body is written: stop writing then, read the answer.
+    for piece in framed_body.chunks(64 * 1024) {
+        if stream.write_all(piece).is_err() {
+            break;
+        }
+    }
+    read_response(&mut stream)
+}

@@ -1,0 +1,93 @@
+//! A real pypiserver with htpasswd auth for uploads, on a loopback port.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::process::Managed;
+use crate::tools::tools;
+
+/// The upload user and password configured in pypiserver.
+pub const USER: &str = "alice";
+/// The upload password.
+pub const PASSWORD: &str = "s3cret-backend";
+
+/// A running pypiserver.
+pub struct Pypiserver {
+    /// Where it stores packages (flat: `<dir>/<filename>`).
+    pub packages: PathBuf,
+    addr: SocketAddr,
+    process: Managed,
+}
+
+impl Pypiserver {
+    /// Starts pypiserver under `work` (packages in `work/packages`) on its default server
+    /// (waitress, which drops a request whose body ends early).
+    pub fn start(work: &Path) -> Pypiserver {
+        Self::start_on(work, "auto")
+    }
+
+    /// Starts pypiserver on the `wsgiref` server, what a plain `pip install pypiserver` runs
+    /// without waitress: it answers and *stores* a Content-Length upload cut short by a FIN.
+    pub fn start_wsgiref(work: &Path) -> Pypiserver {
+        Self::start_on(work, "wsgiref")
+    }
+
+    fn start_on(work: &Path, server: &str) -> Pypiserver {
+        let tools = tools();
+        let packages = work.join("packages");
+        std::fs::create_dir_all(&packages).expect("packages dir");
+        let htpasswd = work.join("htpasswd");
+        let status = Command::new(tools.python())
+            .arg("-c")
+            .arg(format!(
+                "from passlib.apache import HtpasswdFile as H; h=H({:?}, new=True, default_scheme='apr_md5_crypt'); h.set_password({USER:?}, {PASSWORD:?}); h.save()",
+                htpasswd.display().to_string()
+            ))
+            .status()
+            .expect("write htpasswd");
+        assert!(status.success(), "writing htpasswd failed");
+        for _attempt in 0..3 {
+            let port = crate::free_port();
+            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+            let mut cmd = Command::new(tools.pypi_server());
+            cmd.args(["run", "-p", &port.to_string(), "-i", "127.0.0.1", "--server", server])
+                .args(["-a", "update", "--disable-fallback", "-P"])
+                .arg(&htpasswd)
+                .arg(&packages);
+            let mut process = Managed::spawn("pypiserver", cmd, &work.join("pypiserver.log"));
+            let up = crate::wait_until(Duration::from_secs(20), || {
+                process.try_exit().is_none()
+                    && std::net::TcpStream::connect(addr).is_ok()
+                    && crate::http::get(addr, "/health").status == 200
+            });
+            if up {
+                return Pypiserver {
+                    packages,
+                    addr,
+                    process,
+                };
+            }
+        }
+        panic!(
+            "pypiserver did not start; see {}",
+            work.join("pypiserver.log").display()
+        );
+    }
+
+    /// Its address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Files stored.
+    pub fn stored(&self) -> Vec<String> {
+        crate::list_files(&self.packages)
+    }
+
+    /// Its log.
+    pub fn log(&self) -> String {
+        self.process.log()
+    }
+}

@@ -1,0 +1,81 @@
+//! The real clients and backends, installed once per machine by `tests/tools/install.sh`
+//! into a folder the tests own (`$PORTCULLIS_TOOLS`, default `~/.cache/portcullis/tools`).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Paths of the installed tools.
+#[derive(Debug, Clone)]
+pub struct Tools {
+    /// The tools folder.
+    pub dir: PathBuf,
+}
+
+impl Tools {
+    /// The venv's Python.
+    pub fn python(&self) -> PathBuf {
+        self.dir.join("venv/bin/python")
+    }
+    /// `pypi-server`.
+    pub fn pypi_server(&self) -> PathBuf {
+        self.dir.join("venv/bin/pypi-server")
+    }
+    /// `twine`.
+    pub fn twine(&self) -> PathBuf {
+        self.dir.join("venv/bin/twine")
+    }
+    /// `verdaccio`.
+    pub fn verdaccio(&self) -> PathBuf {
+        self.dir.join("node/node_modules/.bin/verdaccio")
+    }
+}
+
+/// Installs (once per test process; the script itself is idempotent and locked) and returns the tools.
+pub fn tools() -> &'static Tools {
+    static TOOLS: OnceLock<Tools> = OnceLock::new();
+    TOOLS.get_or_init(|| {
+        let dir = std::env::var_os("PORTCULLIS_TOOLS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+                    .join(".cache/portcullis/tools")
+            });
+        let script = crate::repo_root().join("tests/tools/install.sh");
+        let output = Command::new("bash")
+            .arg(&script)
+            .arg(&dir)
+            .output()
+            .expect("run tests/tools/install.sh");
+        assert!(
+            output.status.success(),
+            "tests/tools/install.sh failed:\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Tools { dir }
+    })
+}
+
+/// Writes test distributions with `tests/tools/make_dists.py`; returns (wheel, sdist).
+pub fn make_dists(out: &std::path::Path, name: &str, version: &str, pad_bytes: Option<u64>) -> (PathBuf, PathBuf) {
+    let mut cmd = Command::new("python3");
+    cmd.arg(crate::repo_root().join("tests/tools/make_dists.py"))
+        .arg(out)
+        .arg(name)
+        .arg(version);
+    if let Some(size) = pad_bytes {
+        cmd.arg("--size").arg(size.to_string());
+    }
+    let output = cmd.output().expect("run make_dists.py");
+    assert!(
+        output.status.success(),
+        "make_dists.py: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut paths = text.lines().map(PathBuf::from);
+    let wheel = paths.next().expect("wheel path");
+    let sdist = paths.next().expect("sdist path");
+    (wheel, sdist)
+}

@@ -1,0 +1,200 @@
+//! Publishes through the gateway to a real Verdaccio with the real npm CLI: accepted
+//! publishes land byte for byte and install back; refused ones leave nothing in storage and
+//! npm shows the gateway's reason.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use portcullis_e2e::gateway::{Gateway, RegistrySpec};
+use portcullis_e2e::verdaccio::Verdaccio;
+use portcullis_e2e::{http, sha256_hex};
+
+const RULES: &str = r#"
+[registries.npm]
+max_upload_bytes = "5 MiB"
+[[registries.npm.projects]]
+id = "no-secrets"
+names = ["secret-*", "@internal/*"]
+action = "deny"
+message = "this name is reserved for the private registry"
+"#;
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    work: PathBuf,
+    backend: Verdaccio,
+    gateway: Gateway,
+    npmrc: PathBuf,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let work = dir.path().to_path_buf();
+    let backend = Verdaccio::start(&work.join("verdaccio"));
+    let gateway = Gateway::builder()
+        .registry(RegistrySpec::new("npm", "npm", backend.addr()))
+        .rules(RULES)
+        .start(&work.join("gateway"));
+    // The token is obtained through the gateway, as `npm login` would.
+    let token = backend.token(gateway.addr());
+    let npmrc = work.join("npmrc");
+    std::fs::write(
+        &npmrc,
+        format!(
+            "registry={}/\n//{}/:_authToken={token}\n",
+            gateway.url(),
+            gateway.addr()
+        ),
+    )
+    .expect("npmrc");
+    Setup {
+        _dir: dir,
+        work,
+        backend,
+        gateway,
+        npmrc,
+    }
+}
+
+fn npm(s: &Setup, cwd: &Path, args: &[&str]) -> Output {
+    Command::new("npm")
+        .args(args)
+        .arg("--userconfig")
+        .arg(&s.npmrc)
+        .current_dir(cwd)
+        .env("npm_config_cache", s.work.join("npm-cache"))
+        .env("npm_config_update_notifier", "false")
+        .env("npm_config_audit", "false")
+        .env("npm_config_fund", "false")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run npm")
+}
+
+fn package(s: &Setup, name: &str, version: &str) -> PathBuf {
+    let dir = s.work.join(format!("src-{}", name.replace('/', "_")));
+    std::fs::create_dir_all(&dir).expect("package dir");
+    std::fs::write(
+        dir.join("package.json"),
+        serde_json::json!({"name": name, "version": version, "main": "index.js", "license": "MIT"}).to_string(),
+    )
+    .expect("package.json");
+    std::fs::write(dir.join("index.js"), format!("module.exports = {:?};\n", name)).expect("index.js");
+    dir
+}
+
+/// `npm pack` and return the tarball path.
+fn pack(s: &Setup, dir: &Path) -> PathBuf {
+    let out = npm(s, dir, &["pack", "--json"]);
+    assert!(
+        out.status.success(),
+        "npm pack: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listing: serde_json::Value = serde_json::from_slice(&out.stdout).expect("pack json");
+    dir.join(listing[0]["filename"].as_str().expect("filename"))
+}
+
+#[test]
+fn npm_publish_lands_byte_for_byte_and_installs_back() {
+    let s = setup();
+    let dir = package(&s, "demo-npm-pkg", "1.0.0");
+    let tarball = pack(&s, &dir);
+    let out = npm(&s, &dir, &["publish", tarball.to_str().expect("utf-8 path")]);
+    assert!(
+        out.status.success(),
+        "npm publish failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        s.gateway.log()
+    );
+    let stored = s.backend.storage.join("demo-npm-pkg/demo-npm-pkg-1.0.0.tgz");
+    let stored_bytes =
+        std::fs::read(&stored).unwrap_or_else(|e| panic!("{}: {e}; stored {:?}", stored.display(), s.backend.stored()));
+    assert_eq!(
+        sha256_hex(&stored_bytes),
+        sha256_hex(&std::fs::read(&tarball).expect("tarball"))
+    );
+
+    // Install it back through the gateway into a fresh project.
+    let consumer = s.work.join("consumer");
+    std::fs::create_dir_all(&consumer).expect("consumer");
+    std::fs::write(
+        consumer.join("package.json"),
+        r#"{"name":"consumer","version":"1.0.0","private":true}"#,
+    )
+    .expect("pkg");
+    let out = npm(&s, &consumer, &["install", "demo-npm-pkg@1.0.0"]);
+    assert!(
+        out.status.success(),
+        "npm install: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let installed = std::fs::read_to_string(consumer.join("node_modules/demo-npm-pkg/index.js")).expect("installed");
+    assert!(installed.contains("demo-npm-pkg"));
+
+    let events = s.gateway.log_events();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["message"] == "decision" && e["project"] == "demo-npm-pkg" && e["outcome"] == "allow"),
+        "no allow decision logged: {}",
+        s.gateway.log()
+    );
+}
+
+#[test]
+fn denied_names_are_refused_with_the_reason_npm_prints() {
+    let s = setup();
+    for name in ["secret-sauce", "@internal/tool"] {
+        let dir = package(&s, name, "1.0.0");
+        let out = npm(&s, &dir, &["publish", "--access", "public"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name} published: {stderr}");
+        assert!(stderr.contains("E403"), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "writes to project '{name}' are not allowed here: this name is reserved for the private registry"
+            )),
+            "npm did not print the reason: {stderr}"
+        );
+    }
+    let stored = s.backend.stored();
+    assert!(
+        !stored.iter().any(|p| p.contains("secret") || p.contains("internal")),
+        "refused packages reached storage: {stored:?}"
+    );
+}
+
+#[test]
+fn oversized_publish_is_refused_before_the_backend_stores_it() {
+    let s = setup();
+    // A raw publish body over the 5 MiB policy limit, as npm would send it.
+    let tarball_b64 = "A".repeat(6 << 20);
+    let body = serde_json::json!({
+        "_id": "huge-pkg", "name": "huge-pkg",
+        "dist-tags": {"latest": "1.0.0"},
+        "versions": {"1.0.0": {"name": "huge-pkg", "version": "1.0.0", "dist": {"tarball": "x"}}},
+        "_attachments": {"huge-pkg-1.0.0.tgz": {"content_type": "application/octet-stream", "data": tarball_b64, "length": 4718592}}
+    })
+    .to_string();
+    let token = s.backend.token(s.backend.addr());
+    let r = http::request(
+        s.gateway.addr(),
+        "PUT",
+        "/huge-pkg",
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &format!("Bearer {token}")),
+        ],
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert_eq!(r.json()["code"], "upload_too_large");
+    assert!(r.json()["error"].as_str().is_some_and(|e| e.contains("bytes at most")));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        !s.backend.stored().iter().any(|p| p.contains("huge-pkg")),
+        "{:?}",
+        s.backend.stored()
+    );
+}

@@ -1,0 +1,173 @@
+//! Hot reload: rules swap atomically under traffic without failing a request, a request is
+//! decided under the revision it started with, and a bad file keeps the last good rules.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use portcullis_e2e::gateway::{Gateway, RegistrySpec};
+use portcullis_e2e::http;
+use portcullis_e2e::sink::Sink;
+use portcullis_e2e::wait_until;
+
+fn rules(variant: u32) -> String {
+    format!(
+        "# variant {variant}\n[registries.npm]\nmax_upload_bytes = \"{} MiB\"\n[[registries.npm.projects]]\nid = \"deny-x\"\nnames = [\"x-*\"]\naction = \"deny\"\n",
+        10 + variant
+    )
+}
+
+#[test]
+fn reloads_under_traffic_fail_no_request() {
+    let sink = Sink::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gateway = Gateway::builder()
+        .registry(RegistrySpec::new("npm", "npm", sink.addr()))
+        .rules(&rules(0))
+        .start(dir.path());
+    let addr = gateway.addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(30);
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    i += 1;
+                    let r = if i % 2 == 0 {
+                        http::get(addr, "/some-pkg")
+                    } else {
+                        http::request(
+                            addr,
+                            "PUT",
+                            &format!("/pkg-{w}-{i}"),
+                            &[("Content-Type", "application/json")],
+                            b"{\"name\":\"x\"}",
+                        )
+                    };
+                    if r.status == 200 {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        eprintln!("failed: {} {}", r.status, r.text());
+                    }
+                }
+            })
+        })
+        .collect();
+
+    let reloads = 20u32;
+    let mut revisions = std::collections::BTreeSet::new();
+    for n in 1..=reloads {
+        gateway.write_rules(&rules(n % 2));
+        if n % 4 == 0 {
+            gateway.signal_hup();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        revisions.insert(gateway.revision());
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().expect("worker");
+    }
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    eprintln!(
+        "{ok} requests succeeded, {failed} failed during {reloads} rules rewrites; revisions seen: {revisions:?}"
+    );
+    assert_eq!(failed, 0);
+    assert!(ok > 100, "too little traffic to mean anything: {ok}");
+    assert_eq!(
+        revisions.len(),
+        2,
+        "both rule variants must have been in force: {revisions:?}"
+    );
+    assert!(
+        gateway.metric("portcullis_rules_reloads_total{result=\"ok\"}") >= 10.0,
+        "{}",
+        gateway.metrics()
+    );
+    // Every decision line names the revision it was decided under, and both appear.
+    let logged: std::collections::BTreeSet<String> = gateway
+        .decisions(ok as usize / 2)
+        .iter()
+        .filter_map(|e| e["rules_revision"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(logged, revisions, "decision lines carry the revisions in force");
+}
+
+#[test]
+fn a_request_is_decided_under_the_revision_it_started_with() {
+    let sink = Sink::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gateway = Gateway::builder()
+        .registry(RegistrySpec::new("npm", "npm", sink.addr()))
+        .rules("[registries.npm]\n")
+        .start(dir.path());
+    let before = gateway.revision();
+    let addr = gateway.addr();
+    let body = vec![b'a'; 256 * 1024];
+    let mut stream = http::connect(addr);
+    write!(
+        stream,
+        "PUT /late-pkg HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .expect("head");
+    stream.write_all(&body[..1024]).expect("first bytes");
+    // While the upload is in flight, rules that deny it come into force.
+    gateway.write_rules("[registries.npm]\ndefault = \"deny\"\n");
+    assert!(wait_until(Duration::from_secs(5), || gateway.revision() != before));
+    stream.write_all(&body[1024..]).expect("rest");
+    let r = http::read_response(&mut stream).expect("response");
+    assert_eq!(
+        r.status,
+        200,
+        "an upload started under the old rules must finish under them: {}",
+        r.text()
+    );
+    // A new request sees the new rules.
+    let r = http::request(addr, "PUT", "/late-pkg", &[], b"{}");
+    assert_eq!(r.status, 403);
+    let decisions = gateway.decisions(2);
+    assert_eq!(decisions.len(), 2);
+    assert_eq!(decisions[0]["rules_revision"], before.as_str());
+    assert_eq!(decisions[0]["outcome"], "allow");
+    assert_ne!(decisions[1]["rules_revision"], before.as_str());
+    assert_eq!(decisions[1]["outcome"], "refuse");
+}
+
+#[test]
+fn a_bad_rules_file_keeps_the_last_good_rules() {
+    let sink = Sink::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gateway = Gateway::builder()
+        .registry(RegistrySpec::new("npm", "npm", sink.addr()))
+        .rules("[registries.npm]\ndefault = \"deny\"\n")
+        .start(dir.path());
+    let good = gateway.revision();
+    gateway.write_rules("[registries.npm]\ndefault = \"deny\"\nsurprise = true\n");
+    assert!(wait_until(Duration::from_secs(5), || gateway
+        .metric("portcullis_rules_reloads_total{result=\"error\"}")
+        >= 1.0));
+    assert_eq!(gateway.revision(), good);
+    assert_eq!(
+        http::request(gateway.addr(), "PUT", "/anything", &[], b"{}").status,
+        403,
+        "last good rules still apply"
+    );
+    let errors: Vec<_> = gateway
+        .log_events()
+        .into_iter()
+        .filter(|e| e["level"] == "ERROR" && e["message"].as_str().is_some_and(|m| m.contains("rules reload failed")))
+        .collect();
+    assert!(
+        errors.iter().any(|e| e["error"]
+            .as_str()
+            .is_some_and(|m| m.contains("rules.toml") && m.contains("unknown field"))),
+        "the log says which file and why: {errors:?}"
+    );
+}

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Installs the real registry backends and clients used by Portcullis e2e tests:
+#   DIR/venv  : Python venv with pypiserver (+passlib for htpasswd auth, waitress), twine, id
+#   DIR/node  : npm prefix with verdaccio (DIR/node/node_modules/.bin/verdaccio)
+# Usage: install.sh [DIR]   (default: ${PORTCULLIS_TOOLS:-$HOME/.cache/portcullis/tools})
+# Idempotent: does nothing when DIR/.stamp matches the pinned versions below.
+# apt packages are NOT installed here. Needs: python3 (>=3.9, with venv), node >=20, npm.
+set -euo pipefail
+
+DIR="${1:-${PORTCULLIS_TOOLS:-$HOME/.cache/portcullis/tools}}"
+DIR="$(mkdir -p "$DIR" && cd "$DIR" && pwd)"   # absolute
+PYTHON="${PYTHON:-python3}"
+
+# ---- pinned versions (change here; the stamp changes with them) ----
+PYPISERVER_VERSION=2.4.2
+PASSLIB_VERSION=1.7.4
+WAITRESS_VERSION=3.0.2
+TWINE_VERSION=6.2.0
+ID_VERSION=1.6.1
+VERDACCIO_VERSION=6.8.0   # 6.9+ require node >=22
+NODE_FETCH_VERSION=2.7.0  # override, see below
+
+PY_PINS=(
+  "pypiserver==${PYPISERVER_VERSION}"
+  "passlib==${PASSLIB_VERSION}"
+  "waitress==${WAITRESS_VERSION}"
+  "twine==${TWINE_VERSION}"
+  "id==${ID_VERSION}"
+)
+command -v node >/dev/null && command -v npm >/dev/null || { echo "install.sh: node and npm are required" >&2; exit 1; }
+PY_VER="$("$PYTHON" -c 'import sys; print(sys.version.split()[0])')"
+STAMP_WANT="v1 python-${PY_VER} node-$(node --version) ${PY_PINS[*]} verdaccio@${VERDACCIO_VERSION} node-fetch@${NODE_FETCH_VERSION}"
+STAMP_FILE="$DIR/.stamp"
+
+summary() {
+  echo "portcullis tools in $DIR: pypiserver ${PYPISERVER_VERSION}, passlib ${PASSLIB_VERSION}, waitress ${WAITRESS_VERSION}, twine ${TWINE_VERSION}, id ${ID_VERSION}, verdaccio ${VERDACCIO_VERSION} (python $("$DIR/venv/bin/python" -c 'import platform;print(platform.python_version())'), node $(node --version), npm $(npm --version))"
+}
+
+installed() {
+  [[ -f "$STAMP_FILE" && "$(cat "$STAMP_FILE")" == "$STAMP_WANT" \
+     && -x "$DIR/venv/bin/pypi-server" && -x "$DIR/venv/bin/twine" \
+     && -x "$DIR/node/node_modules/.bin/verdaccio" ]] \
+    && "$DIR/venv/bin/python" -c '' 2>/dev/null
+}
+
+if installed; then summary; exit 0; fi
+
+# serialize concurrent runs (e.g. parallel test binaries); re-check after the lock
+if command -v flock >/dev/null; then
+  exec 9>"$DIR/.lock"
+  flock 9
+  if installed; then summary; exit 0; fi
+fi
+rm -f "$STAMP_FILE"
+
+# ---- Python venv (recreated from scratch so stale packages never linger) ----
+rm -rf "$DIR/venv"
+"$PYTHON" -m venv "$DIR/venv"
+"$DIR/venv/bin/python" -m pip install --disable-pip-version-check --no-input -q "${PY_PINS[@]}"
+"$DIR/venv/bin/python" - <<'PY'
+import passlib.apache, pypiserver, twine  # noqa: F401  (import check)
+PY
+
+# ---- Verdaccio in its own npm prefix (no global install) ----
+rm -rf "$DIR/node"
+mkdir -p "$DIR/node"
+# verdaccio-audit (a verdaccio dependency) asks for node-fetch@"cjs", a dist-tag that
+# the reachable npm registry does not carry (ETARGET); pin it via overrides.
+cat > "$DIR/node/package.json" <<JSON
+{ "name": "portcullis-tools", "private": true,
+  "overrides": { "node-fetch": "${NODE_FETCH_VERSION}" } }
+JSON
+npm install --prefix "$DIR/node" --save-exact --no-audit --no-fund --loglevel=error \
+  "verdaccio@${VERDACCIO_VERSION}"
+"$DIR/node/node_modules/.bin/verdaccio" --version >/dev/null
+
+echo "$STAMP_WANT" > "$STAMP_FILE"
+summary
