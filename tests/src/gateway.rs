@@ -70,6 +70,7 @@ pub struct GatewayBuilder {
     rules: String,
     extra_config: String,
     wait_ready: bool,
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl Gateway {
@@ -80,6 +81,7 @@ impl Gateway {
             rules: String::new(),
             extra_config: String::new(),
             wait_ready: true,
+            tls: None,
         }
     }
 
@@ -168,6 +170,17 @@ impl Gateway {
             .collect()
     }
 
+    /// Starts a second process on the same configuration with `--upgrade`: it takes over the
+    /// listeners once this one gets `SIGQUIT` (pingora's graceful upgrade).
+    pub fn spawn_upgrade(&self) -> Managed {
+        let mut cmd = Command::new(binary());
+        cmd.arg("run")
+            .arg("--config")
+            .arg(self.dir.join("portcullis.toml"))
+            .arg("--upgrade");
+        Managed::spawn("portcullis (upgrade)", cmd, &self.dir.join("portcullis-upgraded.log"))
+    }
+
     /// Sends `SIGHUP` (reload the rules).
     pub fn signal_hup(&self) {
         self.process.signal("HUP");
@@ -198,6 +211,12 @@ impl GatewayBuilder {
         self
     }
 
+    /// Serve the public listener with TLS from these PEM files.
+    pub fn tls(mut self, certificate: &Path, key: &Path) -> Self {
+        self.tls = Some((certificate.to_path_buf(), key.to_path_buf()));
+        self
+    }
+
     /// Do not wait for `/readyz` (for tests with a dead backend).
     pub fn without_waiting_for_ready(mut self) -> Self {
         self.wait_ready = false;
@@ -213,10 +232,14 @@ impl GatewayBuilder {
             let admin: SocketAddr = format!("127.0.0.1:{}", crate::free_port()).parse().expect("addr");
             let mut config = format!(
                 "[server]\nthreads = 2\ngrace_period = \"5s\"\nshutdown_timeout = \"5s\"\npid_file = \"{dir}/portcullis.pid\"\nupgrade_socket = \"{dir}/upgrade.sock\"\n\
-                 [[listener]]\naddress = \"{addr}\"\n[admin]\naddress = \"{admin}\"\n\
+                 [[listener]]\naddress = \"{addr}\"\n{tls}\n[admin]\naddress = \"{admin}\"\n\
                  [rules]\nfiles = [\"rules.toml\"]\ndebounce = \"100ms\"\n[logging]\nformat = \"json\"\nlevel = \"info\"\n{extra}\n",
                 dir = dir.display(),
                 extra = self.extra_config,
+                tls = match &self.tls {
+                    Some((cert, key)) => format!("tls = {{ certificate = {:?}, key = {:?} }}", cert.display().to_string(), key.display().to_string()),
+                    None => String::new(),
+                },
             );
             for r in &self.registries {
                 config.push_str(&format!(

@@ -1,7 +1,8 @@
 //! A recording backend: accepts any request, reads and hashes the body without keeping it,
 //! records how the request ended (complete, closed with FIN, or reset), and answers 200.
 //! Tests use it where a real backend cannot say what it saw, e.g. to prove that a refused
-//! upload ended upstream with a TCP reset rather than a clean close.
+//! upload ended upstream with a TCP reset rather than a clean close. `GET /slow/<ms>` answers
+//! after a delay, `GET /blob/<bytes>` answers with that many bytes.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -153,6 +154,27 @@ fn serve(stream: TcpStream, record: Arc<Mutex<Vec<Seen>>>) {
         }
         if result.is_err() {
             return;
+        }
+        // `/slow/<ms>` answers late; `/blob/<bytes>` answers with that many bytes.
+        if let Some(ms) = path.strip_prefix("/slow/").and_then(|m| m.parse::<u64>().ok()) {
+            std::thread::sleep(Duration::from_millis(ms));
+        }
+        if let Some(size) = path.strip_prefix("/blob/").and_then(|m| m.parse::<u64>().ok()) {
+            let head =
+                format!("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {size}\r\n\r\n");
+            if writer.write_all(head.as_bytes()).is_err() {
+                return;
+            }
+            let block = vec![0xa5u8; 256 * 1024];
+            let mut left = size;
+            while left > 0 {
+                let n = left.min(block.len() as u64) as usize;
+                if writer.write_all(&block[..n]).is_err() {
+                    return;
+                }
+                left -= n as u64;
+            }
+            continue;
         }
         let body = format!("{{\"sink\":\"ok\",\"bytes\":{body_bytes}}}");
         let response = format!(

@@ -98,26 +98,7 @@ fn memory_stays_flat_while_a_large_upload_streams() {
 
     // 256 MiB, generated as it is sent, never held by the test either.
     let size: u64 = 256 << 20;
-    let form_head = "--b\r\nContent-Disposition: form-data; name=\":action\"\r\n\r\nfile_upload\r\n\
---b\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nbig\r\n\
---b\r\nContent-Disposition: form-data; name=\"version\"\r\n\r\n1.0\r\n\
---b\r\nContent-Disposition: form-data; name=\"content\"; filename=\"big-1.0.tar.gz\"\r\n\r\n";
-    let form_tail = "\r\n--b--\r\n";
-    let total = form_head.len() as u64 + size + form_tail.len() as u64;
-    let addr = gateway.addr();
-    let mut stream = http::connect(addr);
-    use std::io::Write;
-    write!(
-        stream,
-        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: {total}\r\nConnection: close\r\n\r\n{form_head}"
-    )
-    .expect("head");
-    let block = vec![0x5au8; 1 << 20];
-    for _ in 0..(size >> 20) {
-        stream.write_all(&block).expect("body");
-    }
-    stream.write_all(form_tail.as_bytes()).expect("tail");
-    let response = http::read_response(&mut stream).expect("response");
+    let (response, total) = http::stream_pypi_upload(gateway.addr(), "big", size);
     assert_eq!(response.status, 200, "{}", response.text());
     let peak_kib = gateway.process().peak_rss_kib().expect("peak rss");
     eprintln!(

@@ -125,13 +125,15 @@ fn twine_upload_lands_byte_for_byte_and_pip_installs_it_back() {
     );
 
     // Decisions are logged with the rule and the rules revision.
-    let revision = s.gateway.revision();
+    let rules = portcullis_e2e::http::get(s.gateway.admin(), "/rules").json();
+    let revision = rules["revision"].as_str().expect("revision").to_owned();
     let decisions = s.gateway.decisions(2);
     assert_eq!(decisions.len(), 2, "{}", s.gateway.log());
     for d in decisions {
         assert_eq!(d["outcome"], "allow");
         assert_eq!(d["project"], "demo-pkg");
         assert_eq!(d["rules_revision"], revision.as_str());
+        assert_eq!(d["rules_loaded_at"], rules["loaded_at"]);
         assert!(d["request_id"].as_str().is_some_and(|id| id.len() == 32));
     }
 }

@@ -287,6 +287,7 @@ impl Gateway {
             m.refusals.with_label_values(&[registry, refusal.code()]).inc();
         }
         let revision = ctx.rules.as_ref().map_or("", |r| r.rules.revision());
+        let rules_loaded_at = ctx.rules.as_ref().map_or("", |r| r.loaded_at.as_str());
         let req = session.req_header();
         let duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
         if let Some(d) = &ctx.decision {
@@ -308,6 +309,7 @@ impl Gateway {
                 outcome,
                 rule = d.decision.rule.as_str(),
                 rules_revision = revision,
+                rules_loaded_at,
                 code = ctx.refusal.as_ref().map_or("", |r| r.code()),
                 status,
                 body_bytes = ctx.body_bytes,
@@ -510,6 +512,28 @@ impl ProxyHttp for Gateway {
         upstream_response.insert_header(http::header::VIA, via)?;
         upstream_response.insert_header("x-request-id", ctx.id.as_str())?;
         Ok(())
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("peer: {peer}"));
+        if ctx.write.is_some()
+            || !session.req_header().method.is_idempotent()
+            || session.as_ref().retry_buffer_truncated()
+        {
+            // A write is never replayed: its body went through hashing, parsing and the decision
+            // once, and a second pass would be decided on different facts.
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {

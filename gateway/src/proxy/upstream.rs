@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use pingora::upstreams::peer::HttpPeer;
+use pingora::upstreams::peer::{H1UpgradePolicy, HttpPeer};
 use pingora::utils::tls::WrappedX509;
 
 use crate::config::Registry;
@@ -34,6 +34,8 @@ impl UpstreamPeers {
         options.read_timeout = Some(upstream.read_timeout);
         options.write_timeout = Some(upstream.write_timeout);
         options.idle_timeout = Some(upstream.idle_timeout);
+        // Registries have no use for protocol upgrades; a tunnel would bypass the decision path.
+        options.http_upstream_request_policy.h1_upgrade = H1UpgradePolicy::Deny;
         if let Some(ca) = upstream.tls.as_ref().and_then(|t| t.ca_certificates.as_ref()) {
             let certs: Vec<WrappedX509> = ca
                 .iter()

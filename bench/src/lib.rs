@@ -1,0 +1,1 @@
+//! Measurements for Portcullis; each binary in `src/bin` is one measurement (see bench/README.md).
