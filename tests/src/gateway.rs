@@ -27,6 +27,31 @@ pub fn binary() -> PathBuf {
     candidate
 }
 
+/// A gateway with one npm registry named `npm` in front of a fresh recording backend.
+pub fn npm_over_sink(rules: &str) -> (crate::sink::Sink, tempfile::TempDir, Gateway) {
+    let sink = crate::sink::Sink::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gateway = Gateway::builder()
+        .registry(RegistrySpec::new("npm", "npm", sink.addr()))
+        .rules(rules)
+        .start(dir.path());
+    (sink, dir, gateway)
+}
+
+/// Runs `portcullis check-config FILE`; returns the exit code, stdout and stderr.
+pub fn check_config(file: &Path) -> (Option<i32>, String, String) {
+    let out = Command::new(binary())
+        .arg("check-config")
+        .arg(file)
+        .output()
+        .expect("run check-config");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// One registry in a generated config.
 #[derive(Debug, Clone)]
 pub struct RegistrySpec {

@@ -1,20 +1,14 @@
 //! The admin listener, backend failures as clients see them, and `portcullis check-config`.
 
-use std::process::Command;
 use std::time::Duration;
 
-use portcullis_e2e::gateway::{binary, Gateway, RegistrySpec};
+use portcullis_e2e::gateway::{check_config, npm_over_sink, Gateway, RegistrySpec};
 use portcullis_e2e::sink::Sink;
 use portcullis_e2e::{free_port, http, repo_root, wait_until};
 
 #[test]
 fn admin_endpoints_report_health_rules_and_metrics() {
-    let sink = Sink::start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let gateway = Gateway::builder()
-        .registry(RegistrySpec::new("npm", "npm", sink.addr()))
-        .rules("[registries.npm]\n")
-        .start(dir.path());
+    let (_sink, _dir, gateway) = npm_over_sink("[registries.npm]\n");
     let admin = gateway.admin();
     assert_eq!(http::get(admin, "/healthz").status, 200);
     let ready = http::get(admin, "/readyz");
@@ -110,32 +104,16 @@ fn unrouted_paths_and_tricks_get_json_refusals() {
 #[test]
 fn check_config_accepts_the_examples_and_names_file_field_and_reason() {
     for example in ["deploy/examples/pypiserver.toml", "deploy/examples/verdaccio.toml"] {
-        let out = Command::new(binary())
-            .arg("check-config")
-            .arg(repo_root().join(example))
-            .output()
-            .expect("run");
-        assert!(
-            out.status.success(),
-            "{example}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(String::from_utf8_lossy(&out.stdout).contains("ok"), "{example}");
+        let (code, stdout, stderr) = check_config(&repo_root().join(example));
+        assert_eq!(code, Some(0), "{example}: {stderr}");
+        assert!(stdout.contains("ok"), "{example}: {stdout}");
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("bad.toml");
-    std::fs::write(
-        &config,
-        "[[listener]]\naddress = \"127.0.0.1:1\"\n[rules]\nfiles = [\"r.toml\"]\n[[registry]]\nname = \"pypi\"\nprotocol = \"pypi\"\n[registry.upstream]\naddress = \"127.0.0.1:2\"\nread_timeout = \"forever\"\n",
-    )
-    .expect("write");
-    let out = Command::new(binary())
-        .arg("check-config")
-        .arg(&config)
-        .output()
-        .expect("run");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let valid = "[[listener]]\naddress = \"127.0.0.1:1\"\n[rules]\nfiles = [\"r.toml\"]\n[[registry]]\nname = \"pypi\"\nprotocol = \"pypi\"\n[registry.upstream]\naddress = \"127.0.0.1:2\"\n";
+    std::fs::write(&config, format!("{valid}read_timeout = \"forever\"\n")).expect("write");
+    let (code, _, stderr) = check_config(&config);
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains("bad.toml")
             && stderr.contains("registry[0].upstream.read_timeout")
@@ -144,15 +122,10 @@ fn check_config_accepts_the_examples_and_names_file_field_and_reason() {
     );
 
     // A valid config whose rules file is invalid fails too, naming the rules file.
-    std::fs::write(&config, "[[listener]]\naddress = \"127.0.0.1:1\"\n[rules]\nfiles = [\"r.toml\"]\n[[registry]]\nname = \"pypi\"\nprotocol = \"pypi\"\n[registry.upstream]\naddress = \"127.0.0.1:2\"\n").expect("write");
+    std::fs::write(&config, valid).expect("write");
     std::fs::write(dir.path().join("r.toml"), "[registries.npm]\n").expect("write");
-    let out = Command::new(binary())
-        .arg("check-config")
-        .arg(&config)
-        .output()
-        .expect("run");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let (code, _, stderr) = check_config(&config);
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains("r.toml") && stderr.contains("registries.npm") && stderr.contains("known: pypi"),
         "{stderr}"

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use portcullis_e2e::gateway::{Gateway, RegistrySpec};
+use portcullis_e2e::gateway::{npm_over_sink, Gateway, RegistrySpec};
 use portcullis_e2e::http;
 use portcullis_e2e::sink::{Ending, Sink};
 use portcullis_e2e::wait_until;
@@ -125,12 +125,7 @@ fn a_backend_slower_than_the_read_timeout_gets_a_json_504() {
 
 #[test]
 fn sigterm_lets_an_upload_in_flight_finish() {
-    let sink = Sink::start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut gateway = Gateway::builder()
-        .registry(RegistrySpec::new("npm", "npm", sink.addr()))
-        .rules("")
-        .start(dir.path());
+    let (sink, _dir, mut gateway) = npm_over_sink("");
     let addr = gateway.addr();
     let body = vec![b'q'; 512 * 1024];
     let mut stream = http::connect(addr);

@@ -6,9 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use portcullis_e2e::gateway::{Gateway, RegistrySpec};
+use portcullis_e2e::gateway::npm_over_sink;
 use portcullis_e2e::http;
-use portcullis_e2e::sink::Sink;
 use portcullis_e2e::wait_until;
 
 fn rules(variant: u32) -> String {
@@ -20,12 +19,7 @@ fn rules(variant: u32) -> String {
 
 #[test]
 fn reloads_under_traffic_fail_no_request() {
-    let sink = Sink::start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let gateway = Gateway::builder()
-        .registry(RegistrySpec::new("npm", "npm", sink.addr()))
-        .rules(&rules(0))
-        .start(dir.path());
+    let (_sink, _dir, gateway) = npm_over_sink(&rules(0));
     let addr = gateway.addr();
     let stop = Arc::new(AtomicBool::new(false));
     let ok = Arc::new(AtomicU64::new(0));
@@ -101,12 +95,7 @@ fn reloads_under_traffic_fail_no_request() {
 
 #[test]
 fn a_request_is_decided_under_the_revision_it_started_with() {
-    let sink = Sink::start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let gateway = Gateway::builder()
-        .registry(RegistrySpec::new("npm", "npm", sink.addr()))
-        .rules("[registries.npm]\n")
-        .start(dir.path());
+    let (_sink, _dir, gateway) = npm_over_sink("[registries.npm]\n");
     let before = gateway.revision();
     let addr = gateway.addr();
     let body = vec![b'a'; 256 * 1024];
@@ -142,12 +131,7 @@ fn a_request_is_decided_under_the_revision_it_started_with() {
 
 #[test]
 fn a_bad_rules_file_keeps_the_last_good_rules() {
-    let sink = Sink::start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let gateway = Gateway::builder()
-        .registry(RegistrySpec::new("npm", "npm", sink.addr()))
-        .rules("[registries.npm]\ndefault = \"deny\"\n")
-        .start(dir.path());
+    let (_sink, _dir, gateway) = npm_over_sink("[registries.npm]\ndefault = \"deny\"\n");
     let good = gateway.revision();
     gateway.write_rules("[registries.npm]\ndefault = \"deny\"\nsurprise = true\n");
     assert!(wait_until(Duration::from_secs(5), || gateway

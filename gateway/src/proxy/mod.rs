@@ -359,6 +359,14 @@ fn strip_port(host: &str) -> &str {
     )
 }
 
+/// A list-valued header (`Via`, `X-Forwarded-For`) with `value` appended to what came before.
+fn appended(prior: Option<&http::HeaderValue>, value: &str) -> String {
+    match prior.and_then(|v| v.to_str().ok()) {
+        Some(prior) if !prior.trim().is_empty() => format!("{prior}, {value}"),
+        _ => value.to_owned(),
+    }
+}
+
 fn concat(a: Bytes, b: Bytes) -> Bytes {
     match (a.is_empty(), b.is_empty()) {
         (true, _) => b,
@@ -435,14 +443,7 @@ impl ProxyHttp for Gateway {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip().to_string());
         if let Some(ip) = client_ip {
-            let forwarded_for = match upstream_request
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-            {
-                Some(prior) => format!("{prior}, {ip}"),
-                None => ip,
-            };
+            let forwarded_for = appended(upstream_request.headers.get("x-forwarded-for"), &ip);
             upstream_request.insert_header("x-forwarded-for", forwarded_for)?;
         }
         let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
@@ -453,14 +454,7 @@ impl ProxyHttp for Gateway {
                 upstream_request.remove_header("x-forwarded-host");
             }
         }
-        let via = match upstream_request
-            .headers
-            .get(http::header::VIA)
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(prior) => format!("{prior}, {VIA}"),
-            None => VIA.to_owned(),
-        };
+        let via = appended(upstream_request.headers.get(http::header::VIA), VIA);
         upstream_request.insert_header(http::header::VIA, via)?;
         upstream_request.insert_header("x-request-id", ctx.id.as_str())?;
         Ok(())
@@ -501,14 +495,7 @@ impl ProxyHttp for Gateway {
                 .with_label_values(&[self.registry_label(ctx)])
                 .observe(now.duration_since(ctx.started).as_secs_f64());
         }
-        let via = match upstream_response
-            .headers
-            .get(http::header::VIA)
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(prior) => format!("{prior}, {VIA}"),
-            None => VIA.to_owned(),
-        };
+        let via = appended(upstream_response.headers.get(http::header::VIA), VIA);
         upstream_response.insert_header(http::header::VIA, via)?;
         upstream_response.insert_header("x-request-id", ctx.id.as_str())?;
         Ok(())
