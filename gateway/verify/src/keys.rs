@@ -1,0 +1,176 @@
+//! Public keys and signature checks on RustCrypto primitives: ECDSA P-256 and P-384 (with
+//! SHA-256 or SHA-384), and Ed25519. Keys come as DER SubjectPublicKeyInfo.
+
+use const_oid::ObjectIdentifier;
+use ecdsa::signature::hazmat::PrehashVerifier;
+use sha2::{Digest, Sha256, Sha384, Sha512};
+use spki::{DecodePublicKey, SubjectPublicKeyInfoRef};
+
+/// A hash function used with a signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashAlg {
+    /// SHA-256.
+    Sha256,
+    /// SHA-384.
+    Sha384,
+    /// SHA-512.
+    Sha512,
+}
+
+impl HashAlg {
+    /// Hashes `data`.
+    pub fn digest(self, data: &[u8]) -> Vec<u8> {
+        match self {
+            HashAlg::Sha256 => Sha256::digest(data).to_vec(),
+            HashAlg::Sha384 => Sha384::digest(data).to_vec(),
+            HashAlg::Sha512 => Sha512::digest(data).to_vec(),
+        }
+    }
+}
+
+/// A verification key.
+#[derive(Debug, Clone)]
+pub enum PublicKey {
+    /// ECDSA over P-256.
+    P256(p256::ecdsa::VerifyingKey),
+    /// ECDSA over P-384.
+    P384(p384::ecdsa::VerifyingKey),
+    /// Ed25519.
+    Ed25519(ed25519_dalek::VerifyingKey),
+}
+
+/// Why a key or signature was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// The key is malformed or of an unsupported type.
+    #[error("unsupported or malformed public key: {0}")]
+    Key(String),
+    /// The signature is malformed.
+    #[error("malformed signature")]
+    MalformedSignature,
+    /// The signature does not verify.
+    #[error("signature does not verify")]
+    BadSignature,
+    /// The hash/key combination is not allowed.
+    #[error("{0}")]
+    Unsupported(&'static str),
+}
+
+const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+const P256_CURVE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+const P384_CURVE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
+const ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
+
+impl PublicKey {
+    /// Parses a DER SubjectPublicKeyInfo.
+    pub fn from_spki_der(der: &[u8]) -> Result<Self, KeyError> {
+        let info = SubjectPublicKeyInfoRef::try_from(der).map_err(|e| KeyError::Key(e.to_string()))?;
+        let alg = info.algorithm.oid;
+        if alg == EC_PUBLIC_KEY {
+            let curve = info
+                .algorithm
+                .parameters_oid()
+                .map_err(|e| KeyError::Key(format!("EC key without a named curve: {e}")))?;
+            if curve == P256_CURVE {
+                return p256::ecdsa::VerifyingKey::from_public_key_der(der)
+                    .map(PublicKey::P256)
+                    .map_err(|e| KeyError::Key(e.to_string()));
+            }
+            if curve == P384_CURVE {
+                return p384::ecdsa::VerifyingKey::from_public_key_der(der)
+                    .map(PublicKey::P384)
+                    .map_err(|e| KeyError::Key(e.to_string()));
+            }
+            return Err(KeyError::Key(format!("unsupported curve {curve}")));
+        }
+        if alg == ED25519 {
+            return ed25519_dalek::VerifyingKey::from_public_key_der(der)
+                .map(PublicKey::Ed25519)
+                .map_err(|e| KeyError::Key(e.to_string()));
+        }
+        Err(KeyError::Key(format!("unsupported key algorithm {alg}")))
+    }
+
+    /// Parses a PEM `PUBLIC KEY`.
+    pub fn from_pem(pem: &str) -> Result<Self, KeyError> {
+        let (label, der) = pem_decode(pem).ok_or_else(|| KeyError::Key("not a PEM document".into()))?;
+        if label != "PUBLIC KEY" {
+            return Err(KeyError::Key(format!("expected a PUBLIC KEY, found {label}")));
+        }
+        Self::from_spki_der(&der)
+    }
+
+    /// The hash this key's signatures use by default (P-256: SHA-256, P-384: SHA-384).
+    pub fn default_hash(&self) -> HashAlg {
+        match self {
+            PublicKey::P256(_) => HashAlg::Sha256,
+            PublicKey::P384(_) => HashAlg::Sha384,
+            PublicKey::Ed25519(_) => HashAlg::Sha512,
+        }
+    }
+
+    /// Verifies a signature over `message` (ECDSA signatures DER-encoded, hashed with `hash`;
+    /// Ed25519 signs the message itself and ignores `hash`).
+    pub fn verify(&self, hash: HashAlg, message: &[u8], signature: &[u8]) -> Result<(), KeyError> {
+        match self {
+            PublicKey::Ed25519(key) => {
+                let sig = ed25519_dalek::Signature::from_slice(signature).map_err(|_| KeyError::MalformedSignature)?;
+                key.verify_strict(message, &sig).map_err(|_| KeyError::BadSignature)
+            }
+            _ => self.verify_prehash(&hash.digest(message), signature),
+        }
+    }
+
+    /// Verifies an ECDSA signature over a precomputed digest (Ed25519 cannot).
+    pub fn verify_prehash(&self, digest: &[u8], signature: &[u8]) -> Result<(), KeyError> {
+        match self {
+            PublicKey::P256(key) => {
+                let sig = p256::ecdsa::Signature::from_der(signature).map_err(|_| KeyError::MalformedSignature)?;
+                key.verify_prehash(digest, &sig).map_err(|_| KeyError::BadSignature)
+            }
+            PublicKey::P384(key) => {
+                let sig = p384::ecdsa::Signature::from_der(signature).map_err(|_| KeyError::MalformedSignature)?;
+                key.verify_prehash(digest, &sig).map_err(|_| KeyError::BadSignature)
+            }
+            PublicKey::Ed25519(_) => Err(KeyError::Unsupported(
+                "Ed25519 signatures cannot be checked against a digest",
+            )),
+        }
+    }
+}
+
+/// Decodes the first PEM block: (label, DER bytes).
+pub fn pem_decode(text: &str) -> Option<(String, Vec<u8>)> {
+    use base64::Engine;
+    let start = text.find("-----BEGIN ")?;
+    let rest = &text[start + 11..];
+    let label_end = rest.find("-----")?;
+    let label = rest[..label_end].to_owned();
+    let body_start = label_end + 5;
+    let end_marker = format!("-----END {label}-----");
+    let body_end = rest.find(&end_marker)?;
+    let body: String = rest[body_start..body_end]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD.decode(body).ok()?;
+    Some((label, der))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_rekor_production_key_and_rejects_junk() {
+        let pem = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE2G2Y+2tabdTV5BcGiBIx0a9fAFwr\nkBbmLSGtks4L3qX6yYY0zufBnhC8Ur/iy55GhWP/9A/bY2LhC30M9+RYtw==\n-----END PUBLIC KEY-----\n";
+        let key = PublicKey::from_pem(pem).expect("rekor key");
+        assert!(matches!(key, PublicKey::P256(_)));
+        assert_eq!(key.default_hash(), HashAlg::Sha256);
+        assert!(PublicKey::from_spki_der(b"junk").is_err());
+        assert_eq!(
+            key.verify(HashAlg::Sha256, b"m", b"\x30\x00"),
+            Err(KeyError::MalformedSignature)
+        );
+    }
+}

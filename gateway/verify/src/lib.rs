@@ -1,0 +1,13 @@
+//! Offline Sigstore verification for Portcullis.
+//!
+//! Steps run in the order the Sigstore client spec, sigstore-go and sigstore-python use, and
+//! every failure names its [`error::Step`].
+
+pub mod error;
+pub mod keys;
+pub mod trust_root;
+
+pub use error::{Step, VerifyError};
+pub use trust_root::TrustedRoot;
+pub mod timestamp;
+pub mod tlog;

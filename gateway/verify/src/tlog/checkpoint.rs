@@ -1,0 +1,1 @@
+//! Checkpoints: signed notes (C2SP signed-note / tlog-checkpoint) (being written).
