@@ -33,6 +33,27 @@ enum Command {
         /// The configuration file.
         config: PathBuf,
     },
+    /// Verify a Sigstore bundle offline (the Sigstore conformance command line); exit 0 when
+    /// verified, otherwise print the failed step and why.
+    VerifyBundle {
+        /// The bundle (JSON).
+        #[arg(long)]
+        bundle: PathBuf,
+        /// The certificate identity (SAN) that must have signed.
+        #[arg(long, requires = "certificate_oidc_issuer", conflicts_with = "key")]
+        certificate_identity: Option<String>,
+        /// The OIDC issuer of that identity.
+        #[arg(long, requires = "certificate_identity")]
+        certificate_oidc_issuer: Option<String>,
+        /// A managed public key (PEM) that must have signed, instead of a certificate identity.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// The Sigstore trusted root (JSON).
+        #[arg(long)]
+        trusted_root: PathBuf,
+        /// The artifact: a path, or `sha256:<hex>`.
+        file_or_digest: String,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -46,6 +67,30 @@ fn main() -> std::process::ExitCode {
             Err(e) => {
                 eprintln!("portcullis: {e:#}");
                 std::process::ExitCode::from(2)
+            }
+        },
+        Command::VerifyBundle {
+            bundle,
+            certificate_identity,
+            certificate_oidc_issuer,
+            key,
+            trusted_root,
+            file_or_digest,
+        } => match verify_bundle(
+            &bundle,
+            certificate_identity,
+            certificate_oidc_issuer,
+            key.as_deref(),
+            &trusted_root,
+            &file_or_digest,
+        ) {
+            Ok(summary) => {
+                println!("{summary}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("portcullis: verification failed: {e:#}");
+                std::process::ExitCode::FAILURE
             }
         },
         Command::Run {
@@ -71,6 +116,62 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<String> {
         config.registries.len(),
         config.listeners.len(),
         rules.revision()
+    ))
+}
+
+fn verify_bundle(
+    bundle: &std::path::Path,
+    identity: Option<String>,
+    issuer: Option<String>,
+    key: Option<&std::path::Path>,
+    trusted_root: &std::path::Path,
+    file_or_digest: &str,
+) -> anyhow::Result<String> {
+    use portcullis_verify::{keys, Artifact, Bundle, Policy, TrustedRoot};
+    let root = TrustedRoot::from_json(
+        &std::fs::read(trusted_root).with_context(|| format!("reading {}", trusted_root.display()))?,
+    )?;
+    let bundle = Bundle::from_json(&std::fs::read(bundle).with_context(|| format!("reading {}", bundle.display()))?)?;
+    let artifact = match file_or_digest.strip_prefix("sha256:") {
+        Some(hex_digest) => {
+            let digest: [u8; 32] = hex::decode(hex_digest)
+                .ok()
+                .and_then(|d| d.try_into().ok())
+                .context("the digest must be sha256:<64 hex digits>")?;
+            Artifact::from_sha256(digest)
+        }
+        None => {
+            Artifact::from_bytes(std::fs::read(file_or_digest).with_context(|| format!("reading {file_or_digest}"))?)
+        }
+    };
+    let policy = match (identity, issuer, key) {
+        (Some(san), Some(issuer), None) => Policy::Identity { san, issuer },
+        (None, None, Some(key)) => {
+            let pem = std::fs::read_to_string(key).with_context(|| format!("reading {}", key.display()))?;
+            let (_, spki_der) = keys::pem_decode(&pem).context("the key is not PEM")?;
+            Policy::Key { spki_der }
+        }
+        _ => anyhow::bail!("give either --certificate-identity with --certificate-oidc-issuer, or --key"),
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let facts = portcullis_verify::verify(&bundle, &artifact, &root, &policy, now)?;
+    Ok(format!(
+        "verified: signer {:?} issuer {:?} at {} ({}){}",
+        facts.identity.sans.first().map(String::as_str).unwrap_or("managed key"),
+        facts.identity.issuer.as_deref().unwrap_or("-"),
+        facts.verified_time,
+        facts
+            .time_sources
+            .iter()
+            .map(|(s, _)| *s)
+            .collect::<Vec<_>>()
+            .join(", "),
+        facts
+            .predicate_type
+            .map(|p| format!(", predicate {p}"))
+            .unwrap_or_default()
     ))
 }
 

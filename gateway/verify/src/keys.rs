@@ -37,6 +37,8 @@ pub enum PublicKey {
     P384(p384::ecdsa::VerifyingKey),
     /// Ed25519.
     Ed25519(ed25519_dalek::VerifyingKey),
+    /// RSA (PKCS#1 v1.5 signatures), as some private CAs use.
+    Rsa(rsa::RsaPublicKey),
 }
 
 /// Why a key or signature was not accepted.
@@ -60,6 +62,7 @@ const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10
 const P256_CURVE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
 const P384_CURVE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
 const ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
+const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 
 impl PublicKey {
     /// Parses a DER SubjectPublicKeyInfo.
@@ -88,6 +91,13 @@ impl PublicKey {
                 .map(PublicKey::Ed25519)
                 .map_err(|e| KeyError::Key(e.to_string()));
         }
+        if alg == RSA_ENCRYPTION {
+            let key = rsa::RsaPublicKey::from_public_key_der(der).map_err(|e| KeyError::Key(e.to_string()))?;
+            if rsa::traits::PublicKeyParts::size(&key) < 256 {
+                return Err(KeyError::Key("RSA keys shorter than 2048 bits are not accepted".into()));
+            }
+            return Ok(PublicKey::Rsa(key));
+        }
         Err(KeyError::Key(format!("unsupported key algorithm {alg}")))
     }
 
@@ -106,6 +116,7 @@ impl PublicKey {
             PublicKey::P256(_) => HashAlg::Sha256,
             PublicKey::P384(_) => HashAlg::Sha384,
             PublicKey::Ed25519(_) => HashAlg::Sha512,
+            PublicKey::Rsa(_) => HashAlg::Sha256,
         }
     }
 
@@ -131,6 +142,16 @@ impl PublicKey {
             PublicKey::P384(key) => {
                 let sig = p384::ecdsa::Signature::from_der(signature).map_err(|_| KeyError::MalformedSignature)?;
                 key.verify_prehash(digest, &sig).map_err(|_| KeyError::BadSignature)
+            }
+            PublicKey::Rsa(key) => {
+                let scheme = match digest.len() {
+                    32 => rsa::Pkcs1v15Sign::new::<sha2::Sha256>(),
+                    48 => rsa::Pkcs1v15Sign::new::<sha2::Sha384>(),
+                    64 => rsa::Pkcs1v15Sign::new::<sha2::Sha512>(),
+                    _ => return Err(KeyError::Unsupported("unsupported digest length for RSA")),
+                };
+                key.verify(scheme, digest, signature)
+                    .map_err(|_| KeyError::BadSignature)
             }
             PublicKey::Ed25519(_) => Err(KeyError::Unsupported(
                 "Ed25519 signatures cannot be checked against a digest",

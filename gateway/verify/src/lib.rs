@@ -9,5 +9,14 @@ pub mod trust_root;
 
 pub use error::{Step, VerifyError};
 pub use trust_root::TrustedRoot;
+pub mod bundle;
+pub mod cert;
+pub mod content;
+pub mod sct;
 pub mod timestamp;
 pub mod tlog;
+pub mod verify;
+
+pub use bundle::Bundle;
+pub use content::Artifact;
+pub use verify::{verify, Policy, SignerFacts};

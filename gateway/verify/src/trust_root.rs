@@ -132,11 +132,20 @@ struct RawCert {
     raw_bytes: String,
 }
 
-/// Decodes standard base64 (the protobuf JSON mapping of `bytes`), accepting URL-safe too.
+/// Decodes standard base64 (the protobuf JSON mapping of `bytes`), accepting URL-safe too
+/// and ignoring line breaks (some tools wrap base64 at 76 characters).
 pub fn b64(text: &str) -> std::result::Result<Vec<u8>, base64::DecodeError> {
+    let compact: std::borrow::Cow<'_, str> = if text.bytes().any(|b| b.is_ascii_whitespace()) {
+        text.chars()
+            .filter(|c| !c.is_ascii_whitespace())
+            .collect::<String>()
+            .into()
+    } else {
+        text.into()
+    };
     base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(text))
+        .decode(compact.as_bytes())
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(compact.as_bytes()))
 }
 
 /// Parses an RFC 3339 timestamp into Unix seconds.
