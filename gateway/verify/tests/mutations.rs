@@ -1,0 +1,267 @@
+//! Targeted mutations of real bundles: each must be refused, at the step that owns the fault.
+
+use portcullis_verify::{verify, Artifact, Bundle, Policy, Step, TrustedRoot, VerifyError};
+use serde_json::Value;
+
+const IDENTITY: &str = "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main";
+const ISSUER: &str = "https://token.actions.githubusercontent.com";
+
+fn fixtures() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
+}
+
+fn case(name: &str) -> Value {
+    let path = fixtures()
+        .join("sigstore-conformance/bundle-verify")
+        .join(name)
+        .join("bundle.sigstore.json");
+    serde_json::from_slice(&std::fs::read(path).expect("bundle")).expect("json")
+}
+
+fn production_json() -> Value {
+    let path = fixtures().join("trusted-roots/public-good-production.trusted_root.json");
+    serde_json::from_slice(&std::fs::read(path).expect("root")).expect("json")
+}
+
+fn artifact() -> Vec<u8> {
+    std::fs::read(fixtures().join("sigstore-conformance/bundle-verify/a.txt")).expect("a.txt")
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn identity() -> Policy {
+    Policy::Identity {
+        san: IDENTITY.into(),
+        issuer: ISSUER.into(),
+    }
+}
+
+fn run(bundle: &Value, root: &Value, artifact: Artifact, policy: &Policy) -> Result<(), VerifyError> {
+    let bundle = Bundle::from_json(&serde_json::to_vec(bundle).expect("encode"))?;
+    let root = TrustedRoot::from_json(&serde_json::to_vec(root).expect("encode"))?;
+    verify(&bundle, &artifact, &root, policy, now()).map(|_| ())
+}
+
+fn step_of(result: Result<(), VerifyError>) -> Step {
+    result.expect_err("the mutation must be refused").step
+}
+
+#[test]
+fn the_unmutated_bundles_verify() {
+    let root = production_json();
+    run(
+        &case("happy-path-v0.3"),
+        &root,
+        Artifact::from_bytes(artifact()),
+        &identity(),
+    )
+    .expect("v0.3 verifies");
+    run(
+        &case("happy-path-intoto-in-dsse-v3"),
+        &root,
+        Artifact::from_bytes(artifact()),
+        &identity(),
+    )
+    .expect("DSSE verifies");
+}
+
+#[test]
+fn a_digest_works_in_place_of_the_artifact_and_a_wrong_one_does_not() {
+    use sha2::Digest;
+    let root = production_json();
+    let digest: [u8; 32] = sha2::Sha256::digest(artifact()).into();
+    run(
+        &case("happy-path-v0.3"),
+        &root,
+        Artifact::from_sha256(digest),
+        &identity(),
+    )
+    .expect("digest verifies");
+    let mut other = digest;
+    other[0] ^= 1;
+    assert_eq!(
+        step_of(run(
+            &case("happy-path-v0.3"),
+            &root,
+            Artifact::from_sha256(other),
+            &identity()
+        )),
+        Step::Tlog
+    );
+}
+
+#[test]
+fn one_byte_of_the_artifact_changed() {
+    let mut bytes = artifact();
+    bytes[0] ^= 0x20;
+    let result = run(
+        &case("happy-path-v0.3"),
+        &production_json(),
+        Artifact::from_bytes(bytes),
+        &identity(),
+    );
+    assert_eq!(
+        step_of(result),
+        Step::Tlog,
+        "the log entry no longer names this artifact"
+    );
+}
+
+#[test]
+fn a_flipped_proof_hash() {
+    let mut bundle = case("happy-path-v0.3");
+    let hash = &mut bundle["verificationMaterial"]["tlogEntries"][0]["inclusionProof"]["hashes"][0];
+    let mut bytes = base64_decode(hash.as_str().expect("hash"));
+    bytes[5] ^= 0xff;
+    *hash = Value::String(base64_encode(&bytes));
+    assert_eq!(
+        step_of(run(
+            &bundle,
+            &production_json(),
+            Artifact::from_bytes(artifact()),
+            &identity()
+        )),
+        Step::InclusionProof
+    );
+}
+
+#[test]
+fn a_swapped_log_key() {
+    let mut root = production_json();
+    let ct_key = root["ctlogs"][1]["publicKey"]["rawBytes"].clone();
+    root["tlogs"][0]["publicKey"]["rawBytes"] = ct_key;
+    let result = run(
+        &case("happy-path-v0.3"),
+        &root,
+        Artifact::from_bytes(artifact()),
+        &identity(),
+    );
+    assert_eq!(
+        step_of(result),
+        Step::Tlog,
+        "the signed entry timestamp no longer verifies"
+    );
+}
+
+#[test]
+fn integrated_time_moved_outside_the_certificate_validity() {
+    let mut bundle = case("happy-path-v0.3");
+    let entry = &mut bundle["verificationMaterial"]["tlogEntries"][0];
+    let t: i64 = entry["integratedTime"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("time");
+    entry["integratedTime"] = Value::String((t + 3600).to_string());
+    // The log signed the original time, so the signed entry timestamp catches the change first.
+    assert_eq!(
+        step_of(run(
+            &bundle,
+            &production_json(),
+            Artifact::from_bytes(artifact()),
+            &identity()
+        )),
+        Step::Tlog
+    );
+}
+
+#[test]
+fn a_san_wrong_by_one_character_and_a_wrong_issuer() {
+    let root = production_json();
+    let mut san = IDENTITY.to_owned();
+    san.pop();
+    let policy = Policy::Identity {
+        san,
+        issuer: ISSUER.into(),
+    };
+    assert_eq!(
+        step_of(run(
+            &case("happy-path-v0.3"),
+            &root,
+            Artifact::from_bytes(artifact()),
+            &policy
+        )),
+        Step::Identity
+    );
+    let policy = Policy::Identity {
+        san: IDENTITY.into(),
+        issuer: "https://token.actions.githubusercontent.co".into(),
+    };
+    assert_eq!(
+        step_of(run(
+            &case("happy-path-v0.3"),
+            &root,
+            Artifact::from_bytes(artifact()),
+            &policy
+        )),
+        Step::Identity
+    );
+}
+
+#[test]
+fn a_changed_dsse_payload_type() {
+    let mut bundle = case("happy-path-intoto-in-dsse-v3");
+    bundle["dsseEnvelope"]["payloadType"] = Value::String("application/vnd.in-toto+json; x=1".into());
+    assert_eq!(
+        step_of(run(
+            &bundle,
+            &production_json(),
+            Artifact::from_bytes(artifact()),
+            &identity()
+        )),
+        Step::Signature
+    );
+}
+
+#[test]
+fn a_statement_about_other_bytes() {
+    let mut bytes = artifact();
+    bytes.push(b'!');
+    let result = run(
+        &case("happy-path-intoto-in-dsse-v3"),
+        &production_json(),
+        Artifact::from_bytes(bytes),
+        &identity(),
+    );
+    assert_eq!(step_of(result), Step::Subject);
+}
+
+#[test]
+fn a_bundle_from_the_staging_instance_is_refused_by_the_production_root() {
+    let result = run(
+        &case("rekor2-happy-path"),
+        &production_json(),
+        Artifact::from_bytes(artifact()),
+        &identity(),
+    );
+    assert_eq!(step_of(result), Step::Timestamp);
+}
+
+#[test]
+fn unknown_versions_and_oversized_bundles_fail_closed() {
+    let mut bundle = case("happy-path-v0.3");
+    bundle["mediaType"] = Value::String("application/vnd.dev.sigstore.bundle+json;version=0.4".into());
+    assert_eq!(
+        step_of(run(
+            &bundle,
+            &production_json(),
+            Artifact::from_bytes(artifact()),
+            &identity()
+        )),
+        Step::Bundle
+    );
+    let huge = vec![b' '; portcullis_verify::bundle::MAX_BUNDLE_BYTES + 1];
+    assert_eq!(Bundle::from_json(&huge).expect_err("too large").step, Step::Bundle);
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    portcullis_verify::trust_root::b64(text).expect("base64")
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
