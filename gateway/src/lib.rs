@@ -12,6 +12,7 @@ pub mod health;
 pub mod logging;
 pub mod metrics;
 pub mod protocol;
+pub mod provenance;
 pub mod proxy;
 pub mod reload;
 pub mod tls;

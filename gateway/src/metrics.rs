@@ -40,6 +40,10 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     /// Time to read and compile the rules on reload.
     pub reload_duration: Histogram,
+    /// Sigstore verification cache lookups by result (`hit`, `miss`).
+    pub verify_cache: IntCounterVec,
+    /// Time of uncached Sigstore verifications, by outcome (`verified`, `refused`).
+    pub verify_duration: HistogramVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -169,6 +173,21 @@ impl Metrics {
             ),
             build_info: gauge_vec(&registry, "portcullis_build_info", "Build information.", &["version"]),
             reload_duration,
+            verify_cache: counter(
+                &registry,
+                "portcullis_verify_cache_lookups_total",
+                "Sigstore verification cache lookups by result.",
+                &["result"],
+            ),
+            verify_duration: histogram(
+                &registry,
+                "portcullis_verify_duration_seconds",
+                "Time of uncached Sigstore verifications.",
+                &["outcome"],
+                vec![
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                ],
+            ),
             registry,
         };
         metrics
