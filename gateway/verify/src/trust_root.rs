@@ -51,6 +51,31 @@ pub struct Authority {
     pub chain: Vec<Vec<u8>>,
     /// When it may be used.
     pub validity: Validity,
+    /// The chain parsed, with each certificate's signature by the next (and the root's own)
+    /// checked once, on first use: these signatures do not change from bundle to bundle.
+    pub(crate) checked_chain: std::sync::OnceLock<std::result::Result<Vec<x509_cert::Certificate>, String>>,
+}
+
+impl Authority {
+    /// The parsed chain, its internal signatures verified (computed once).
+    pub fn verified_chain(&self) -> std::result::Result<&[x509_cert::Certificate], String> {
+        self.checked_chain
+            .get_or_init(|| {
+                let certs = self
+                    .chain
+                    .iter()
+                    .map(|der| crate::cert::parse(der).map_err(|e| e.reason))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                for (i, cert) in certs.iter().enumerate() {
+                    let parent = certs.get(i + 1).unwrap_or(cert);
+                    crate::cert::verify_issued_by(cert, parent).map_err(|e| format!("{}: {}", self.uri, e.reason))?;
+                }
+                Ok(certs)
+            })
+            .as_ref()
+            .map(Vec::as_slice)
+            .map_err(Clone::clone)
+    }
 }
 
 /// A parsed trusted root.
@@ -205,6 +230,7 @@ fn authority(raw: RawAuthority, what: &str) -> Result<Authority> {
         return Err(err(format!("{what} has an empty certificate chain")));
     }
     Ok(Authority {
+        checked_chain: std::sync::OnceLock::new(),
         uri: raw.uri.unwrap_or_default(),
         chain,
         validity: validity(raw.valid_for.as_ref(), what)?,
