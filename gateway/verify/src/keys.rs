@@ -2,7 +2,6 @@
 //! SHA-256 or SHA-384), and Ed25519. Keys come as DER SubjectPublicKeyInfo.
 
 use const_oid::ObjectIdentifier;
-use ecdsa::signature::hazmat::PrehashVerifier;
 use sha2::{Digest, Sha256, Sha384, Sha512};
 use spki::{DecodePublicKey, SubjectPublicKeyInfoRef};
 
@@ -31,15 +30,19 @@ impl HashAlg {
 /// A verification key.
 #[derive(Debug, Clone)]
 pub enum PublicKey {
-    /// ECDSA over P-256.
-    P256(p256::ecdsa::VerifyingKey),
-    /// ECDSA over P-384.
-    P384(p384::ecdsa::VerifyingKey),
+    /// ECDSA over P-256 (the SEC1 uncompressed point).
+    P256(EcPoint),
+    /// ECDSA over P-384 (the SEC1 uncompressed point).
+    P384(EcPoint),
     /// Ed25519.
     Ed25519(ed25519_dalek::VerifyingKey),
     /// RSA (PKCS#1 v1.5 signatures), as some private CAs use.
     Rsa(rsa::RsaPublicKey),
 }
+
+/// A validated elliptic-curve public point (SEC1 encoding); ECDSA runs on aws-lc-rs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EcPoint(Vec<u8>);
 
 /// Why a key or signature was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,6 +67,29 @@ const P384_CURVE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34"
 const ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
 const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 
+fn ecdsa_algorithm(p384: bool, hash: HashAlg) -> &'static aws_lc_rs::signature::EcdsaVerificationAlgorithm {
+    use aws_lc_rs::signature as sig;
+    match (p384, hash) {
+        (false, HashAlg::Sha256) => &sig::ECDSA_P256_SHA256_ASN1,
+        (false, HashAlg::Sha384) => &sig::ECDSA_P256_SHA384_ASN1,
+        (false, HashAlg::Sha512) => &sig::ECDSA_P256_SHA512_ASN1,
+        (true, HashAlg::Sha256) => &sig::ECDSA_P384_SHA256_ASN1,
+        (true, HashAlg::Sha384) => &sig::ECDSA_P384_SHA384_ASN1,
+        (true, HashAlg::Sha512) => &sig::ECDSA_P384_SHA512_ASN1,
+    }
+}
+
+fn ec_point(info: &SubjectPublicKeyInfoRef<'_>, p384: bool) -> Result<EcPoint, KeyError> {
+    let point = info
+        .subject_public_key
+        .as_bytes()
+        .ok_or_else(|| KeyError::Key("the EC public key is not a whole number of bytes".into()))?;
+    aws_lc_rs::signature::UnparsedPublicKey::new(ecdsa_algorithm(p384, HashAlg::Sha256), point)
+        .parse()
+        .map_err(|_| KeyError::Key("the EC public key is not a valid point on its curve".into()))?;
+    Ok(EcPoint(point.to_vec()))
+}
+
 impl PublicKey {
     /// Parses a DER SubjectPublicKeyInfo.
     pub fn from_spki_der(der: &[u8]) -> Result<Self, KeyError> {
@@ -75,14 +101,10 @@ impl PublicKey {
                 .parameters_oid()
                 .map_err(|e| KeyError::Key(format!("EC key without a named curve: {e}")))?;
             if curve == P256_CURVE {
-                return p256::ecdsa::VerifyingKey::from_public_key_der(der)
-                    .map(PublicKey::P256)
-                    .map_err(|e| KeyError::Key(e.to_string()));
+                return ec_point(&info, false).map(PublicKey::P256);
             }
             if curve == P384_CURVE {
-                return p384::ecdsa::VerifyingKey::from_public_key_der(der)
-                    .map(PublicKey::P384)
-                    .map_err(|e| KeyError::Key(e.to_string()));
+                return ec_point(&info, true).map(PublicKey::P384);
             }
             return Err(KeyError::Key(format!("unsupported curve {curve}")));
         }
@@ -124,31 +146,47 @@ impl PublicKey {
     /// Ed25519 signs the message itself and ignores `hash`).
     pub fn verify(&self, hash: HashAlg, message: &[u8], signature: &[u8]) -> Result<(), KeyError> {
         match self {
+            PublicKey::P256(point) | PublicKey::P384(point) => {
+                let p384 = matches!(self, PublicKey::P384(_));
+                aws_lc_rs::signature::UnparsedPublicKey::new(ecdsa_algorithm(p384, hash), &point.0)
+                    .verify(message, signature)
+                    .map_err(|_| KeyError::BadSignature)
+            }
             PublicKey::Ed25519(key) => {
                 let sig = ed25519_dalek::Signature::from_slice(signature).map_err(|_| KeyError::MalformedSignature)?;
                 key.verify_strict(message, &sig).map_err(|_| KeyError::BadSignature)
             }
-            _ => self.verify_prehash(&hash.digest(message), signature),
+            PublicKey::Rsa(_) => self.verify_prehash(&hash.digest(message), signature),
         }
     }
 
-    /// Verifies an ECDSA signature over a precomputed digest (Ed25519 cannot).
+    /// Verifies a signature over a precomputed digest (ECDSA and RSA; Ed25519 cannot).
     pub fn verify_prehash(&self, digest: &[u8], signature: &[u8]) -> Result<(), KeyError> {
+        let hash = match digest.len() {
+            32 => HashAlg::Sha256,
+            48 => HashAlg::Sha384,
+            64 => HashAlg::Sha512,
+            _ => return Err(KeyError::Unsupported("unsupported digest length")),
+        };
         match self {
-            PublicKey::P256(key) => {
-                let sig = p256::ecdsa::Signature::from_der(signature).map_err(|_| KeyError::MalformedSignature)?;
-                key.verify_prehash(digest, &sig).map_err(|_| KeyError::BadSignature)
-            }
-            PublicKey::P384(key) => {
-                let sig = p384::ecdsa::Signature::from_der(signature).map_err(|_| KeyError::MalformedSignature)?;
-                key.verify_prehash(digest, &sig).map_err(|_| KeyError::BadSignature)
+            PublicKey::P256(point) | PublicKey::P384(point) => {
+                let p384 = matches!(self, PublicKey::P384(_));
+                let algorithm = match hash {
+                    HashAlg::Sha256 => &aws_lc_rs::digest::SHA256,
+                    HashAlg::Sha384 => &aws_lc_rs::digest::SHA384,
+                    HashAlg::Sha512 => &aws_lc_rs::digest::SHA512,
+                };
+                let digest = aws_lc_rs::digest::Digest::import_less_safe(digest, algorithm)
+                    .map_err(|_| KeyError::Unsupported("unsupported digest length"))?;
+                aws_lc_rs::signature::UnparsedPublicKey::new(ecdsa_algorithm(p384, hash), &point.0)
+                    .verify_digest(&digest, signature)
+                    .map_err(|_| KeyError::BadSignature)
             }
             PublicKey::Rsa(key) => {
-                let scheme = match digest.len() {
-                    32 => rsa::Pkcs1v15Sign::new::<sha2::Sha256>(),
-                    48 => rsa::Pkcs1v15Sign::new::<sha2::Sha384>(),
-                    64 => rsa::Pkcs1v15Sign::new::<sha2::Sha512>(),
-                    _ => return Err(KeyError::Unsupported("unsupported digest length for RSA")),
+                let scheme = match hash {
+                    HashAlg::Sha256 => rsa::Pkcs1v15Sign::new::<sha2::Sha256>(),
+                    HashAlg::Sha384 => rsa::Pkcs1v15Sign::new::<sha2::Sha384>(),
+                    HashAlg::Sha512 => rsa::Pkcs1v15Sign::new::<sha2::Sha512>(),
                 };
                 key.verify(scheme, digest, signature)
                     .map_err(|_| KeyError::BadSignature)
@@ -189,9 +227,10 @@ mod tests {
         assert!(matches!(key, PublicKey::P256(_)));
         assert_eq!(key.default_hash(), HashAlg::Sha256);
         assert!(PublicKey::from_spki_der(b"junk").is_err());
+        // aws-lc reports malformed and wrong signatures alike.
         assert_eq!(
             key.verify(HashAlg::Sha256, b"m", b"\x30\x00"),
-            Err(KeyError::MalformedSignature)
+            Err(KeyError::BadSignature)
         );
     }
 }
