@@ -20,3 +20,4 @@ pub mod verify;
 pub use bundle::Bundle;
 pub use content::Artifact;
 pub use verify::{verify, Policy, SignerFacts};
+pub mod pep740;
