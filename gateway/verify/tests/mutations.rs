@@ -243,3 +243,36 @@ fn base64_encode(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
+
+#[test]
+fn a_bundle_carrying_a_root_that_is_not_the_trusted_one() {
+    // A real v0.1 bundle with a 3-certificate chain (leaf, intermediate, root) verifies as is:
+    // its extra certificates are exactly the trusted root's. Swap its root for another
+    // self-signed CA (the staging Fulcio root) and it is refused at the certificate path.
+    let dir = fixtures().join("npm-provenance/slsa-v0.2-sigstore-1.0.0");
+    let mut bundle: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("bundle.sigstore.json")).expect("bundle")).expect("json");
+    let artifact = Artifact::from_bytes(std::fs::read(dir.join("artifact")).expect("artifact"));
+    let san = std::fs::read_to_string(dir.join("identity"))
+        .expect("identity")
+        .trim()
+        .to_owned();
+    let policy = Policy::Identity {
+        san,
+        issuer: ISSUER.into(),
+    };
+    run(&bundle, &production_json(), artifact.clone(), &policy).expect("the real bundle verifies");
+
+    let staging: Value = serde_json::from_slice(
+        &std::fs::read(fixtures().join("trusted-roots/public-good-staging.trusted_root.json")).expect("staging"),
+    )
+    .expect("json");
+    let chain = staging["certificateAuthorities"][0]["certChain"]["certificates"]
+        .as_array()
+        .expect("chain");
+    let foreign_root = chain.last().expect("root")["rawBytes"].clone();
+    bundle["verificationMaterial"]["x509CertificateChain"]["certificates"][2]["rawBytes"] = foreign_root;
+    let err = run(&bundle, &production_json(), artifact, &policy).expect_err("a foreign root must be refused");
+    assert_eq!(err.step, Step::CertificateChain, "{err}");
+    assert!(err.reason.contains("not in the trusted root"), "{err}");
+}
