@@ -32,6 +32,10 @@
 //!   first 4 bytes of the log id; the hint is nevertheless recomputed from the origin, which
 //!   ties the accepted line to the name the note claims.
 //!
+//! The origin must also name the trusted log: its base URL host (`<host> - <tree id>` for
+//! Rekor v1, the bare host for Rekor v2), so a note the log's key signed for another origin is
+//! refused.
+//!
 //! Lines that are not the log's (witness cosignatures, other keys) are ignored. If any line is
 //! the log's and does not verify, the note is refused (as the signed-note spec requires for a
 //! known key); if no line is the log's, it is refused too.
@@ -238,6 +242,7 @@ fn ed25519_key_hint(name: &str, key: &[u8; 32]) -> [u8; 4] {
 pub fn verify_checkpoint(envelope: &str, log: &LogKey) -> Result<Checkpoint> {
     let (body, lines) = split_note(envelope)?;
     let checkpoint = parse_body(body)?;
+    check_origin(&checkpoint.origin, log)?;
     let signer = LogSigner::for_log(log, &checkpoint.origin)?;
     let mut verified = false;
     for line in lines.iter().filter(|line| signer.matches(line)) {
@@ -266,6 +271,33 @@ pub fn verify_checkpoint(envelope: &str, log: &LogKey) -> Result<Checkpoint> {
         )));
     }
     Ok(checkpoint)
+}
+
+/// The checkpoint must be the named log's: Rekor v1 origins are `<host> - <tree id>`, Rekor
+/// v2 origins the bare host, where host is the log's base URL host in the trusted root.
+fn check_origin(origin: &str, log: &LogKey) -> Result<()> {
+    let host = log
+        .base_url
+        .split_once("://")
+        .map_or(log.base_url.as_str(), |(_, rest)| rest)
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    if host.is_empty() {
+        // A trusted root without a base URL gives nothing to compare; the key still binds.
+        return Ok(());
+    }
+    let matches = match log.key {
+        PublicKey::Ed25519(_) => origin == host,
+        _ => origin == host || origin.strip_prefix(host).is_some_and(|rest| rest.starts_with(" - ")),
+    };
+    if matches {
+        Ok(())
+    } else {
+        Err(fail(format!(
+            "the checkpoint's origin {origin:?} is not the log {host}"
+        )))
+    }
 }
 
 #[cfg(test)]
@@ -396,11 +428,12 @@ mod tests {
         // The right hint under another name is not the log's line either.
         let mislabelled = good.replacen(ORIGIN, "other.example.test", 1);
         refused(&format!("{body}\n{mislabelled}"), &log, "none of the 1");
-        // A checkpoint whose origin is another name (and so another hint) finds no line.
+        // A checkpoint whose origin names another log is refused, even when the log's key
+        // signed it under that name: the origin must be the trusted log's host.
         let foreign = body.replacen(ORIGIN, "foreign.example.test", 1);
         let foreign_line = ed25519_line(&signing, "foreign.example.test", &foreign);
-        assert!(verify_checkpoint(&format!("{foreign}\n{foreign_line}"), &log).is_ok());
-        refused(&format!("{foreign}\n{good}"), &log, "none of the 1");
+        refused(&format!("{foreign}\n{foreign_line}"), &log, "is not the log");
+        refused(&format!("{foreign}\n{good}"), &log, "is not the log");
         // Structure.
         refused(
             &format!("{body}\n{}", good.trim_end()),
@@ -473,6 +506,17 @@ mod tests {
         bad[last] ^= 1;
         let bad_sig = sig_line("rekor.example.test", &log.log_id[..4], &bad);
         refused(&format!("{body}\n{bad_sig}{good}"), &log, "is invalid");
+        // Signed by the log's key, but the origin names another log (or mimics the host).
+        for origin in [
+            "rekor.other.test - 42",
+            "rekor.example.test.evil - 42",
+            "rekor.example.test-42",
+        ] {
+            let foreign = body.replacen("rekor.example.test - 42", origin, 1);
+            let sig: p256::ecdsa::Signature = signing.sign(foreign.as_bytes());
+            let line = sig_line("rekor.example.test", &log.log_id[..4], sig.to_der().as_bytes());
+            refused(&format!("{foreign}\n{line}"), &log, "is not the log");
+        }
     }
 
     // ---- the Sigstore conformance fixtures ----
@@ -568,10 +612,8 @@ mod tests {
             ("rekor2-checkpoint-missing-origin_fail", "tree size"),
             ("rekor2-checkpoint-missing-root-hash_fail", "no root hash line"),
             ("rekor2-checkpoint-missing-size_fail", "tree size"),
-            (
-                "rekor2-checkpoint-no-matching-signature_fail",
-                "none of the 1 signature lines",
-            ),
+            // Its origin names another log (log2025-alpha1.rekor.github.dev).
+            ("rekor2-checkpoint-no-matching-signature_fail", "is not the log"),
             // Meant to fail at other steps, but made by editing a valid bundle in ways this
             // step already catches: a truncated proof (1 hash where the tree needs 10), or an
             // edited entry body (signature, public key) whose leaf is no longer in the tree.
