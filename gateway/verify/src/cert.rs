@@ -279,8 +279,15 @@ pub fn identity(cert: &Certificate) -> Result<CertificateIdentity> {
         };
         *slot = Some(value);
     }
-    if id.issuer.is_none() {
-        id.issuer = legacy_issuer;
+    match (&id.issuer, legacy_issuer) {
+        (None, legacy) => id.issuer = legacy,
+        (Some(v2), Some(v1)) if *v2 != v1 => {
+            return Err(VerifyError::new(
+                Step::Identity,
+                format!("the certificate names two different OIDC issuers ({v1:?} and {v2:?})"),
+            ))
+        }
+        _ => {}
     }
     Ok(id)
 }

@@ -86,12 +86,14 @@ pub fn verify(
         time_sources.push(("rfc3161", verified.time));
     }
 
+    let signed_times: Vec<i64> = time_sources.iter().map(|(_, t)| *t).collect();
+
     // Transparency log entries: every entry must verify, and there must be at least one.
     if bundle.tlog_entries.is_empty() {
         return Err(VerifyError::new(Step::Tlog, "the bundle has no transparency log entry"));
     }
     for entry in &bundle.tlog_entries {
-        let verified = tlog::verify_entry(entry, bundle, signer_der, &artifact.sha256, root, now)?;
+        let verified = tlog::verify_entry(entry, bundle, signer_der, &artifact.sha256, root, now, &signed_times)?;
         if let Some(t) = verified.integrated_time {
             time_sources.push(("tlog", t));
         }

@@ -39,7 +39,8 @@ pub struct VerifiedEntry {
     pub integrated_time: Option<i64>,
 }
 
-/// Verifies one entry: log known and valid, signed entry timestamp, inclusion proof and
+/// Verifies one entry: log known and valid (at the integrated time, or at every one of
+/// `signed_times` for entries without one), signed entry timestamp, inclusion proof and
 /// checkpoint, and the body against the bundle's content and signer.
 pub fn verify_entry(
     entry: &TlogEntry,
@@ -48,6 +49,7 @@ pub fn verify_entry(
     artifact_sha256: &[u8; 32],
     root: &TrustedRoot,
     now: i64,
+    signed_times: &[i64],
 ) -> Result<VerifiedEntry> {
     let log = root
         .tlog(&entry.log_id)
@@ -76,7 +78,12 @@ pub fn verify_entry(
                 "the entry has neither a signed entry timestamp nor an inclusion proof",
             ));
         }
-        None => {}
+        None => {
+            // No integrated time (Rekor v2): the log key must be valid at the signed times.
+            if signed_times.iter().any(|t| !log.validity.contains(*t)) {
+                return Err(err("a signed timestamp is outside the log key's validity"));
+            }
+        }
     }
     if let Some(proof) = &entry.inclusion_proof {
         verify_proof(entry, proof, log)?;
