@@ -6,6 +6,7 @@
 //! [`build_server`] assembles the pingora server from a validated [`config::Config`].
 
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod health;

@@ -1,0 +1,1743 @@
+//! Verification of OIDC ID tokens (signed JWTs, JWS compact form) for trusted publishing: the
+//! pure, synchronous core. No I/O and no clock: the caller passes the issuer's key set and the
+//! current time.
+//!
+//! [`peek`] reads the *unverified* `iss`, `kid` and `alg`, only to choose which issuer's
+//! [`IssuerKeys`] to verify against. [`verify`] then checks, in this order, failing on the first
+//! problem with its own [`TokenError`] variant:
+//!
+//! 1. size ([`MAX_TOKEN_BYTES`]) before any parsing, then exactly three unpadded base64url
+//!    segments;
+//! 2. the header is one JSON object without duplicate members and without `crit`; its `alg` is
+//!    never `none` or HMAC (`HS*`), is one this module implements, and is on the issuer's
+//!    allow-list;
+//! 3. `kid` is present and names a key of the issuer's [`JwkSet`] (an unknown `kid` is
+//!    [`TokenError::UnknownKid`], so the caller may refresh the set at a bounded rate);
+//! 4. the key's type and curve (and its `alg`, `use`, `key_ops` when present) fit the header
+//!    `alg`: an RSA key never verifies an ES256 or HS256 token;
+//! 5. the signature verifies; only then is the payload decoded and parsed;
+//! 6. `iss` equals the issuer exactly; `aud` is a single string equal to the audience (a list is
+//!    refused even when it contains the audience); `exp`, `iat` (integers) and `jti` (a
+//!    non-empty string) are present; `nbf` (integer) and `sub` (string) are type-checked when
+//!    present;
+//! 7. `exp` is not before `iat`, and with exactly [`LEEWAY_SECS`] of leeway: `exp + 30 >= now`,
+//!    `nbf - 30 <= now`, `iat - 30 <= now`.
+//!
+//! Unlike common JWT libraries' defaults, nothing here is optional or loose: no default leeway
+//! beyond 30 s, `nbf` and `iat` always checked, `aud` lists refused.
+//!
+//! Callers still own: fetching the issuer's JWKS (`{iss}/.well-known/openid-configuration` →
+//! `jwks_uri`) and caching it, refreshing it at a bounded rate on [`TokenError::UnknownKid`]
+//! (keeping the previous set when a refresh fails to parse), the `jti` replay store (claim the
+//! `jti` atomically, kept until `exp + 30` s), and the provider-specific claim checks.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use aws_lc_rs::signature::{self as sig, ParsedPublicKey, RsaParameters, RsaPublicKeyComponents};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// Largest token accepted, in bytes; longer tokens are refused before any decoding.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+/// Largest JWKS document accepted, in bytes.
+pub const MAX_JWKS_BYTES: usize = 256 * 1024;
+/// Largest number of keys accepted in one JWKS.
+pub const MAX_JWKS_KEYS: usize = 100;
+/// Clock-skew leeway applied to `exp`, `nbf` and `iat`, in seconds.
+pub const LEEWAY_SECS: i64 = 30;
+
+/// Smallest RSA modulus accepted, in bits.
+const MIN_RSA_BITS: usize = 2048;
+/// Largest RSA modulus accepted, in bits (the limit of the aws-lc-rs verifiers used).
+const MAX_RSA_BITS: usize = 8192;
+/// Longest attacker-supplied string copied into an error.
+const MAX_ECHO_CHARS: usize = 128;
+
+/// A JWS signature algorithm this module can verify. `none` and the HMAC algorithms have no
+/// variant, so an allow-list can never contain them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Algorithm {
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    Rs256,
+    /// RSASSA-PKCS1-v1_5 with SHA-384.
+    Rs384,
+    /// RSASSA-PKCS1-v1_5 with SHA-512.
+    Rs512,
+    /// ECDSA on P-256 with SHA-256.
+    Es256,
+    /// ECDSA on P-384 with SHA-384.
+    Es384,
+    /// Ed25519.
+    EdDsa,
+}
+
+impl Algorithm {
+    /// The JOSE name (`"RS256"`, `"ES256"`, `"EdDSA"`…).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::Rs256 => "RS256",
+            Algorithm::Rs384 => "RS384",
+            Algorithm::Rs512 => "RS512",
+            Algorithm::Es256 => "ES256",
+            Algorithm::Es384 => "ES384",
+            Algorithm::EdDsa => "EdDSA",
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Algorithm {
+    type Err = TokenError;
+
+    /// Parses a JOSE name exactly (case-sensitive). `none` and `HS*` (in any case) are
+    /// [`TokenError::ForbiddenAlgorithm`]; other unknown names [`TokenError::UnsupportedAlgorithm`].
+    fn from_str(name: &str) -> Result<Self, TokenError> {
+        match name {
+            "RS256" => Ok(Algorithm::Rs256),
+            "RS384" => Ok(Algorithm::Rs384),
+            "RS512" => Ok(Algorithm::Rs512),
+            "ES256" => Ok(Algorithm::Es256),
+            "ES384" => Ok(Algorithm::Es384),
+            "EdDSA" => Ok(Algorithm::EdDsa),
+            _ if is_forbidden_algorithm(name) => Err(TokenError::ForbiddenAlgorithm { alg: echo(name) }),
+            _ => Err(TokenError::UnsupportedAlgorithm { alg: echo(name) }),
+        }
+    }
+}
+
+/// `none` (unsigned) and HMAC (shared-secret) algorithms, whatever their case.
+fn is_forbidden_algorithm(name: &str) -> bool {
+    name.eq_ignore_ascii_case("none") || name.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("HS"))
+}
+
+/// Which segment of a token an error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The JOSE header (first segment).
+    Header,
+    /// The claims (second segment).
+    Payload,
+    /// The signature (third segment).
+    Signature,
+}
+
+impl fmt::Display for Part {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Part::Header => "header",
+            Part::Payload => "payload",
+            Part::Signature => "signature",
+        })
+    }
+}
+
+/// Why a token was refused. Strings copied from the token are shortened to 128 characters and
+/// shown escaped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// The token is longer than [`MAX_TOKEN_BYTES`].
+    #[error("the token is {len} bytes long, over the {max}-byte limit")]
+    TooLarge {
+        /// Length of the token.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The token does not have exactly three `.`-separated segments.
+    #[error("the token has {found} dot-separated segments; a signed JWT has exactly 3")]
+    Segments {
+        /// Number of segments found.
+        found: usize,
+    },
+    /// A segment is not unpadded base64url.
+    #[error("the token {part} is not unpadded base64url")]
+    Base64 {
+        /// The segment.
+        part: Part,
+    },
+    /// The header or payload is not a single JSON object with unique member names.
+    #[error("the token {part} is not a valid JSON object: {reason}")]
+    Json {
+        /// The segment.
+        part: Part,
+        /// The parser's complaint.
+        reason: String,
+    },
+    /// The header is a JSON object but not an acceptable JOSE header.
+    #[error("the token header is not acceptable: {reason}")]
+    InvalidHeader {
+        /// What is wrong.
+        reason: String,
+    },
+    /// `alg` is `none` or an HMAC algorithm, never accepted.
+    #[error("the algorithm {alg:?} is never accepted (unsigned and HMAC tokens are refused)")]
+    ForbiddenAlgorithm {
+        /// The header `alg`.
+        alg: String,
+    },
+    /// `alg` is not an algorithm this gateway implements.
+    #[error("the algorithm {alg:?} is not supported")]
+    UnsupportedAlgorithm {
+        /// The header `alg`.
+        alg: String,
+    },
+    /// `alg` is supported but not allowed for this issuer.
+    #[error("the algorithm {alg} is not allowed for this issuer")]
+    AlgorithmNotAllowed {
+        /// The header `alg`.
+        alg: Algorithm,
+    },
+    /// The header has no `kid`.
+    #[error("the token header has no key id (\"kid\")")]
+    MissingKid,
+    /// No key of the issuer's key set has this `kid`; the set may need refreshing.
+    #[error("the issuer's key set has no key with id {kid:?}")]
+    UnknownKid {
+        /// The header `kid`.
+        kid: String,
+    },
+    /// The key named by `kid` cannot verify a token of this algorithm (key confusion, or a key
+    /// restricted to another algorithm or use).
+    #[error("key {kid:?} cannot verify a {alg} token: {reason}")]
+    KeyMismatch {
+        /// The header `kid`.
+        kid: String,
+        /// The header `alg`.
+        alg: Algorithm,
+        /// Why the key does not fit.
+        reason: String,
+    },
+    /// The signature does not verify with the key.
+    #[error("the token signature does not verify")]
+    BadSignature,
+    /// A required claim is absent.
+    #[error("the token has no {claim:?} claim")]
+    MissingClaim {
+        /// The claim name.
+        claim: &'static str,
+    },
+    /// A claim has the wrong JSON type or an empty value.
+    #[error("the {claim:?} claim must be {expected}")]
+    InvalidClaim {
+        /// The claim name.
+        claim: &'static str,
+        /// What it must be.
+        expected: &'static str,
+    },
+    /// `iss` is not exactly the issuer.
+    #[error("the token was issued by {found:?}, not {expected:?}")]
+    IssuerMismatch {
+        /// The token's `iss`.
+        found: String,
+        /// The configured issuer.
+        expected: String,
+    },
+    /// `aud` is a list; a single string is required even if the list holds the audience.
+    #[error("the \"aud\" claim must be a single string, not a list")]
+    AudienceNotSingle,
+    /// `aud` is not exactly the audience.
+    #[error("the token is for audience {found:?}, not {expected:?}")]
+    AudienceMismatch {
+        /// The token's `aud`.
+        found: String,
+        /// The configured audience.
+        expected: String,
+    },
+    /// `exp + 30 < now`.
+    #[error("the token expired at {exp} (now {now}, leeway 30 s)")]
+    Expired {
+        /// The token's `exp`.
+        exp: i64,
+        /// The time of the check.
+        now: i64,
+    },
+    /// `nbf - 30 > now`.
+    #[error("the token is not valid before {nbf} (now {now}, leeway 30 s)")]
+    NotYetValid {
+        /// The token's `nbf`.
+        nbf: i64,
+        /// The time of the check.
+        now: i64,
+    },
+    /// `iat - 30 > now`.
+    #[error("the token claims to be issued at {iat}, in the future (now {now}, leeway 30 s)")]
+    IssuedInFuture {
+        /// The token's `iat`.
+        iat: i64,
+        /// The time of the check.
+        now: i64,
+    },
+    /// `exp < iat`.
+    #[error("the token expires ({exp}) before it was issued ({iat})")]
+    ExpiresBeforeIssued {
+        /// The token's `exp`.
+        exp: i64,
+        /// The token's `iat`.
+        iat: i64,
+    },
+}
+
+impl TokenError {
+    /// The stable code logs, metrics and scripts may match on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TokenError::TooLarge { .. } => "token_too_large",
+            TokenError::Segments { .. } => "token_segments",
+            TokenError::Base64 { .. } => "token_base64",
+            TokenError::Json { .. } => "token_json",
+            TokenError::InvalidHeader { .. } => "header_invalid",
+            TokenError::ForbiddenAlgorithm { .. } => "alg_forbidden",
+            TokenError::UnsupportedAlgorithm { .. } => "alg_unsupported",
+            TokenError::AlgorithmNotAllowed { .. } => "alg_not_allowed",
+            TokenError::MissingKid => "kid_missing",
+            TokenError::UnknownKid { .. } => "kid_unknown",
+            TokenError::KeyMismatch { .. } => "key_mismatch",
+            TokenError::BadSignature => "signature_invalid",
+            TokenError::MissingClaim { .. } => "claim_missing",
+            TokenError::InvalidClaim { .. } => "claim_invalid",
+            TokenError::IssuerMismatch { .. } => "iss_mismatch",
+            TokenError::AudienceNotSingle => "aud_not_single",
+            TokenError::AudienceMismatch { .. } => "aud_mismatch",
+            TokenError::Expired { .. } => "token_expired",
+            TokenError::NotYetValid { .. } => "token_not_yet_valid",
+            TokenError::IssuedInFuture { .. } => "iat_in_future",
+            TokenError::ExpiresBeforeIssued { .. } => "exp_before_iat",
+        }
+    }
+}
+
+/// Why a JWKS document was refused as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JwksError {
+    /// The document is longer than [`MAX_JWKS_BYTES`].
+    #[error("the key set is {len} bytes long, over the {max}-byte limit")]
+    TooLarge {
+        /// Length of the document.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The document is not a JSON object with a `keys` array.
+    #[error("the key set is not a JSON object with a \"keys\" array: {reason}")]
+    Json {
+        /// The parser's complaint.
+        reason: String,
+    },
+    /// The `keys` array is empty (an empty set must never replace a cached one).
+    #[error("the key set has no keys")]
+    Empty,
+    /// The `keys` array holds more than [`MAX_JWKS_KEYS`] keys.
+    #[error("the key set has {count} keys, over the limit of {max}")]
+    TooManyKeys {
+        /// Number of keys.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A key has no (or an empty) `kid`.
+    #[error("key #{index} of the key set has no \"kid\"")]
+    MissingKid {
+        /// Position of the key in `keys`, from 0.
+        index: usize,
+    },
+    /// Two keys share a `kid`.
+    #[error("the key set has more than one key with id {kid:?}")]
+    DuplicateKid {
+        /// The shared `kid`.
+        kid: String,
+    },
+    /// A key is malformed, too weak, symmetric or carries private material.
+    #[error("key #{index} of the key set is not acceptable: {reason}")]
+    InvalidKey {
+        /// Position of the key in `keys`, from 0.
+        index: usize,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl JwksError {
+    /// The stable code logs, metrics and scripts may match on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            JwksError::TooLarge { .. } => "jwks_too_large",
+            JwksError::Json { .. } => "jwks_json",
+            JwksError::Empty => "jwks_empty",
+            JwksError::TooManyKeys { .. } => "jwks_too_many_keys",
+            JwksError::MissingKid { .. } => "jwk_kid_missing",
+            JwksError::DuplicateKid { .. } => "jwk_kid_duplicate",
+            JwksError::InvalidKey { .. } => "jwk_invalid",
+        }
+    }
+}
+
+/// The verification material of one key, already validated.
+#[derive(Clone)]
+enum KeyMaterial {
+    /// RSA modulus and exponent, big-endian without leading zeros.
+    Rsa { n: Vec<u8>, e: Vec<u8> },
+    /// A P-256 point, parsed for ES256.
+    P256(ParsedPublicKey),
+    /// A P-384 point, parsed for ES384.
+    P384(ParsedPublicKey),
+    /// An Ed25519 key, parsed for EdDSA.
+    Ed25519(ParsedPublicKey),
+    /// A key kept only so its `kid` is known: it verifies nothing (unknown type or curve, or
+    /// meant for encryption).
+    Unusable(String),
+}
+
+impl KeyMaterial {
+    fn kind(&self) -> &'static str {
+        match self {
+            KeyMaterial::Rsa { .. } => "RSA",
+            KeyMaterial::P256(_) => "EC P-256",
+            KeyMaterial::P384(_) => "EC P-384",
+            KeyMaterial::Ed25519(_) => "OKP Ed25519",
+            KeyMaterial::Unusable(_) => "unusable",
+        }
+    }
+}
+
+impl fmt::Debug for KeyMaterial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyMaterial::Rsa { n, .. } => write!(f, "RSA ({} bits)", bit_length(n)),
+            KeyMaterial::Unusable(reason) => write!(f, "unusable ({reason})"),
+            other => f.write_str(other.kind()),
+        }
+    }
+}
+
+/// One public key of an issuer's key set.
+#[derive(Debug, Clone)]
+pub struct Jwk {
+    kid: String,
+    alg: Option<String>,
+    material: KeyMaterial,
+}
+
+impl Jwk {
+    /// The key id.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// Whether the key can verify some supported algorithm.
+    pub fn is_usable(&self) -> bool {
+        !matches!(self.material, KeyMaterial::Unusable(_))
+    }
+}
+
+/// An issuer's public keys, by `kid`, parsed from a JWKS document with [`JwkSet::from_json`].
+#[derive(Debug, Clone, Default)]
+pub struct JwkSet {
+    keys: BTreeMap<String, Jwk>,
+}
+
+/// The members of a JWK this module reads; others are ignored.
+#[derive(Deserialize)]
+struct RawJwk {
+    kty: String,
+    kid: Option<String>,
+    #[serde(rename = "use")]
+    key_use: Option<String>,
+    key_ops: Option<Vec<String>>,
+    alg: Option<String>,
+    crv: Option<String>,
+    n: Option<String>,
+    e: Option<String>,
+    x: Option<String>,
+    y: Option<String>,
+    d: Option<IgnoredAny>,
+}
+
+/// A JWKS document: only `keys` is read.
+#[derive(Deserialize)]
+struct RawJwkSet {
+    keys: Vec<Value>,
+}
+
+impl JwkSet {
+    /// Parses a JWKS document (`{"keys": [...]}`). Refuses the whole document when it is over
+    /// [`MAX_JWKS_BYTES`] or [`MAX_JWKS_KEYS`], empty, has a key without `kid` or two keys with
+    /// the same `kid`, a symmetric key, a key with private material, or a malformed or weak
+    /// (RSA under 2048 bits) key of a supported type. Keys of unknown type or curve, or not for
+    /// signatures (`use` other than `sig`, `key_ops` without `verify`, an unsupported `alg`), are
+    /// kept but never verify anything.
+    pub fn from_json(document: &[u8]) -> Result<Self, JwksError> {
+        if document.len() > MAX_JWKS_BYTES {
+            return Err(JwksError::TooLarge {
+                len: document.len(),
+                max: MAX_JWKS_BYTES,
+            });
+        }
+        let raw: RawJwkSet = serde_json::from_slice(document).map_err(|e| JwksError::Json { reason: e.to_string() })?;
+        if raw.keys.is_empty() {
+            return Err(JwksError::Empty);
+        }
+        if raw.keys.len() > MAX_JWKS_KEYS {
+            return Err(JwksError::TooManyKeys {
+                count: raw.keys.len(),
+                max: MAX_JWKS_KEYS,
+            });
+        }
+        let mut keys = BTreeMap::new();
+        for (index, value) in raw.keys.into_iter().enumerate() {
+            let invalid = |reason: String| JwksError::InvalidKey { index, reason };
+            let jwk = RawJwk::deserialize(value).map_err(|e| invalid(e.to_string()))?;
+            let kid = match &jwk.kid {
+                Some(kid) if !kid.is_empty() => kid.clone(),
+                _ => return Err(JwksError::MissingKid { index }),
+            };
+            if keys.contains_key(&kid) {
+                return Err(JwksError::DuplicateKid { kid: echo(&kid) });
+            }
+            let material = key_material(&jwk).map_err(invalid)?;
+            let alg = jwk.alg.clone();
+            keys.insert(kid.clone(), Jwk { kid, alg, material });
+        }
+        Ok(JwkSet { keys })
+    }
+
+    /// The key with this `kid`.
+    pub fn get(&self, kid: &str) -> Option<&Jwk> {
+        self.keys.get(kid)
+    }
+
+    /// The key ids, in sorted order.
+    pub fn kids(&self) -> impl Iterator<Item = &str> {
+        self.keys.keys().map(String::as_str)
+    }
+
+    /// Number of keys (usable or not).
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether the set has no keys.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// Validates one JWK's material. `Err` refuses the whole set; `Ok(Unusable)` keeps the key inert.
+fn key_material(jwk: &RawJwk) -> Result<KeyMaterial, String> {
+    if jwk.kty == "oct" {
+        return Err("symmetric (\"oct\") keys must never be in a public key set".to_owned());
+    }
+    if jwk.d.is_some() {
+        return Err("the key carries private material (\"d\")".to_owned());
+    }
+    if let Some(key_use) = &jwk.key_use {
+        if key_use != "sig" {
+            return Ok(KeyMaterial::Unusable(format!(
+                "its \"use\" is {:?}, not \"sig\"",
+                echo(key_use)
+            )));
+        }
+    }
+    if let Some(ops) = &jwk.key_ops {
+        if !ops.iter().any(|op| op == "verify") {
+            return Ok(KeyMaterial::Unusable(
+                "its \"key_ops\" do not include \"verify\"".to_owned(),
+            ));
+        }
+    }
+    if let Some(alg) = &jwk.alg {
+        if Algorithm::from_str(alg).is_err() {
+            return Ok(KeyMaterial::Unusable(format!("it is for algorithm {:?}", echo(alg))));
+        }
+    }
+    match (jwk.kty.as_str(), jwk.crv.as_deref()) {
+        ("RSA", _) => rsa_material(jwk),
+        ("EC", Some("P-256")) => ec_material(jwk, 32, &sig::ECDSA_P256_SHA256_FIXED).map(KeyMaterial::P256),
+        ("EC", Some("P-384")) => ec_material(jwk, 48, &sig::ECDSA_P384_SHA384_FIXED).map(KeyMaterial::P384),
+        ("OKP", Some("Ed25519")) => {
+            let x = member(&jwk.x, "x")?;
+            if x.len() != 32 {
+                return Err(format!("\"x\" is {} bytes, not 32", x.len()));
+            }
+            ParsedPublicKey::new(&sig::ED25519, &x)
+                .map(KeyMaterial::Ed25519)
+                .map_err(|_| "not a valid Ed25519 public key".to_owned())
+        }
+        ("EC" | "OKP", crv) => Ok(KeyMaterial::Unusable(format!(
+            "curve {:?} is not supported",
+            crv.map(echo).unwrap_or_default()
+        ))),
+        (kty, _) => Ok(KeyMaterial::Unusable(format!(
+            "key type {:?} is not supported",
+            echo(kty)
+        ))),
+    }
+}
+
+fn rsa_material(jwk: &RawJwk) -> Result<KeyMaterial, String> {
+    // The value is what counts: leading zero octets (a common encoder slip) are dropped.
+    let n = strip_leading_zeros(member(&jwk.n, "n")?);
+    let e = strip_leading_zeros(member(&jwk.e, "e")?);
+    let bits = bit_length(&n);
+    if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
+        return Err(format!(
+            "the RSA modulus has {bits} bits, outside {MIN_RSA_BITS}..={MAX_RSA_BITS}"
+        ));
+    }
+    if e.is_empty() || e.len() > 4 || e.last().is_some_and(|b| b & 1 == 0) {
+        return Err("the RSA exponent is not an odd number of at most 32 bits".to_owned());
+    }
+    RsaPublicKeyComponents { n: &n, e: &e }
+        .to_parsed_public_key(&sig::RSA_PKCS1_2048_8192_SHA256)
+        .map_err(|_| "not a valid RSA public key".to_owned())?;
+    Ok(KeyMaterial::Rsa { n, e })
+}
+
+fn ec_material(
+    jwk: &RawJwk,
+    coordinate_len: usize,
+    algorithm: &'static sig::EcdsaVerificationAlgorithm,
+) -> Result<ParsedPublicKey, String> {
+    let x = member(&jwk.x, "x")?;
+    let y = member(&jwk.y, "y")?;
+    if x.len() != coordinate_len || y.len() != coordinate_len {
+        return Err(format!("\"x\" and \"y\" must be {coordinate_len} bytes each"));
+    }
+    let mut point = Vec::with_capacity(1 + 2 * coordinate_len);
+    point.push(0x04);
+    point.extend_from_slice(&x);
+    point.extend_from_slice(&y);
+    ParsedPublicKey::new(algorithm, &point).map_err(|_| "the point is not on the curve".to_owned())
+}
+
+/// A required base64url member of a JWK.
+fn member(value: &Option<String>, name: &str) -> Result<Vec<u8>, String> {
+    let text = value.as_deref().ok_or_else(|| format!("\"{name}\" is missing"))?;
+    URL_SAFE_NO_PAD
+        .decode(text)
+        .map_err(|_| format!("\"{name}\" is not unpadded base64url"))
+}
+
+fn strip_leading_zeros(mut bytes: Vec<u8>) -> Vec<u8> {
+    let zeros = bytes.iter().take_while(|b| **b == 0).count();
+    bytes.drain(..zeros);
+    bytes
+}
+
+/// Bit length of a big-endian unsigned integer without leading zero octets.
+fn bit_length(bytes: &[u8]) -> usize {
+    match bytes.first() {
+        None => 0,
+        Some(first) => (bytes.len() - 1) * 8 + (8 - first.leading_zeros() as usize),
+    }
+}
+
+/// An issuer's verification settings (from the rules).
+#[derive(Debug, Clone)]
+pub struct IssuerKeys {
+    /// The exact `iss` value.
+    pub issuer: String,
+    /// The single accepted `aud` value.
+    pub audience: String,
+    /// The algorithms accepted from this issuer (`none` and HMAC cannot be listed).
+    pub algorithms: Vec<Algorithm>,
+    /// The issuer's current public keys.
+    pub jwks: JwkSet,
+}
+
+/// What [`peek`] reads from a token whose signature has *not* been checked. Use it only to pick
+/// the issuer to verify against; never trust it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unverified {
+    /// The payload `iss`.
+    pub iss: String,
+    /// The header `kid`, if any.
+    pub kid: Option<String>,
+    /// The header `alg`, if any (not checked against anything).
+    pub alg: Option<String>,
+}
+
+/// The claims of a verified token: the checked registered claims, typed, and every claim as
+/// JSON for the provider-specific checks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claims {
+    /// `iss`, equal to the issuer.
+    pub iss: String,
+    /// `aud`, equal to the audience.
+    pub aud: String,
+    /// `exp`, Unix seconds.
+    pub exp: i64,
+    /// `iat`, Unix seconds.
+    pub iat: i64,
+    /// `nbf`, Unix seconds, when present.
+    pub nbf: Option<i64>,
+    /// `jti`, non-empty; the caller must claim it in its replay store.
+    pub jti: String,
+    /// `sub`, when present.
+    pub sub: Option<String>,
+    /// Every claim of the payload, including the ones above.
+    pub all: Map<String, Value>,
+}
+
+impl Claims {
+    /// A claim by name.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.all.get(name)
+    }
+
+    /// A claim by name, when it is a string.
+    pub fn get_str(&self, name: &str) -> Option<&str> {
+        self.all.get(name).and_then(Value::as_str)
+    }
+}
+
+/// The three segments of a compact JWS.
+struct Segments<'a> {
+    header: &'a str,
+    payload: &'a str,
+    signature: &'a str,
+    /// `header.payload`, the signed bytes.
+    signing_input: &'a str,
+}
+
+fn split(token: &str) -> Result<Segments<'_>, TokenError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(TokenError::TooLarge {
+            len: token.len(),
+            max: MAX_TOKEN_BYTES,
+        });
+    }
+    let found = token.bytes().filter(|b| *b == b'.').count() + 1;
+    if found != 3 {
+        return Err(TokenError::Segments { found });
+    }
+    token
+        .rsplit_once('.')
+        .and_then(|(signing_input, signature)| {
+            signing_input.split_once('.').map(|(header, payload)| Segments {
+                header,
+                payload,
+                signature,
+                signing_input,
+            })
+        })
+        .ok_or(TokenError::Segments { found })
+}
+
+fn decode(segment: &str, part: Part) -> Result<Vec<u8>, TokenError> {
+    URL_SAFE_NO_PAD.decode(segment).map_err(|_| TokenError::Base64 { part })
+}
+
+/// Decodes and parses a header or payload segment into a JSON object.
+fn object(segment: &str, part: Part) -> Result<Map<String, Value>, TokenError> {
+    let bytes = decode(segment, part)?;
+    serde_json::from_slice::<UniqueObject>(&bytes)
+        .map(|o| o.0)
+        .map_err(|e| TokenError::Json {
+            part,
+            reason: e.to_string(),
+        })
+}
+
+/// A JSON object whose member names are unique: a duplicate is an error, never "last one wins",
+/// so no other parser can read a different value from the same bytes.
+struct UniqueObject(Map<String, Value>);
+
+impl<'de> Deserialize<'de> for UniqueObject {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor;
+
+        impl<'de> Visitor<'de> for ObjectVisitor {
+            type Value = Map<String, Value>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
+                let mut map = Map::new();
+                while let Some(name) = access.next_key::<String>()? {
+                    if map.contains_key(&name) {
+                        return Err(de::Error::custom(format_args!("duplicate member {:?}", echo(&name))));
+                    }
+                    let value = access.next_value::<Value>()?;
+                    map.insert(name, value);
+                }
+                Ok(map)
+            }
+        }
+
+        deserializer.deserialize_map(ObjectVisitor).map(UniqueObject)
+    }
+}
+
+/// An optional string member of the header.
+fn header_str<'a>(header: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, TokenError> {
+    match header.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.as_str())),
+        Some(_) => Err(TokenError::InvalidHeader {
+            reason: format!("\"{name}\" is not a string"),
+        }),
+    }
+}
+
+/// Reads the *unverified* `iss` of a token (and its header `kid` and `alg`), only to choose the
+/// issuer whose keys [`verify`] will use. Checks the size, the segments and that the header and
+/// payload are JSON objects; checks no signature.
+pub fn peek(token: &str) -> Result<Unverified, TokenError> {
+    let segments = split(token)?;
+    let header = object(segments.header, Part::Header)?;
+    let alg = header_str(&header, "alg")?.map(str::to_owned);
+    let kid = header_str(&header, "kid")?.map(str::to_owned);
+    let payload = object(segments.payload, Part::Payload)?;
+    let iss = required_str(&payload, "iss")?;
+    Ok(Unverified { iss, kid, alg })
+}
+
+/// Fully verifies `token` against one issuer at time `now` (Unix seconds) and returns its claims.
+/// See the module documentation for the checks and their order.
+pub fn verify(token: &str, issuer: &IssuerKeys, now: i64) -> Result<Claims, TokenError> {
+    let segments = split(token)?;
+    let header = object(segments.header, Part::Header)?;
+
+    let alg_name = header_str(&header, "alg")?.ok_or_else(|| TokenError::InvalidHeader {
+        reason: "\"alg\" is missing".to_owned(),
+    })?;
+    let alg = Algorithm::from_str(alg_name)?;
+    if !issuer.algorithms.contains(&alg) {
+        return Err(TokenError::AlgorithmNotAllowed { alg });
+    }
+    if header.contains_key("crit") {
+        return Err(TokenError::InvalidHeader {
+            reason: "\"crit\" extensions are not supported".to_owned(),
+        });
+    }
+    let kid = match header_str(&header, "kid")? {
+        Some(kid) if !kid.is_empty() => kid,
+        _ => return Err(TokenError::MissingKid),
+    };
+    let jwk = issuer
+        .jwks
+        .get(kid)
+        .ok_or_else(|| TokenError::UnknownKid { kid: echo(kid) })?;
+    let verifier = verifier(alg, jwk).map_err(|reason| TokenError::KeyMismatch {
+        kid: echo(kid),
+        alg,
+        reason,
+    })?;
+
+    let signature = decode(segments.signature, Part::Signature)?;
+    let message = segments.signing_input.as_bytes();
+    let verified = match verifier {
+        Verifier::Rsa { params, n, e } => RsaPublicKeyComponents { n, e }.verify(params, message, &signature),
+        Verifier::Parsed(key) => key.verify_sig(message, &signature),
+    };
+    verified.map_err(|_| TokenError::BadSignature)?;
+
+    let payload = object(segments.payload, Part::Payload)?;
+    check_claims(payload, issuer, now)
+}
+
+/// How a key verifies: chosen from the header algorithm and the key together, so a key is only
+/// ever used with an algorithm of its own type.
+enum Verifier<'a> {
+    Rsa {
+        params: &'static RsaParameters,
+        n: &'a [u8],
+        e: &'a [u8],
+    },
+    Parsed(&'a ParsedPublicKey),
+}
+
+fn verifier(alg: Algorithm, jwk: &Jwk) -> Result<Verifier<'_>, String> {
+    if let KeyMaterial::Unusable(reason) = &jwk.material {
+        return Err(format!("the key is not usable: {reason}"));
+    }
+    if let Some(key_alg) = &jwk.alg {
+        if key_alg != alg.as_str() {
+            return Err(format!("the key is restricted to {:?}", echo(key_alg)));
+        }
+    }
+    match (&jwk.material, alg) {
+        (KeyMaterial::Rsa { n, e }, Algorithm::Rs256) => Ok(Verifier::Rsa {
+            params: &sig::RSA_PKCS1_2048_8192_SHA256,
+            n,
+            e,
+        }),
+        (KeyMaterial::Rsa { n, e }, Algorithm::Rs384) => Ok(Verifier::Rsa {
+            params: &sig::RSA_PKCS1_2048_8192_SHA384,
+            n,
+            e,
+        }),
+        (KeyMaterial::Rsa { n, e }, Algorithm::Rs512) => Ok(Verifier::Rsa {
+            params: &sig::RSA_PKCS1_2048_8192_SHA512,
+            n,
+            e,
+        }),
+        (KeyMaterial::P256(key), Algorithm::Es256)
+        | (KeyMaterial::P384(key), Algorithm::Es384)
+        | (KeyMaterial::Ed25519(key), Algorithm::EdDsa) => Ok(Verifier::Parsed(key)),
+        (material, _) => Err(format!("it is an {} key", material.kind())),
+    }
+}
+
+fn check_claims(all: Map<String, Value>, issuer: &IssuerKeys, now: i64) -> Result<Claims, TokenError> {
+    let iss = required_str(&all, "iss")?;
+    if iss != issuer.issuer {
+        return Err(TokenError::IssuerMismatch {
+            found: echo(&iss),
+            expected: issuer.issuer.clone(),
+        });
+    }
+    let aud = match all.get("aud") {
+        None => return Err(TokenError::MissingClaim { claim: "aud" }),
+        Some(Value::String(aud)) => aud.clone(),
+        Some(Value::Array(_)) => return Err(TokenError::AudienceNotSingle),
+        Some(_) => {
+            return Err(TokenError::InvalidClaim {
+                claim: "aud",
+                expected: "a string",
+            })
+        }
+    };
+    if aud != issuer.audience {
+        return Err(TokenError::AudienceMismatch {
+            found: echo(&aud),
+            expected: issuer.audience.clone(),
+        });
+    }
+    let exp = optional_int(&all, "exp")?.ok_or(TokenError::MissingClaim { claim: "exp" })?;
+    let iat = optional_int(&all, "iat")?.ok_or(TokenError::MissingClaim { claim: "iat" })?;
+    let jti = required_str(&all, "jti")?;
+    if jti.is_empty() {
+        return Err(TokenError::InvalidClaim {
+            claim: "jti",
+            expected: "a non-empty string",
+        });
+    }
+    let nbf = optional_int(&all, "nbf")?;
+    let sub = optional_str(&all, "sub")?;
+
+    if exp < iat {
+        return Err(TokenError::ExpiresBeforeIssued { exp, iat });
+    }
+    if exp.saturating_add(LEEWAY_SECS) < now {
+        return Err(TokenError::Expired { exp, now });
+    }
+    if let Some(nbf) = nbf {
+        if nbf.saturating_sub(LEEWAY_SECS) > now {
+            return Err(TokenError::NotYetValid { nbf, now });
+        }
+    }
+    if iat.saturating_sub(LEEWAY_SECS) > now {
+        return Err(TokenError::IssuedInFuture { iat, now });
+    }
+    Ok(Claims {
+        iss,
+        aud,
+        exp,
+        iat,
+        nbf,
+        jti,
+        sub,
+        all,
+    })
+}
+
+fn optional_str(claims: &Map<String, Value>, claim: &'static str) -> Result<Option<String>, TokenError> {
+    match claims.get(claim) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(TokenError::InvalidClaim {
+            claim,
+            expected: "a string",
+        }),
+    }
+}
+
+fn required_str(claims: &Map<String, Value>, claim: &'static str) -> Result<String, TokenError> {
+    optional_str(claims, claim)?.ok_or(TokenError::MissingClaim { claim })
+}
+
+/// An optional NumericDate claim: an integer (fractions and exponents are refused).
+fn optional_int(claims: &Map<String, Value>, claim: &'static str) -> Result<Option<i64>, TokenError> {
+    match claims.get(claim) {
+        None => Ok(None),
+        Some(value) => value.as_i64().map(Some).ok_or(TokenError::InvalidClaim {
+            claim,
+            expected: "an integer number of seconds",
+        }),
+    }
+}
+
+/// A token-supplied string, shortened for an error message.
+fn echo(text: &str) -> String {
+    match text.char_indices().nth(MAX_ECHO_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::LazyLock;
+
+    use aws_lc_rs::hmac;
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::rsa::KeySize;
+    use aws_lc_rs::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaKeyPair};
+    use serde_json::json;
+
+    use super::*;
+
+    const NOW: i64 = 1_750_000_000;
+    const ISS: &str = "https://token.actions.githubusercontent.com";
+    const AUD: &str = "pypi";
+
+    static RSA: LazyLock<RsaKeyPair> =
+        LazyLock::new(|| RsaKeyPair::generate(KeySize::Rsa2048).expect("RSA key generation"));
+    static P256: LazyLock<EcdsaKeyPair> =
+        LazyLock::new(|| EcdsaKeyPair::generate(&sig::ECDSA_P256_SHA256_FIXED_SIGNING).expect("P-256 key generation"));
+    static P384: LazyLock<EcdsaKeyPair> =
+        LazyLock::new(|| EcdsaKeyPair::generate(&sig::ECDSA_P384_SHA384_FIXED_SIGNING).expect("P-384 key generation"));
+    static ED25519: LazyLock<Ed25519KeyPair> =
+        LazyLock::new(|| Ed25519KeyPair::generate().expect("Ed25519 key generation"));
+
+    fn b64(bytes: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// One DER TLV with the given tag: (contents, rest).
+    fn der_tlv(input: &[u8], tag: u8) -> (&[u8], &[u8]) {
+        assert_eq!(input[0], tag, "DER tag");
+        let (len, start) = match input[1] {
+            short if short < 0x80 => (usize::from(short), 2),
+            0x81 => (usize::from(input[2]), 3),
+            0x82 => ((usize::from(input[2]) << 8) | usize::from(input[3]), 4),
+            other => panic!("unexpected DER length octet {other:#x}"),
+        };
+        (&input[start..start + len], &input[start + len..])
+    }
+
+    /// `n` and `e` of the test RSA key, from its PKCS#1 `RSAPublicKey` DER.
+    fn rsa_components() -> (Vec<u8>, Vec<u8>) {
+        let (sequence, _) = der_tlv(RSA.public_key().as_ref(), 0x30);
+        let (n, rest) = der_tlv(sequence, 0x02);
+        let (e, _) = der_tlv(rest, 0x02);
+        (strip_leading_zeros(n.to_vec()), strip_leading_zeros(e.to_vec()))
+    }
+
+    fn rsa_jwk(kid: &str) -> Value {
+        let (n, e) = rsa_components();
+        json!({"kty": "RSA", "kid": kid, "use": "sig", "n": b64(&n), "e": b64(&e)})
+    }
+
+    fn ec_jwk(kid: &str, crv: &str, key: &EcdsaKeyPair) -> Value {
+        let point = key.public_key().as_ref();
+        let half = (point.len() - 1) / 2;
+        json!({"kty": "EC", "kid": kid, "crv": crv, "x": b64(&point[1..=half]), "y": b64(&point[1 + half..])})
+    }
+
+    fn jwks_value() -> Value {
+        let mut pinned = rsa_jwk("rsa-pinned-rs384");
+        pinned["alg"] = json!("RS384");
+        let mut enc = rsa_jwk("rsa-enc");
+        enc["use"] = json!("enc");
+        json!({"keys": [
+            rsa_jwk("rsa-1"),
+            pinned,
+            enc,
+            ec_jwk("ec-256", "P-256", &P256),
+            ec_jwk("ec-384", "P-384", &P384),
+            {"kty": "OKP", "kid": "ed-1", "crv": "Ed25519", "x": b64(ED25519.public_key().as_ref())},
+            {"kty": "AKP", "kid": "future-1", "alg": "ML-DSA-44", "pub": "AAAA"},
+        ]})
+    }
+
+    fn jwks() -> JwkSet {
+        JwkSet::from_json(jwks_value().to_string().as_bytes()).expect("test JWKS parses")
+    }
+
+    fn issuer_with(algorithms: &[Algorithm]) -> IssuerKeys {
+        IssuerKeys {
+            issuer: ISS.to_owned(),
+            audience: AUD.to_owned(),
+            algorithms: algorithms.to_vec(),
+            jwks: jwks(),
+        }
+    }
+
+    fn issuer() -> IssuerKeys {
+        issuer_with(&[
+            Algorithm::Rs256,
+            Algorithm::Rs384,
+            Algorithm::Es256,
+            Algorithm::Es384,
+            Algorithm::EdDsa,
+        ])
+    }
+
+    fn claims() -> Value {
+        json!({
+            "iss": ISS,
+            "aud": AUD,
+            "sub": "repo:octo-org/octo-repo:environment:prod",
+            "jti": "6f6a4f0e-0a3c-4d8b-9e57-3d5b1f0e2a11",
+            "iat": NOW,
+            "nbf": NOW - 600,
+            "exp": NOW + 300,
+            "repository": "octo-org/octo-repo",
+        })
+    }
+
+    /// Signs `header.payload` with the test key matching the header `alg` (HS256 uses the RSA
+    /// public key DER as the HMAC secret, `none` signs nothing).
+    fn sign_input(alg: &str, input: &str) -> Vec<u8> {
+        let rng = SystemRandom::new();
+        let rsa = |encoding: &'static dyn sig::RsaEncoding| {
+            let mut out = vec![0; RSA.public_modulus_len()];
+            RSA.sign(encoding, &rng, input.as_bytes(), &mut out)
+                .expect("RSA signing");
+            out
+        };
+        match alg {
+            "RS256" => rsa(&sig::RSA_PKCS1_SHA256),
+            "RS384" => rsa(&sig::RSA_PKCS1_SHA384),
+            "ES256" => P256
+                .sign(&rng, input.as_bytes())
+                .expect("P-256 signing")
+                .as_ref()
+                .to_vec(),
+            "ES384" => P384
+                .sign(&rng, input.as_bytes())
+                .expect("P-384 signing")
+                .as_ref()
+                .to_vec(),
+            "EdDSA" => ED25519.sign(input.as_bytes()).as_ref().to_vec(),
+            "HS256" => {
+                let secret = hmac::Key::new(hmac::HMAC_SHA256, RSA.public_key().as_ref());
+                hmac::sign(&secret, input.as_bytes()).as_ref().to_vec()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn token_with(header: &Value, claims: &Value) -> String {
+        let input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
+        let alg = header["alg"].as_str().unwrap_or("none");
+        format!("{input}.{}", b64(&sign_input(alg, &input)))
+    }
+
+    fn token(alg: &str, kid: &str, claims: &Value) -> String {
+        token_with(&json!({"typ": "JWT", "alg": alg, "kid": kid}), claims)
+    }
+
+    fn refused(token: &str) -> TokenError {
+        verify(token, &issuer(), NOW).expect_err("the token must be refused")
+    }
+
+    fn with(claim: &str, value: Value) -> Value {
+        let mut c = claims();
+        c[claim] = value;
+        c
+    }
+
+    fn without(claim: &str) -> Value {
+        let mut c = claims();
+        c.as_object_mut().expect("object").remove(claim);
+        c
+    }
+
+    #[test]
+    fn valid_rs256_token_passes_with_typed_claims() {
+        let verified = verify(&token("RS256", "rsa-1", &claims()), &issuer(), NOW).expect("valid RS256");
+        assert_eq!(verified.iss, ISS);
+        assert_eq!(verified.aud, AUD);
+        assert_eq!(verified.exp, NOW + 300);
+        assert_eq!(verified.iat, NOW);
+        assert_eq!(verified.nbf, Some(NOW - 600));
+        assert_eq!(verified.jti, "6f6a4f0e-0a3c-4d8b-9e57-3d5b1f0e2a11");
+        assert_eq!(
+            verified.sub.as_deref(),
+            Some("repo:octo-org/octo-repo:environment:prod")
+        );
+        assert_eq!(verified.get_str("repository"), Some("octo-org/octo-repo"));
+        assert_eq!(verified.get("iat"), Some(&json!(NOW)));
+    }
+
+    #[test]
+    fn valid_es256_es384_and_eddsa_tokens_pass() {
+        for (alg, kid) in [("ES256", "ec-256"), ("ES384", "ec-384"), ("EdDSA", "ed-1")] {
+            let verified = verify(&token(alg, kid, &claims()), &issuer(), NOW);
+            assert!(verified.is_ok(), "{alg}: {verified:?}");
+        }
+    }
+
+    #[test]
+    fn nbf_and_sub_are_optional() {
+        let mut c = without("nbf");
+        c.as_object_mut().expect("object").remove("sub");
+        let verified = verify(&token("ES256", "ec-256", &c), &issuer(), NOW).expect("no nbf, no sub");
+        assert_eq!((verified.nbf, verified.sub), (None, None));
+    }
+
+    #[test]
+    fn alg_none_is_forbidden_in_any_case_and_with_any_signature() {
+        for alg in ["none", "None", "NONE"] {
+            let unsigned = token(alg, "rsa-1", &claims());
+            assert!(unsigned.ends_with('.'), "unsigned token has an empty signature");
+            assert_eq!(
+                refused(&unsigned),
+                TokenError::ForbiddenAlgorithm { alg: alg.to_owned() }
+            );
+        }
+        let input = format!(
+            "{}.{}",
+            b64(json!({"alg": "none", "kid": "rsa-1"}).to_string().as_bytes()),
+            b64(claims().to_string().as_bytes())
+        );
+        let with_rsa_signature = format!("{input}.{}", b64(&sign_input("RS256", &input)));
+        assert_eq!(refused(&with_rsa_signature).code(), "alg_forbidden");
+    }
+
+    #[test]
+    fn hs256_signed_with_the_rsa_public_key_is_refused() {
+        let confused = token("HS256", "rsa-1", &claims());
+        assert_eq!(
+            refused(&confused),
+            TokenError::ForbiddenAlgorithm {
+                alg: "HS256".to_owned()
+            }
+        );
+        for alg in ["HS384", "HS512", "hs256"] {
+            assert_eq!(
+                refused(&token(alg, "rsa-1", &claims())).code(),
+                "alg_forbidden",
+                "{alg}"
+            );
+        }
+    }
+
+    #[test]
+    fn algorithm_names_parse_exactly_and_hmac_cannot_be_listed() {
+        assert_eq!("RS256".parse::<Algorithm>(), Ok(Algorithm::Rs256));
+        assert_eq!("EdDSA".parse::<Algorithm>(), Ok(Algorithm::EdDsa));
+        assert_eq!("HS256".parse::<Algorithm>().map_err(|e| e.code()), Err("alg_forbidden"));
+        assert_eq!("none".parse::<Algorithm>().map_err(|e| e.code()), Err("alg_forbidden"));
+        assert_eq!(
+            "rs256".parse::<Algorithm>().map_err(|e| e.code()),
+            Err("alg_unsupported")
+        );
+        assert_eq!(
+            "PS256".parse::<Algorithm>().map_err(|e| e.code()),
+            Err("alg_unsupported")
+        );
+        for alg in [Algorithm::Rs384, Algorithm::Rs512, Algorithm::Es256, Algorithm::Es384] {
+            assert_eq!(alg.as_str().parse::<Algorithm>(), Ok(alg));
+        }
+    }
+
+    #[test]
+    fn unsupported_and_unlisted_algorithms_are_refused() {
+        assert_eq!(
+            refused(&token("PS256", "rsa-1", &claims())),
+            TokenError::UnsupportedAlgorithm {
+                alg: "PS256".to_owned()
+            }
+        );
+        let rs256_only = issuer_with(&[Algorithm::Rs256]);
+        assert_eq!(
+            verify(&token("ES256", "ec-256", &claims()), &rs256_only, NOW),
+            Err(TokenError::AlgorithmNotAllowed { alg: Algorithm::Es256 })
+        );
+        let missing_alg = token_with(&json!({"kid": "rsa-1"}), &claims());
+        assert_eq!(refused(&missing_alg).code(), "header_invalid");
+        let numeric_alg = token_with(&json!({"alg": 256, "kid": "rsa-1"}), &claims());
+        assert_eq!(refused(&numeric_alg).code(), "header_invalid");
+    }
+
+    #[test]
+    fn a_key_never_verifies_an_algorithm_of_another_type() {
+        // ES256 header naming an RSA key (signed with the EC key, so only the key check can stop it).
+        let confused = token("ES256", "rsa-1", &claims());
+        assert!(matches!(
+            refused(&confused),
+            TokenError::KeyMismatch { ref kid, alg: Algorithm::Es256, .. } if kid == "rsa-1"
+        ));
+        assert_eq!(refused(&token("RS256", "ec-256", &claims())).code(), "key_mismatch");
+        assert_eq!(refused(&token("ES384", "ec-256", &claims())).code(), "key_mismatch");
+        assert_eq!(refused(&token("ES256", "ed-1", &claims())).code(), "key_mismatch");
+        assert_eq!(refused(&token("EdDSA", "ec-256", &claims())).code(), "key_mismatch");
+    }
+
+    #[test]
+    fn key_alg_use_and_unknown_types_restrict_the_key() {
+        // The same RSA key published with "alg": "RS384" refuses an RS256 token but takes RS384.
+        assert_eq!(
+            refused(&token("RS256", "rsa-pinned-rs384", &claims())).code(),
+            "key_mismatch"
+        );
+        assert!(verify(&token("RS384", "rsa-pinned-rs384", &claims()), &issuer(), NOW).is_ok());
+        // "use": "enc" and an unknown key type are known kids that verify nothing.
+        assert_eq!(refused(&token("RS256", "rsa-enc", &claims())).code(), "key_mismatch");
+        assert_eq!(refused(&token("RS256", "future-1", &claims())).code(), "key_mismatch");
+        let set = jwks();
+        assert!(set.get("rsa-1").is_some_and(Jwk::is_usable));
+        assert!(set.get("future-1").is_some_and(|k| !k.is_usable()));
+        assert_eq!(set.len(), 7);
+    }
+
+    #[test]
+    fn kid_must_be_present_and_known() {
+        assert_eq!(
+            refused(&token("RS256", "rotated-away", &claims())),
+            TokenError::UnknownKid {
+                kid: "rotated-away".to_owned()
+            }
+        );
+        let no_kid = token_with(&json!({"alg": "RS256"}), &claims());
+        assert_eq!(refused(&no_kid), TokenError::MissingKid);
+        assert_eq!(refused(&token("RS256", "", &claims())), TokenError::MissingKid);
+    }
+
+    #[test]
+    fn crit_header_is_refused() {
+        let t = token_with(
+            &json!({"alg": "RS256", "kid": "rsa-1", "crit": ["exp"], "exp": 1}),
+            &claims(),
+        );
+        assert_eq!(refused(&t).code(), "header_invalid");
+    }
+
+    #[test]
+    fn audience_must_be_the_single_configured_string() {
+        assert_eq!(
+            refused(&token("RS256", "rsa-1", &with("aud", json!("testpypi")))),
+            TokenError::AudienceMismatch {
+                found: "testpypi".to_owned(),
+                expected: AUD.to_owned()
+            }
+        );
+        for list in [json!([AUD, "other"]), json!([AUD])] {
+            let t = token("RS256", "rsa-1", &with("aud", list));
+            assert_eq!(refused(&t), TokenError::AudienceNotSingle);
+        }
+        assert_eq!(
+            refused(&token("RS256", "rsa-1", &with("aud", json!(7)))).code(),
+            "claim_invalid"
+        );
+    }
+
+    #[test]
+    fn issuer_must_match_exactly() {
+        for wrong in [
+            "https://gitlab.com",
+            "https://token.actions.githubusercontent.com/",
+            "HTTPS://token.actions.githubusercontent.com",
+        ] {
+            let t = token("RS256", "rsa-1", &with("iss", json!(wrong)));
+            assert!(matches!(refused(&t), TokenError::IssuerMismatch { ref found, .. } if found == wrong));
+        }
+    }
+
+    #[test]
+    fn required_claims_must_be_present() {
+        for claim in ["iss", "aud", "exp", "iat", "jti"] {
+            let t = token("RS256", "rsa-1", &without(claim));
+            assert_eq!(refused(&t), TokenError::MissingClaim { claim }, "{claim}");
+        }
+    }
+
+    #[test]
+    fn claims_must_have_the_right_types() {
+        for (claim, value) in [
+            ("exp", json!((NOW + 300).to_string())),
+            ("exp", json!(1.75e9)),
+            ("iat", json!(NOW as f64 + 0.5)),
+            ("nbf", json!(null)),
+            ("jti", json!(12345)),
+            ("jti", json!("")),
+            ("iss", json!([ISS])),
+            ("sub", json!(["repo:x"])),
+        ] {
+            let t = token("RS256", "rsa-1", &with(claim, value.clone()));
+            assert!(
+                matches!(refused(&t), TokenError::InvalidClaim { claim: c, .. } if c == claim),
+                "{claim} = {value}"
+            );
+        }
+    }
+
+    #[test]
+    fn exp_has_exactly_thirty_seconds_of_leeway() {
+        let at = |exp: i64| {
+            let mut c = with("exp", json!(exp));
+            c["iat"] = json!(exp - 300);
+            c["nbf"] = json!(exp - 300);
+            verify(&token("RS256", "rsa-1", &c), &issuer(), NOW)
+        };
+        assert!(at(NOW - 30).is_ok());
+        assert_eq!(
+            at(NOW - 31).map(|_| ()),
+            Err(TokenError::Expired {
+                exp: NOW - 31,
+                now: NOW
+            })
+        );
+    }
+
+    #[test]
+    fn nbf_has_exactly_thirty_seconds_of_leeway() {
+        let at = |nbf: i64| verify(&token("RS256", "rsa-1", &with("nbf", json!(nbf))), &issuer(), NOW);
+        assert!(at(NOW + 30).is_ok());
+        assert_eq!(
+            at(NOW + 31).map(|_| ()),
+            Err(TokenError::NotYetValid {
+                nbf: NOW + 31,
+                now: NOW
+            })
+        );
+    }
+
+    #[test]
+    fn iat_has_exactly_thirty_seconds_of_leeway() {
+        let at = |iat: i64| verify(&token("RS256", "rsa-1", &with("iat", json!(iat))), &issuer(), NOW);
+        assert!(at(NOW + 30).is_ok());
+        assert_eq!(
+            at(NOW + 31).map(|_| ()),
+            Err(TokenError::IssuedInFuture {
+                iat: NOW + 31,
+                now: NOW
+            })
+        );
+    }
+
+    #[test]
+    fn exp_before_iat_is_refused() {
+        let mut c = with("exp", json!(NOW + 10));
+        c["iat"] = json!(NOW + 11);
+        assert_eq!(
+            refused(&token("RS256", "rsa-1", &c)),
+            TokenError::ExpiresBeforeIssued {
+                exp: NOW + 10,
+                iat: NOW + 11
+            }
+        );
+    }
+
+    #[test]
+    fn extreme_times_do_not_overflow() {
+        let mut c = with("exp", json!(i64::MAX));
+        c["iat"] = json!(i64::MIN);
+        c["nbf"] = json!(i64::MIN);
+        assert!(verify(&token("RS256", "rsa-1", &c), &issuer(), NOW).is_ok());
+        assert_eq!(
+            refused(&token("RS256", "rsa-1", &with("exp", json!(u64::MAX)))).code(),
+            "claim_invalid"
+        );
+    }
+
+    #[test]
+    fn tampered_tokens_are_refused() {
+        let good = token("RS256", "rsa-1", &claims());
+        let segments: Vec<&str> = good.split('.').collect();
+        let other_payload = b64(with("repository", json!("evil/repo")).to_string().as_bytes());
+        let tampered = format!("{}.{}.{}", segments[0], other_payload, segments[2]);
+        assert_eq!(refused(&tampered), TokenError::BadSignature);
+
+        let mut signature = URL_SAFE_NO_PAD.decode(segments[2]).expect("signature");
+        signature[10] ^= 1;
+        let flipped = format!("{}.{}.{}", segments[0], segments[1], b64(&signature));
+        assert_eq!(refused(&flipped), TokenError::BadSignature);
+
+        let stripped = format!("{}.{}.", segments[0], segments[1]);
+        assert_eq!(refused(&stripped), TokenError::BadSignature);
+
+        // Signed by another P-256 key under the published kid.
+        let impostor = EcdsaKeyPair::generate(&sig::ECDSA_P256_SHA256_FIXED_SIGNING).expect("P-256");
+        let good_ec = token("ES256", "ec-256", &claims());
+        let (input, _) = good_ec.rsplit_once('.').expect("three segments");
+        let forged = impostor.sign(&SystemRandom::new(), input.as_bytes()).expect("signing");
+        assert_eq!(
+            refused(&format!("{input}.{}", b64(forged.as_ref()))),
+            TokenError::BadSignature
+        );
+    }
+
+    #[test]
+    fn oversized_tokens_are_refused_before_parsing() {
+        let padded = with("padding", json!("x".repeat(MAX_TOKEN_BYTES)));
+        let big = token("RS256", "rsa-1", &padded);
+        let expected = TokenError::TooLarge {
+            len: big.len(),
+            max: MAX_TOKEN_BYTES,
+        };
+        assert_eq!(refused(&big), expected);
+        assert_eq!(peek(&big), Err(expected));
+        let garbage = "!".repeat(MAX_TOKEN_BYTES + 1);
+        assert_eq!(refused(&garbage).code(), "token_too_large");
+        // Just under the limit is parsed (and here verifies).
+        let fits = token(
+            "ES256",
+            "ec-256",
+            &with("padding", json!("x".repeat(MAX_TOKEN_BYTES / 2))),
+        );
+        assert!(fits.len() <= MAX_TOKEN_BYTES);
+        assert!(verify(&fits, &issuer(), NOW).is_ok());
+    }
+
+    #[test]
+    fn malformed_segments_and_base64_are_refused() {
+        let good = token("RS256", "rsa-1", &claims());
+        let segments: Vec<&str> = good.split('.').collect();
+        for (bad, found) in [
+            (segments[..2].join("."), 2),
+            (format!("{good}.x"), 4),
+            (format!("{good}.x.y"), 5),
+            (String::new(), 1),
+        ] {
+            assert_eq!(refused(&bad), TokenError::Segments { found });
+        }
+        let padded_header = format!("{}=.{}.{}", segments[0], segments[1], segments[2]);
+        assert_eq!(refused(&padded_header), TokenError::Base64 { part: Part::Header });
+        let standard_alphabet = format!("{}+/.{}.{}", segments[0], segments[1], segments[2]);
+        assert_eq!(refused(&standard_alphabet), TokenError::Base64 { part: Part::Header });
+        let bad_signature = format!("{}.{}.{}!", segments[0], segments[1], segments[2]);
+        assert_eq!(refused(&bad_signature), TokenError::Base64 { part: Part::Signature });
+        // A payload that is not base64 fails the signature first: it is only decoded once verified.
+        let bad_payload = format!("{}.{}*.{}", segments[0], segments[1], segments[2]);
+        assert_eq!(refused(&bad_payload), TokenError::BadSignature);
+        assert_eq!(peek(&bad_payload), Err(TokenError::Base64 { part: Part::Payload }));
+    }
+
+    #[test]
+    fn json_must_be_one_object_without_duplicate_members() {
+        let header = b64(json!({"alg": "RS256", "kid": "rsa-1"}).to_string().as_bytes());
+        let sign = |payload: &str| {
+            let input = format!("{header}.{}", b64(payload.as_bytes()));
+            format!("{input}.{}", b64(&sign_input("RS256", &input)))
+        };
+        let duplicate = format!(
+            r#"{{"iss":"{ISS}","aud":"{AUD}","jti":"j","iat":{NOW},"exp":{},"iss":"https://evil.example"}}"#,
+            NOW + 60
+        );
+        assert!(matches!(
+            refused(&sign(&duplicate)),
+            TokenError::Json { part: Part::Payload, ref reason } if reason.contains("duplicate member")
+        ));
+        for not_object in ["[1,2]", "\"text\"", "{} {}", "{"] {
+            assert!(matches!(
+                refused(&sign(not_object)),
+                TokenError::Json {
+                    part: Part::Payload,
+                    ..
+                }
+            ));
+        }
+        let dup_header = format!(
+            "{}.{}.AAAA",
+            b64(br#"{"alg":"RS256","kid":"rsa-1","alg":"none"}"#),
+            b64(claims().to_string().as_bytes())
+        );
+        assert!(matches!(
+            refused(&dup_header),
+            TokenError::Json { part: Part::Header, .. }
+        ));
+    }
+
+    #[test]
+    fn peek_reads_the_unverified_issuer_kid_and_alg() {
+        let good = token("ES256", "ec-256", &claims());
+        let (input, _) = good.rsplit_once('.').expect("three segments");
+        let unsigned = format!("{input}.");
+        assert_eq!(
+            peek(&unsigned),
+            Ok(Unverified {
+                iss: ISS.to_owned(),
+                kid: Some("ec-256".to_owned()),
+                alg: Some("ES256".to_owned()),
+            })
+        );
+        let bare = token_with(&json!({}), &claims());
+        assert_eq!(peek(&bare).map(|u| (u.kid, u.alg)), Ok((None, None)));
+        assert_eq!(
+            peek(&token("RS256", "rsa-1", &without("iss"))),
+            Err(TokenError::MissingClaim { claim: "iss" })
+        );
+    }
+
+    fn jwks_error(document: &Value) -> JwksError {
+        JwkSet::from_json(document.to_string().as_bytes()).expect_err("the key set must be refused")
+    }
+
+    #[test]
+    fn jwks_with_duplicate_or_missing_kid_is_refused() {
+        let duplicate = json!({"keys": [rsa_jwk("k"), ec_jwk("k", "P-256", &P256)]});
+        assert_eq!(jwks_error(&duplicate), JwksError::DuplicateKid { kid: "k".to_owned() });
+        let mut no_kid = ec_jwk("x", "P-256", &P256);
+        no_kid.as_object_mut().expect("object").remove("kid");
+        assert_eq!(
+            jwks_error(&json!({"keys": [rsa_jwk("a"), no_kid]})),
+            JwksError::MissingKid { index: 1 }
+        );
+        assert_eq!(
+            jwks_error(&json!({"keys": [ec_jwk("", "P-256", &P256)]})),
+            JwksError::MissingKid { index: 0 }
+        );
+        assert_eq!(
+            jwks_error(&json!({"keys": [{"kty": "RSA", "kid": 7}]})).code(),
+            "jwk_invalid"
+        );
+    }
+
+    #[test]
+    fn jwks_size_count_and_shape_are_bounded() {
+        assert_eq!(jwks_error(&json!({"keys": []})), JwksError::Empty);
+        assert_eq!(jwks_error(&json!({"nokeys": []})).code(), "jwks_json");
+        assert_eq!(jwks_error(&json!([rsa_jwk("a")])).code(), "jwks_json");
+        let many: Vec<Value> = (0..=MAX_JWKS_KEYS)
+            .map(|i| ec_jwk(&format!("k{i}"), "P-256", &P256))
+            .collect();
+        assert_eq!(
+            jwks_error(&json!({ "keys": many })),
+            JwksError::TooManyKeys {
+                count: MAX_JWKS_KEYS + 1,
+                max: MAX_JWKS_KEYS
+            }
+        );
+        let huge = json!({"keys": [rsa_jwk("a")], "padding": "x".repeat(MAX_JWKS_BYTES)});
+        assert_eq!(jwks_error(&huge).code(), "jwks_too_large");
+        let exactly_max: Vec<Value> = (0..MAX_JWKS_KEYS)
+            .map(|i| ec_jwk(&format!("k{i}"), "P-256", &P256))
+            .collect();
+        let set = JwkSet::from_json(json!({ "keys": exactly_max }).to_string().as_bytes()).expect("100 keys");
+        assert_eq!(set.len(), MAX_JWKS_KEYS);
+        assert!(set.kids().any(|kid| kid == "k99"));
+    }
+
+    #[test]
+    fn jwks_refuses_symmetric_private_weak_and_malformed_keys() {
+        let mut private = rsa_jwk("p");
+        private["d"] = json!("AAAA");
+        let mut weak = rsa_jwk("w");
+        weak["n"] = json!(b64(&[0xc5; 128]));
+        let mut even_exponent = rsa_jwk("e");
+        even_exponent["e"] = json!(b64(&[1, 0, 0]));
+        let mut off_curve = ec_jwk("c", "P-256", &P256);
+        off_curve["y"] = json!(b64(&[1; 32]));
+        let mut short = ec_jwk("s", "P-256", &P256);
+        short["x"] = json!(b64(&[1; 31]));
+        let mut padded = ec_jwk("b", "P-256", &P256);
+        padded["x"] = json!(format!("{}=", padded["x"].as_str().expect("x")));
+        for key in [
+            json!({"kty": "oct", "kid": "s", "k": "c2VjcmV0"}),
+            private,
+            weak,
+            even_exponent,
+            off_curve,
+            short,
+            padded,
+            json!({"kty": "OKP", "kid": "o", "crv": "Ed25519", "x": b64(&[1; 31])}),
+            json!({"kty": "RSA", "kid": "r", "e": "AQAB"}),
+        ] {
+            let err = jwks_error(&json!({ "keys": [key.clone()] }));
+            assert!(matches!(err, JwksError::InvalidKey { index: 0, .. }), "{key}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn rsa_modulus_with_leading_zero_octet_is_accepted() {
+        let (n, _) = rsa_components();
+        let mut key = rsa_jwk("z");
+        key["n"] = json!(b64(&[&[0u8][..], n.as_slice()].concat()));
+        let set = JwkSet::from_json(json!({ "keys": [key] }).to_string().as_bytes()).expect("leading zero");
+        let issuer = IssuerKeys { jwks: set, ..issuer() };
+        assert!(verify(&token("RS256", "z", &claims()), &issuer, NOW).is_ok());
+    }
+
+    #[test]
+    fn error_codes_are_distinct() {
+        let token_errors = [
+            TokenError::TooLarge { len: 0, max: 0 },
+            TokenError::Segments { found: 0 },
+            TokenError::Base64 { part: Part::Header },
+            TokenError::Json {
+                part: Part::Header,
+                reason: String::new(),
+            },
+            TokenError::InvalidHeader { reason: String::new() },
+            TokenError::ForbiddenAlgorithm { alg: String::new() },
+            TokenError::UnsupportedAlgorithm { alg: String::new() },
+            TokenError::AlgorithmNotAllowed { alg: Algorithm::Rs256 },
+            TokenError::MissingKid,
+            TokenError::UnknownKid { kid: String::new() },
+            TokenError::KeyMismatch {
+                kid: String::new(),
+                alg: Algorithm::Rs256,
+                reason: String::new(),
+            },
+            TokenError::BadSignature,
+            TokenError::MissingClaim { claim: "" },
+            TokenError::InvalidClaim {
+                claim: "",
+                expected: "",
+            },
+            TokenError::IssuerMismatch {
+                found: String::new(),
+                expected: String::new(),
+            },
+            TokenError::AudienceNotSingle,
+            TokenError::AudienceMismatch {
+                found: String::new(),
+                expected: String::new(),
+            },
+            TokenError::Expired { exp: 0, now: 0 },
+            TokenError::NotYetValid { nbf: 0, now: 0 },
+            TokenError::IssuedInFuture { iat: 0, now: 0 },
+            TokenError::ExpiresBeforeIssued { exp: 0, iat: 0 },
+        ];
+        let jwks_errors = [
+            JwksError::TooLarge { len: 0, max: 0 },
+            JwksError::Json { reason: String::new() },
+            JwksError::Empty,
+            JwksError::TooManyKeys { count: 0, max: 0 },
+            JwksError::MissingKid { index: 0 },
+            JwksError::DuplicateKid { kid: String::new() },
+            JwksError::InvalidKey {
+                index: 0,
+                reason: String::new(),
+            },
+        ];
+        let codes: BTreeSet<&str> = token_errors
+            .iter()
+            .map(TokenError::code)
+            .chain(jwks_errors.iter().map(JwksError::code))
+            .collect();
+        assert_eq!(codes.len(), token_errors.len() + jwks_errors.len());
+        assert!(token_errors.iter().all(|e| !e.to_string().is_empty()));
+    }
+
+    #[test]
+    fn echoed_token_strings_are_shortened() {
+        let long_kid = "k".repeat(1000);
+        match refused(&token("RS256", &long_kid, &claims())) {
+            TokenError::UnknownKid { kid } => assert_eq!(kid.chars().count(), MAX_ECHO_CHARS + 1),
+            other => panic!("expected an unknown kid, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Authentication: OIDC ID tokens from CI providers (trusted publishing).
+
+pub mod jwt;
