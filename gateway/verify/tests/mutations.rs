@@ -164,35 +164,22 @@ fn integrated_time_moved_outside_the_certificate_validity() {
 
 #[test]
 fn a_san_wrong_by_one_character_and_a_wrong_issuer() {
-    let root = production_json();
     let mut san = IDENTITY.to_owned();
     san.pop();
-    let policy = Policy::Identity {
-        san,
-        issuer: ISSUER.into(),
-    };
-    assert_eq!(
-        step_of(run(
+    let wrong_issuer = "https://token.actions.githubusercontent.co";
+    for (san, issuer) in [(san.as_str(), ISSUER), (IDENTITY, wrong_issuer)] {
+        let policy = Policy::Identity {
+            san: san.into(),
+            issuer: issuer.into(),
+        };
+        let result = run(
             &case("happy-path-v0.3"),
-            &root,
+            &production_json(),
             Artifact::from_bytes(artifact()),
-            &policy
-        )),
-        Step::Identity
-    );
-    let policy = Policy::Identity {
-        san: IDENTITY.into(),
-        issuer: "https://token.actions.githubusercontent.co".into(),
-    };
-    assert_eq!(
-        step_of(run(
-            &case("happy-path-v0.3"),
-            &root,
-            Artifact::from_bytes(artifact()),
-            &policy
-        )),
-        Step::Identity
-    );
+            &policy,
+        );
+        assert_eq!(step_of(result), Step::Identity, "{san} / {issuer}");
+    }
 }
 
 #[test]

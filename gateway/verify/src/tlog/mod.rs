@@ -144,6 +144,27 @@ fn same_signer(named: Option<Vec<u8>>, signer: SignerDer<'_>) -> Result<()> {
     }
 }
 
+/// The logged signatures must be exactly the envelope's, in order, each by the bundle's signer.
+fn same_signatures(
+    logged: &Value,
+    envelope: &[Vec<u8>],
+    signature_matches: impl Fn(&Value, &[u8]) -> bool,
+    signer_of: impl Fn(&Value) -> Option<Vec<u8>>,
+    signer: SignerDer<'_>,
+) -> Result<()> {
+    let logged = logged.as_array().ok_or_else(|| err("the entry has no signatures"))?;
+    if logged.len() != envelope.len() {
+        return Err(err("the entry and the envelope have different signatures"));
+    }
+    for (entry, sig) in logged.iter().zip(envelope) {
+        if !signature_matches(entry, sig) {
+            return Err(err("the entry holds a different DSSE signature"));
+        }
+        same_signer(signer_of(entry), signer)?;
+    }
+    Ok(())
+}
+
 fn verifier_der(v: &Value) -> Option<Vec<u8>> {
     v["x509Certificate"]["rawBytes"]
         .as_str()
@@ -218,19 +239,13 @@ fn verify_body(
             {
                 return Err(err("the entry is for a different DSSE payload"));
             }
-            let signatures = spec["signatures"]
-                .as_array()
-                .ok_or_else(|| err("the entry has no signatures"))?;
-            if signatures.len() != envelope.signatures.len() {
-                return Err(err("the entry and the envelope have different signatures"));
-            }
-            for (logged, sig) in signatures.iter().zip(&envelope.signatures) {
-                if logged["signature"].as_str().and_then(|s| b64(s).ok()).as_ref() != Some(sig) {
-                    return Err(err("the entry holds a different DSSE signature"));
-                }
-                same_signer(logged["verifier"].as_str().and_then(pem_der), signer)?;
-            }
-            Ok(())
+            same_signatures(
+                &spec["signatures"],
+                &envelope.signatures,
+                |logged, sig| logged["signature"].as_str().and_then(|s| b64(s).ok()).as_deref() == Some(sig),
+                |logged| logged["verifier"].as_str().and_then(pem_der),
+                signer,
+            )
         }
         ("dsse", "0.0.2", Content::Dsse(envelope)) => {
             let v2 = &spec["dsseV002"];
@@ -239,19 +254,13 @@ fn verify_body(
             {
                 return Err(err("the entry is for a different DSSE payload"));
             }
-            let signatures = v2["signatures"]
-                .as_array()
-                .ok_or_else(|| err("the entry has no signatures"))?;
-            if signatures.len() != envelope.signatures.len() {
-                return Err(err("the entry and the envelope have different signatures"));
-            }
-            for (logged, sig) in signatures.iter().zip(&envelope.signatures) {
-                if logged["content"].as_str().and_then(|s| b64(s).ok()).as_ref() != Some(sig) {
-                    return Err(err("the entry holds a different DSSE signature"));
-                }
-                same_signer(verifier_der(&logged["verifier"]), signer)?;
-            }
-            Ok(())
+            same_signatures(
+                &v2["signatures"],
+                &envelope.signatures,
+                |logged, sig| logged["content"].as_str().and_then(|s| b64(s).ok()).as_deref() == Some(sig),
+                |logged| verifier_der(&logged["verifier"]),
+                signer,
+            )
         }
         ("intoto", "0.0.2", Content::Dsse(envelope)) => {
             let content = &spec["content"];
@@ -265,25 +274,21 @@ fn verify_body(
             if logged_env["payloadType"].as_str() != Some(envelope.payload_type.as_str()) {
                 return Err(err("the entry has a different payload type"));
             }
-            let signatures = logged_env["signatures"]
-                .as_array()
-                .ok_or_else(|| err("the entry has no signatures"))?;
-            if signatures.len() != envelope.signatures.len() {
-                return Err(err("the entry and the envelope have different signatures"));
-            }
-            for (logged, sig) in signatures.iter().zip(&envelope.signatures) {
-                // intoto 0.0.2 stores signatures base64-encoded twice.
-                let once = logged["sig"].as_str().and_then(|s| b64(s).ok());
-                let twice = once
-                    .as_ref()
-                    .and_then(|o| std::str::from_utf8(o).ok())
-                    .and_then(|s| b64(s).ok());
-                if once.as_ref() != Some(sig) && twice.as_ref() != Some(sig) {
-                    return Err(err("the entry holds a different in-toto signature"));
-                }
-                same_signer(logged["publicKey"].as_str().and_then(pem_der), signer)?;
-            }
-            Ok(())
+            // intoto 0.0.2 stores signatures base64-encoded twice.
+            same_signatures(
+                &logged_env["signatures"],
+                &envelope.signatures,
+                |logged, sig| {
+                    let once = logged["sig"].as_str().and_then(|s| b64(s).ok());
+                    let twice = once
+                        .as_ref()
+                        .and_then(|o| std::str::from_utf8(o).ok())
+                        .and_then(|s| b64(s).ok());
+                    once.as_deref() == Some(sig) || twice.as_deref() == Some(sig)
+                },
+                |logged| logged["publicKey"].as_str().and_then(pem_der),
+                signer,
+            )
         }
         (kind, version, _) => Err(err(format!(
             "unsupported entry {kind} {version} for this bundle's content"
