@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::decide::RuleId;
 use crate::name::{normalize_pypi, Protocol};
+use crate::publishers::{compile_issuer, compile_publisher, Issuer, Publisher};
 use crate::schema::{RawProjectRule, RawRegistryRules, RawRules, RawVerdict};
 
 /// One rules file: where it came from (for messages) and its text.
@@ -72,6 +73,7 @@ pub(crate) struct RegistryPolicy {
     pub(crate) default: Verdict,
     pub(crate) default_message: Option<Arc<str>>,
     pub(crate) projects: Vec<ProjectRule>,
+    pub(crate) publishers: Vec<Publisher>,
 }
 
 impl Default for RegistryPolicy {
@@ -81,6 +83,7 @@ impl Default for RegistryPolicy {
             default: Verdict::Allow,
             default_message: None,
             projects: Vec::new(),
+            publishers: Vec::new(),
         }
     }
 }
@@ -90,6 +93,7 @@ impl Default for RegistryPolicy {
 pub struct CompiledRules {
     pub(crate) revision: String,
     pub(crate) sources: Vec<String>,
+    pub(crate) issuers: BTreeMap<String, Issuer>,
     pub(crate) registries: HashMap<String, RegistryPolicy>,
     pub(crate) empty: RegistryPolicy,
 }
@@ -141,8 +145,12 @@ pub fn compile(sources: &[RuleSource], known: &[KnownRegistry]) -> Result<Compil
     let mut registries: HashMap<String, RegistryPolicy> = HashMap::new();
     let mut defined_in: BTreeMap<String, String> = BTreeMap::new();
 
+    // Phase 1: parse every file; issuers first, since publishers in any file may name them.
+    let mut parsed: Vec<(&RuleSource, RawRules)> = Vec::with_capacity(sources.len());
+    let mut issuers: BTreeMap<String, Issuer> = BTreeMap::new();
+    let mut issuer_defined_in: BTreeMap<String, String> = BTreeMap::new();
     for source in sources {
-        let raw: RawRules = toml::from_str(&source.text).map_err(|e| {
+        let mut raw: RawRules = toml::from_str(&source.text).map_err(|e| {
             let field = match e.span() {
                 Some(span) => {
                     let (line, column) = line_column(&source.text, span.start);
@@ -152,6 +160,30 @@ pub fn compile(sources: &[RuleSource], known: &[KnownRegistry]) -> Result<Compil
             };
             error(&source.name, field, e.message())
         })?;
+        for (name, raw_issuer) in std::mem::take(&mut raw.issuers) {
+            if let Some(first) = issuer_defined_in.insert(name.clone(), source.name.clone()) {
+                return Err(error(
+                    &source.name,
+                    format!("issuers.{name}"),
+                    format!("already defined in {first}"),
+                ));
+            }
+            if let Some(other) = issuers.values().find(|i| i.url == raw_issuer.url) {
+                return Err(error(
+                    &source.name,
+                    format!("issuers.{name}.url"),
+                    format!("issuer {:?} already has this URL", other.name),
+                ));
+            }
+            let issuer =
+                compile_issuer(&name, raw_issuer).map_err(|(field, reason)| error(&source.name, field, reason))?;
+            issuers.insert(name, issuer);
+        }
+        parsed.push((source, raw));
+    }
+
+    // Phase 2: registries, with their project rules and publishers.
+    for (source, raw) in parsed {
         for (registry, rules) in raw.registries {
             let field = format!("registries.{registry}");
             let Some(&protocol) = protocols.get(registry.as_str()) else {
@@ -173,7 +205,7 @@ pub fn compile(sources: &[RuleSource], known: &[KnownRegistry]) -> Result<Compil
                     format!("this registry's rules are already defined in {first}"),
                 ));
             }
-            let policy = compile_registry(&source.name, &field, protocol, rules)?;
+            let policy = compile_registry(&source.name, &field, protocol, &issuers, rules)?;
             registries.insert(registry, policy);
         }
     }
@@ -181,6 +213,7 @@ pub fn compile(sources: &[RuleSource], known: &[KnownRegistry]) -> Result<Compil
     Ok(CompiledRules {
         revision: revision_of(sources),
         sources: sources.iter().map(|s| s.name.clone()).collect(),
+        issuers,
         registries,
         empty: RegistryPolicy::default(),
     })
@@ -190,6 +223,7 @@ fn compile_registry(
     source: &str,
     field: &str,
     protocol: Protocol,
+    issuers: &BTreeMap<String, Issuer>,
     raw: RawRegistryRules,
 ) -> Result<RegistryPolicy, RulesError> {
     if raw.max_upload_bytes.is_some_and(|b| b.0 == 0) {
@@ -205,25 +239,35 @@ fn compile_registry(
         let rule_field = format!("{field}.projects[{index}]");
         projects.push(compile_project_rule(source, &rule_field, protocol, rule, &mut seen)?);
     }
+    let mut publishers: Vec<Publisher> = Vec::with_capacity(raw.publishers.len());
+    for (index, publisher) in raw.publishers.into_iter().enumerate() {
+        let publisher_field = format!("{field}.publishers[{index}]");
+        check_id(source, &publisher_field, &publisher.id)?;
+        if publishers.iter().any(|p| p.id.as_str() == publisher.id) || seen.contains(&publisher.id) {
+            return Err(error(
+                source,
+                format!("{publisher_field}.id"),
+                format!("duplicate rule id {:?}", publisher.id),
+            ));
+        }
+        let compiled = compile_publisher(protocol, issuers, publisher)
+            .map_err(|(f, reason)| error(source, format!("{publisher_field}.{f}"), reason))?;
+        publishers.push(compiled);
+    }
     Ok(RegistryPolicy {
         max_upload_bytes: raw.max_upload_bytes.map(|b| b.0),
         default: raw.default.map_or(Verdict::Allow, Verdict::from),
         default_message: raw.default_message.map(Arc::from),
         projects,
+        publishers,
     })
 }
 
-fn compile_project_rule(
-    source: &str,
-    field: &str,
-    protocol: Protocol,
-    raw: RawProjectRule,
-    seen: &mut HashSet<String>,
-) -> Result<ProjectRule, RulesError> {
-    let id_ok = !raw.id.is_empty()
-        && raw.id.len() <= 64
-        && raw
-            .id
+/// Rule and publisher ids: 1 to 64 of a-z, 0-9, '-', '_', '.', and not reserved.
+fn check_id(source: &str, field: &str, id: &str) -> Result<(), RulesError> {
+    let id_ok = !id.is_empty()
+        && id.len() <= 64
+        && id
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'));
     if !id_ok {
@@ -233,13 +277,20 @@ fn compile_project_rule(
             "must be 1 to 64 characters of a-z, 0-9, '-', '_' or '.'",
         ));
     }
-    if raw.id == RuleId::DEFAULT || raw.id.starts_with("builtin.") {
-        return Err(error(
-            source,
-            format!("{field}.id"),
-            format!("{:?} is reserved", raw.id),
-        ));
+    if id == RuleId::DEFAULT || id.starts_with("builtin.") {
+        return Err(error(source, format!("{field}.id"), format!("{id:?} is reserved")));
     }
+    Ok(())
+}
+
+fn compile_project_rule(
+    source: &str,
+    field: &str,
+    protocol: Protocol,
+    raw: RawProjectRule,
+    seen: &mut HashSet<String>,
+) -> Result<ProjectRule, RulesError> {
+    check_id(source, field, &raw.id)?;
     if !seen.insert(raw.id.clone()) {
         return Err(error(
             source,

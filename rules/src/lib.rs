@@ -9,9 +9,11 @@ pub mod compile;
 pub mod decide;
 pub mod facts;
 pub mod name;
+pub mod publishers;
 pub mod schema;
 
 pub use compile::{compile, CompiledRules, KnownRegistry, RuleSource, RulesError};
 pub use decide::{Decision, Outcome, RefusalKind, RuleId};
 pub use facts::{WriteAction, WriteFacts};
 pub use name::{ProjectName, Protocol};
+pub use publishers::{Claims, Issuer, IssuerKind, Mismatch, Publisher};

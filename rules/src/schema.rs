@@ -23,6 +23,9 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRules {
+    /// OIDC issuers trusted for trusted publishing, keyed by a name publishers refer to.
+    #[serde(default)]
+    pub issuers: BTreeMap<String, crate::publishers::RawIssuer>,
     /// Policy per registry, keyed by the registry's name in the gateway configuration.
     #[serde(default)]
     pub registries: BTreeMap<String, RawRegistryRules>,
@@ -41,6 +44,9 @@ pub struct RawRegistryRules {
     /// Project rules, evaluated in order; the first whose `names` match decides.
     #[serde(default)]
     pub projects: Vec<RawProjectRule>,
+    /// Trusted publishers of this registry.
+    #[serde(default)]
+    pub publishers: Vec<crate::publishers::RawPublisher>,
 }
 
 /// One project rule.
