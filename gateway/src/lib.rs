@@ -16,6 +16,7 @@ pub mod protocol;
 pub mod provenance;
 pub mod proxy;
 pub mod reload;
+pub mod state;
 pub mod tls;
 
 use std::sync::Arc;
