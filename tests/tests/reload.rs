@@ -32,7 +32,7 @@ fn reloads_under_traffic_fail_no_request() {
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                     i += 1;
-                    let r = if i % 2 == 0 {
+                    let r = if i.is_multiple_of(2) {
                         http::get(addr, "/some-pkg")
                     } else {
                         http::request(
@@ -58,7 +58,7 @@ fn reloads_under_traffic_fail_no_request() {
     let mut revisions = std::collections::BTreeSet::new();
     for n in 1..=reloads {
         gateway.write_rules(&rules(n % 2));
-        if n % 4 == 0 {
+        if n.is_multiple_of(4) {
             gateway.signal_hup();
         }
         std::thread::sleep(Duration::from_millis(200));
