@@ -150,16 +150,8 @@ pub fn compile(sources: &[RuleSource], known: &[KnownRegistry]) -> Result<Compil
     let mut issuers: BTreeMap<String, Issuer> = BTreeMap::new();
     let mut issuer_defined_in: BTreeMap<String, String> = BTreeMap::new();
     for source in sources {
-        let mut raw: RawRules = toml::from_str(&source.text).map_err(|e| {
-            let field = match e.span() {
-                Some(span) => {
-                    let (line, column) = line_column(&source.text, span.start);
-                    format!("line {line}, column {column}")
-                }
-                None => "(document)".to_owned(),
-            };
-            error(&source.name, field, e.message())
-        })?;
+        let mut raw: RawRules = toml::from_str(&source.text)
+            .map_err(|e| error(&source.name, toml_error_location(&source.text, &e), e.message()))?;
         for (name, raw_issuer) in std::mem::take(&mut raw.issuers) {
             if let Some(first) = issuer_defined_in.insert(name.clone(), source.name.clone()) {
                 return Err(error(
@@ -326,11 +318,18 @@ fn compile_project_rule(
     })
 }
 
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
+/// Where in `text` a TOML parse error is, as `line L, column C` (or `(document)`), for the
+/// rules files and the gateway's configuration file alike.
+pub fn toml_error_location(text: &str, error: &toml::de::Error) -> String {
+    match error.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}")
+        }
+        None => "(document)".to_owned(),
+    }
 }
 
 #[cfg(test)]

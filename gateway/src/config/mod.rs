@@ -46,15 +46,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let raw: raw::RawConfig = toml::from_str(text).map_err(|e| ConfigError::Invalid {
         file: path.to_path_buf(),
-        field: match e.span() {
-            Some(span) => {
-                let before = &text[..span.start.min(text.len())];
-                let line = before.matches('\n').count() + 1;
-                let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-                format!("line {line}, column {column}")
-            }
-            None => "(document)".to_owned(),
-        },
+        field: portcullis_rules::compile::toml_error_location(text, &e),
         reason: e.message().to_owned(),
     })?;
     validated::validate(path, raw)
