@@ -46,6 +46,30 @@ pub enum Refusal {
     /// The client sent a request the HTTP layer could not read.
     #[error("the request could not be read: {0}")]
     BadRequest(String),
+    /// A write without any credential on a registry that needs one.
+    #[error("{0}")]
+    CredentialsMissing(String),
+    /// A write with a client credential that this registry does not accept (not an upload
+    /// token from trusted publishing).
+    #[error("{0}")]
+    CredentialsRefused(String),
+    /// An upload token that does not verify (bad signature, expired, unknown key, malformed).
+    #[error("{0}")]
+    UploadTokenInvalid(String),
+    /// An upload token that was revoked.
+    #[error("{0}")]
+    UploadTokenRevoked(String),
+    /// A valid upload token used outside its scope (another registry or project, or a
+    /// write other than an upload).
+    #[error("{0}")]
+    TokenScope(String),
+    /// A write that follows a failed trusted-publishing exchange of the same client and package,
+    /// refused with that exchange's reason.
+    #[error("{0}")]
+    TrustedPublishingFailed(String),
+    /// The state store could not answer a question the decision needs (fail closed).
+    #[error("the gateway's state store is unavailable, so the request was refused; try again later")]
+    StateUnavailable,
     /// A failure inside the gateway.
     #[error("internal error in the gateway; the request was not forwarded")]
     Internal,
@@ -66,6 +90,13 @@ impl Refusal {
             Refusal::UpstreamTimeout => "upstream_timeout",
             Refusal::UpstreamFailed => "upstream_failed",
             Refusal::BadRequest(_) => "bad_request",
+            Refusal::CredentialsMissing(_) => "credentials_missing",
+            Refusal::CredentialsRefused(_) => "credentials_refused",
+            Refusal::UploadTokenInvalid(_) => "upload_token_invalid",
+            Refusal::UploadTokenRevoked(_) => "upload_token_revoked",
+            Refusal::TokenScope(_) => "token_scope",
+            Refusal::TrustedPublishingFailed(_) => "trusted_publishing_failed",
+            Refusal::StateUnavailable => "state_unavailable",
             Refusal::Internal => "internal_error",
         }
     }
@@ -82,6 +113,13 @@ impl Refusal {
             Refusal::NoRoute => 404,
             Refusal::UpstreamUnavailable | Refusal::UpstreamFailed => 502,
             Refusal::UpstreamTimeout => 504,
+            Refusal::CredentialsMissing(_)
+            | Refusal::CredentialsRefused(_)
+            | Refusal::UploadTokenInvalid(_)
+            | Refusal::UploadTokenRevoked(_)
+            | Refusal::TrustedPublishingFailed(_) => 401,
+            Refusal::TokenScope(_) => 403,
+            Refusal::StateUnavailable => 503,
             Refusal::Internal => 500,
         }
     }

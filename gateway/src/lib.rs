@@ -18,6 +18,7 @@ pub mod proxy;
 pub mod reload;
 pub mod state;
 pub mod tls;
+pub mod trusted_publishing;
 
 use std::sync::Arc;
 
@@ -32,6 +33,9 @@ use crate::health::{HealthProbe, UpstreamHealth};
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::reload::{ReloadService, RulesHandle, RulesLoadError};
+use crate::state::{SqliteStore, StatePurger, StateStore};
+use crate::trusted_publishing::backend::ProjectProbe;
+use crate::trusted_publishing::Exchanger;
 
 /// Why the server could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +46,12 @@ pub enum BuildError {
     /// pingora refused a listener or setting.
     #[error("setting up the server: {0}")]
     Server(String),
+    /// The state store could not be opened.
+    #[error("opening the state store: {0}")]
+    State(#[from] crate::state::StateError),
+    /// Trusted publishing could not be set up (HTTP clients, keys).
+    #[error("setting up trusted publishing: {0}")]
+    TrustedPublishing(String),
 }
 
 /// Options for [`build_server`] that come from the command line rather than the config file.
@@ -90,7 +100,14 @@ pub fn build_server(config: &Config, options: RunOptions) -> Result<Portcullis, 
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let gateway = Gateway::new(&config.registries, rules.clone(), metrics.clone());
+    let exchanger = Arc::new(build_exchanger(config, metrics.clone())?);
+    let gateway = Gateway::new(
+        &config.registries,
+        rules.clone(),
+        metrics.clone(),
+        exchanger.clone(),
+        config.trusted_publishing.failed_exchange_memory,
+    );
     let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "portcullis proxy");
     for listener in &config.listeners {
         let address = listener.address.to_string();
@@ -109,7 +126,8 @@ pub fn build_server(config: &Config, options: RunOptions) -> Result<Portcullis, 
     let health = Arc::new(UpstreamHealth::new(&config.registries));
     let mut admin = Service::new(
         "portcullis admin".to_owned(),
-        AdminApp::new(metrics.clone(), rules.clone(), health.clone()),
+        AdminApp::new(metrics.clone(), rules.clone(), health.clone())
+            .with_token_admin(exchanger.clone(), config.admin_token.clone()),
     );
     admin.add_tcp(&config.admin_address.to_string());
 
@@ -119,9 +137,43 @@ pub fn build_server(config: &Config, options: RunOptions) -> Result<Portcullis, 
         HealthProbe::new(config.registries.clone(), health, metrics.clone()),
     );
 
+    let purger = background_service("state purger", StatePurger::new(exchanger.state().clone()));
+    server.add_service(purger);
     server.add_service(proxy);
     server.add_service(admin);
     server.add_service(reloader);
     server.add_service(probe);
     Ok(Portcullis { server, rules, metrics })
+}
+
+/// Opens the state store and builds the trusted-publishing exchanger.
+fn build_exchanger(config: &Config, metrics: Arc<Metrics>) -> Result<Exchanger, BuildError> {
+    // The store is opened (and migrated) once here so that a broken data directory stops the
+    // start; sqlx's SQLite connections run on their own threads, so the pool keeps working
+    // from pingora's runtimes after this short-lived one is gone.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| BuildError::Server(format!("a runtime to open the state store: {e}")))?;
+    let store = runtime.block_on(SqliteStore::open(&config.state_dir))?;
+    drop(runtime);
+    let state: Arc<dyn StateStore> = Arc::new(store);
+    let tp = &config.trusted_publishing;
+    let jwks = crate::auth::jwks::JwksCache::new(crate::auth::jwks::JwksSettings {
+        timeout: tp.jwks_timeout,
+        refresh_cooldown: tp.jwks_refresh_cooldown,
+        max_age: tp.jwks_max_age,
+        extra_roots_der: tp.extra_roots_der.clone(),
+        allow_http: false,
+    })
+    .map_err(|e| BuildError::TrustedPublishing(e.to_string()))?;
+    let tokens = config
+        .upload_tokens
+        .as_ref()
+        .map(|t| t.keys())
+        .transpose()
+        .map_err(|e| BuildError::TrustedPublishing(e.to_string()))?;
+    let probe = ProjectProbe::new(&config.registries, tp.jwks_timeout)
+        .map_err(|e| BuildError::TrustedPublishing(e.to_string()))?;
+    Ok(Exchanger::new(jwks, tokens, state, probe, metrics))
 }

@@ -1,4 +1,5 @@
-//! The `portcullis` command: run the gateway, check a configuration, (later) verify bundles.
+//! The `portcullis` command: run the gateway, check a configuration, make upload-token keys,
+//! verify bundles.
 
 use std::path::PathBuf;
 
@@ -32,6 +33,12 @@ enum Command {
     CheckConfig {
         /// The configuration file.
         config: PathBuf,
+    },
+    /// Write a new Ed25519 upload-token signing key (PKCS#8 PEM, mode 0600) and its public key
+    /// (`<file>.pub`), for `[upload_tokens]` key rotation.
+    Keygen {
+        /// Where to write the private key; refused if the file exists.
+        out: PathBuf,
     },
     /// Verify a Sigstore bundle offline (the Sigstore conformance command line); exit 0 when
     /// verified, otherwise print the failed step and why.
@@ -67,6 +74,16 @@ fn main() -> std::process::ExitCode {
             Err(e) => {
                 eprintln!("portcullis: {e:#}");
                 std::process::ExitCode::from(2)
+            }
+        },
+        Command::Keygen { out } => match keygen(&out) {
+            Ok(summary) => {
+                println!("{summary}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("portcullis: {e:#}");
+                std::process::ExitCode::FAILURE
             }
         },
         Command::VerifyBundle {
@@ -105,6 +122,31 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::SUCCESS
         }
     }
+}
+
+fn keygen(out: &std::path::Path) -> anyhow::Result<String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let (private_pem, public_pem) = portcullis::auth::upload_token::generate_key_pem()?;
+    let public_path = {
+        let mut p = out.as_os_str().to_owned();
+        p.push(".pub");
+        PathBuf::from(p)
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .with_context(|| format!("creating {}", out.display()))?;
+    file.write_all(private_pem.as_bytes())
+        .with_context(|| format!("writing {}", out.display()))?;
+    std::fs::write(&public_path, public_pem).with_context(|| format!("writing {}", public_path.display()))?;
+    Ok(format!(
+        "wrote {} (private, keep secret) and {} (public)",
+        out.display(),
+        public_path.display()
+    ))
 }
 
 fn check_config(path: &std::path::Path) -> anyhow::Result<String> {

@@ -44,6 +44,17 @@ pub struct Metrics {
     pub verify_cache: IntCounterVec,
     /// Time of uncached Sigstore verifications, by outcome (`verified`, `refused`).
     pub verify_duration: HistogramVec,
+    /// Trusted-publishing exchanges, by protocol (`pypi`, `npm`), issuer (rules name, or
+    /// `unknown`), registry and outcome (`minted` or a refusal code).
+    pub exchanges: IntCounterVec,
+    /// Time of trusted-publishing exchanges, by protocol and outcome class (`minted`, `refused`).
+    pub exchange_duration: HistogramVec,
+    /// Writes that carried an upload token, by registry and outcome (`accepted` or a code).
+    pub upload_tokens: IntCounterVec,
+    /// Writes forwarded with the client's own credential (legacy mode), by registry.
+    pub legacy_credentials: IntCounterVec,
+    /// OIDC key-set fetches, by issuer name and outcome (`ok` or an error code).
+    pub jwks_fetches: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -187,6 +198,37 @@ impl Metrics {
                 vec![
                     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                 ],
+            ),
+            exchanges: counter(
+                &registry,
+                "portcullis_oidc_exchanges_total",
+                "Trusted-publishing token exchanges by outcome.",
+                &["protocol", "issuer", "registry", "outcome"],
+            ),
+            exchange_duration: histogram(
+                &registry,
+                "portcullis_oidc_exchange_duration_seconds",
+                "Time of trusted-publishing token exchanges.",
+                &["protocol", "outcome"],
+                LATENCY_BUCKETS.to_vec(),
+            ),
+            upload_tokens: counter(
+                &registry,
+                "portcullis_upload_token_uses_total",
+                "Writes that carried a gateway upload token, by outcome.",
+                &["registry", "outcome"],
+            ),
+            legacy_credentials: counter(
+                &registry,
+                "portcullis_legacy_credential_writes_total",
+                "Writes forwarded with the client's own backend credential (legacy mode).",
+                &["registry"],
+            ),
+            jwks_fetches: counter(
+                &registry,
+                "portcullis_oidc_jwks_fetches_total",
+                "OIDC discovery and key-set fetches by outcome.",
+                &["issuer", "outcome"],
             ),
             registry,
         };

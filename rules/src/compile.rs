@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::decide::RuleId;
 use crate::name::{normalize_pypi, Protocol};
-use crate::publishers::{compile_issuer, compile_publisher, Issuer, Publisher};
+use crate::publishers::{check_audience, compile_issuer, compile_publisher, Issuer, Publisher};
 use crate::schema::{RawProjectRule, RawRegistryRules, RawRules, RawVerdict};
 
 /// One rules file: where it came from (for messages) and its text.
@@ -70,6 +70,7 @@ pub(crate) struct ProjectRule {
 #[derive(Debug)]
 pub(crate) struct RegistryPolicy {
     pub(crate) max_upload_bytes: Option<u64>,
+    pub(crate) audience: Option<String>,
     pub(crate) default: Verdict,
     pub(crate) default_message: Option<Arc<str>>,
     pub(crate) projects: Vec<ProjectRule>,
@@ -80,6 +81,7 @@ impl Default for RegistryPolicy {
     fn default() -> Self {
         RegistryPolicy {
             max_upload_bytes: None,
+            audience: None,
             default: Verdict::Allow,
             default_message: None,
             projects: Vec::new(),
@@ -225,6 +227,23 @@ fn compile_registry(
             "must be greater than zero",
         ));
     }
+    if let Some(audience) = &raw.audience {
+        check_audience(audience).map_err(|reason| error(source, format!("{field}.audience"), reason))?;
+        if protocol == Protocol::Npm {
+            let host = audience.strip_prefix("npm:").unwrap_or("");
+            let host_ok = !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-'));
+            if !host_ok {
+                return Err(error(
+                    source,
+                    format!("{field}.audience"),
+                    "npm clients ask for \"npm:<registry host name>\" (lower case, without port)",
+                ));
+            }
+        }
+    }
     let mut seen = HashSet::new();
     let mut projects = Vec::with_capacity(raw.projects.len());
     for (index, rule) in raw.projects.into_iter().enumerate() {
@@ -244,10 +263,22 @@ fn compile_registry(
         }
         let compiled = compile_publisher(protocol, issuers, publisher)
             .map_err(|(f, reason)| error(source, format!("{publisher_field}.{f}"), reason))?;
+        let issuer_has_audience = issuers.get(&compiled.issuer).is_some_and(|i| i.audience.is_some());
+        if raw.audience.is_none() && !issuer_has_audience {
+            return Err(error(
+                source,
+                format!("{field}.audience"),
+                format!(
+                    "publisher {:?} needs an audience: set this registry's audience or its issuer's",
+                    compiled.id.as_str()
+                ),
+            ));
+        }
         publishers.push(compiled);
     }
     Ok(RegistryPolicy {
         max_upload_bytes: raw.max_upload_bytes.map(|b| b.0),
+        audience: raw.audience,
         default: raw.default.map_or(Verdict::Allow, Verdict::from),
         default_message: raw.default_message.map(Arc::from),
         projects,

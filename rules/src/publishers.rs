@@ -5,9 +5,13 @@
 //! [issuers.github]
 //! url = "https://token.actions.githubusercontent.com"
 //! kind = "github"                    # github | gitlab | google | buildkite | circleci | generic
-//! audience = "upload.example.org"    # this deployment's audience (never "sigstore")
+//! # audience = "upload.example.org"  # overrides the registry's audience (never "sigstore")
+//! # jwks_url = "https://…/jwks"      # pin the key set instead of OIDC discovery
 //! algorithms = ["RS256"]             # defaults per kind
 //! enabled = true                     # kill switch, hot-reloaded
+//!
+//! [registries.pypi]
+//! audience = "upload.example.org"    # what `/_/oidc/audience` answers; npm: "npm:<host>"
 //!
 //! [[registries.pypi.publishers]]
 //! id = "acme-release"
@@ -57,8 +61,11 @@ pub struct RawIssuer {
     pub url: String,
     /// The provider kind.
     pub kind: IssuerKind,
-    /// The audience tokens must carry (a single value).
-    pub audience: String,
+    /// The audience tokens from this issuer must carry, overriding the registry's (a single
+    /// value; for providers whose audience cannot be chosen freely).
+    pub audience: Option<String>,
+    /// The issuer's JWKS URL, pinned instead of OIDC discovery.
+    pub jwks_url: Option<String>,
     /// Allowed signature algorithms; defaults to RS256 for GitHub, GitLab and Google.
     #[serde(default)]
     pub algorithms: Vec<String>,
@@ -120,8 +127,10 @@ pub struct Issuer {
     pub url: String,
     /// Provider kind.
     pub kind: IssuerKind,
-    /// Required audience.
-    pub audience: String,
+    /// Required audience, overriding the registry's.
+    pub audience: Option<String>,
+    /// Pinned JWKS URL (no discovery).
+    pub jwks_url: Option<String>,
     /// Allowed algorithms.
     pub algorithms: Vec<String>,
     /// Whether exchanges with this issuer are on.
@@ -388,11 +397,13 @@ pub(crate) fn compile_issuer(name: &str, raw: RawIssuer) -> Result<Issuer, (Stri
             "must be the issuer's exact https:// URL without a trailing slash".into(),
         ));
     }
-    if raw.audience.is_empty() || raw.audience == "sigstore" {
-        return Err((
-            field("audience"),
-            "must be this deployment's own audience (not empty, never \"sigstore\")".into(),
-        ));
+    if let Some(audience) = &raw.audience {
+        check_audience(audience).map_err(|reason| (field("audience"), reason))?;
+    }
+    if let Some(url) = &raw.jwks_url {
+        if !url.starts_with("https://") || url.len() < 9 {
+            return Err((field("jwks_url"), "must be an https:// URL".into()));
+        }
     }
     let algorithms = if raw.algorithms.is_empty() {
         match raw.kind {
@@ -414,9 +425,19 @@ pub(crate) fn compile_issuer(name: &str, raw: RawIssuer) -> Result<Issuer, (Stri
         url: raw.url,
         kind: raw.kind,
         audience: raw.audience,
+        jwks_url: raw.jwks_url,
         algorithms,
         enabled: raw.enabled.unwrap_or(true),
     })
+}
+
+/// An audience is this deployment's own: not empty, not `sigstore` (a token minted for
+/// Sigstore must never be exchangeable here), no whitespace.
+pub(crate) fn check_audience(audience: &str) -> Result<(), String> {
+    if audience.is_empty() || audience.eq_ignore_ascii_case("sigstore") || audience.contains(char::is_whitespace) {
+        return Err("must be this deployment's own audience (not empty, no spaces, never \"sigstore\")".into());
+    }
+    Ok(())
 }
 
 /// Compiles one publisher of a registry; `Err` is (field suffix, reason).
@@ -551,6 +572,25 @@ pub(crate) fn compile_publisher(
 }
 
 impl crate::compile::CompiledRules {
+    /// The audience a CI token from `issuer` must carry to be exchanged for `registry`: the
+    /// issuer's own when set, else the registry's.
+    pub fn audience<'a>(&'a self, registry: &str, issuer: &'a Issuer) -> Option<&'a str> {
+        issuer
+            .audience
+            .as_deref()
+            .or_else(|| self.policy(registry).audience.as_deref())
+    }
+
+    /// The registry's audience, as `/_/oidc/audience` announces it.
+    pub fn registry_audience(&self, registry: &str) -> Option<&str> {
+        self.policy(registry).audience.as_deref()
+    }
+
+    /// Whether `registry` has any trusted publisher.
+    pub fn has_publishers(&self, registry: &str) -> bool {
+        !self.policy(registry).publishers.is_empty()
+    }
+
     /// The issuer whose exact URL is `iss`, if the rules trust it.
     pub fn issuer_by_url(&self, iss: &str) -> Option<&Issuer> {
         self.issuers.values().find(|i| i.url == iss)
@@ -876,6 +916,74 @@ claims = { organization_slug = "acme", pipeline_slug = "release" }
             let err = rules(text).expect_err(field);
             assert_eq!(err.field, field, "{err}");
         }
+    }
+
+    #[test]
+    fn audiences_come_from_the_issuer_or_the_registry_and_are_checked() {
+        let known = [
+            KnownRegistry {
+                name: "pypi".into(),
+                protocol: Protocol::Pypi,
+            },
+            KnownRegistry {
+                name: "npm".into(),
+                protocol: Protocol::Npm,
+            },
+        ];
+        let compile_text = |text: &str| {
+            compile(
+                &[RuleSource {
+                    name: "r.toml".into(),
+                    text: text.to_owned(),
+                }],
+                &known,
+            )
+        };
+        let issuer = "[issuers.gh]\nurl = \"https://token.actions.githubusercontent.com\"\nkind = \"github\"\n";
+        let publisher = |registry: &str| {
+            format!(
+                "[[registries.{registry}.publishers]]\nid = \"p\"\nissuer = \"gh\"\nprojects = [\"a\"]\nrepository = \"a/b\"\nrepository_owner_id = \"1\"\nworkflow = \"r.yml\"\n"
+            )
+        };
+        // A publisher without any audience to check is refused.
+        let err = compile_text(&format!("{issuer}{}", publisher("pypi"))).expect_err("no audience");
+        assert_eq!(err.field, "registries.pypi.audience", "{err}");
+        // The registry's audience applies, the issuer's overrides it.
+        let rules = compile_text(&format!(
+            "{issuer}[registries.pypi]\naudience = \"upload.example.org\"\n{}",
+            publisher("pypi")
+        ))
+        .expect("compiles");
+        let gh = rules
+            .issuer_by_url("https://token.actions.githubusercontent.com")
+            .expect("issuer");
+        assert_eq!(rules.audience("pypi", gh), Some("upload.example.org"));
+        assert_eq!(rules.registry_audience("pypi"), Some("upload.example.org"));
+        assert!(rules.has_publishers("pypi"));
+        let rules = compile_text(&format!(
+            "{issuer}audience = \"mine\"\n[registries.pypi]\naudience = \"upload.example.org\"\n{}",
+            publisher("pypi")
+        ))
+        .expect("compiles");
+        let gh = rules
+            .issuer_by_url("https://token.actions.githubusercontent.com")
+            .expect("issuer");
+        assert_eq!(rules.audience("pypi", gh), Some("mine"));
+        // npm audiences are what the npm CLI asks for: npm:<host>, no port.
+        for bad in [
+            "npm.example.org",
+            "npm:npm.example.org:8443",
+            "npm:",
+            "sigstore",
+            "npm:NPM.example",
+        ] {
+            let err = compile_text(&format!("{issuer}[registries.npm]\naudience = \"{bad}\"\n")).expect_err(bad);
+            assert_eq!(err.field, "registries.npm.audience", "{bad}: {err}");
+        }
+        assert!(compile_text(&format!(
+            "{issuer}[registries.npm]\naudience = \"npm:npm.example.org\"\n"
+        ))
+        .is_ok());
     }
 
     #[test]

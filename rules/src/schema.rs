@@ -37,6 +37,10 @@ pub struct RawRules {
 pub struct RawRegistryRules {
     /// Largest upload body accepted; unset means the registry's hard limit from the config.
     pub max_upload_bytes: Option<ByteSize>,
+    /// The audience CI tokens must carry to be exchanged for this registry: this deployment's
+    /// own name (PyPI style, served at `/_/oidc/audience`), or for npm `npm:<public host name>`
+    /// as the npm CLI computes it. An issuer's own `audience` overrides it.
+    pub audience: Option<String>,
     /// Verdict when no project rule matches; `allow` when unset.
     pub default: Option<RawVerdict>,
     /// Message for refusals by the default verdict.

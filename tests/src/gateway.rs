@@ -94,6 +94,7 @@ pub struct GatewayBuilder {
     registries: Vec<RegistrySpec>,
     rules: String,
     extra_config: String,
+    admin_config: String,
     wait_ready: bool,
     tls: Option<(PathBuf, PathBuf)>,
 }
@@ -105,6 +106,7 @@ impl Gateway {
             registries: Vec::new(),
             rules: String::new(),
             extra_config: String::new(),
+            admin_config: String::new(),
             wait_ready: true,
             tls: None,
         }
@@ -236,6 +238,12 @@ impl GatewayBuilder {
         self
     }
 
+    /// Appends raw TOML lines to the `[admin]` table (e.g. `token_file = "..."`).
+    pub fn admin_config(mut self, text: &str) -> Self {
+        self.admin_config.push_str(text);
+        self
+    }
+
     /// Serve the public listener with TLS from these PEM files.
     pub fn tls(mut self, certificate: &Path, key: &Path) -> Self {
         self.tls = Some((certificate.to_path_buf(), key.to_path_buf()));
@@ -257,10 +265,11 @@ impl GatewayBuilder {
             let admin: SocketAddr = format!("127.0.0.1:{}", crate::free_port()).parse().expect("addr");
             let mut config = format!(
                 "[server]\nthreads = 2\ngrace_period = \"5s\"\nshutdown_timeout = \"5s\"\npid_file = \"{dir}/portcullis.pid\"\nupgrade_socket = \"{dir}/upgrade.sock\"\n\
-                 [[listener]]\naddress = \"{addr}\"\n{tls}\n[admin]\naddress = \"{admin}\"\n\
+                 [[listener]]\naddress = \"{addr}\"\n{tls}\n[admin]\naddress = \"{admin}\"\n{admin_extra}\n\
                  [rules]\nfiles = [\"rules.toml\"]\ndebounce = \"100ms\"\n[logging]\nformat = \"json\"\nlevel = \"info\"\n{extra}\n",
                 dir = dir.display(),
                 extra = self.extra_config,
+                admin_extra = self.admin_config,
                 tls = match &self.tls {
                     Some((cert, key)) => format!("tls = {{ certificate = {:?}, key = {:?} }}", cert.display().to_string(), key.display().to_string()),
                     None => String::new(),
@@ -296,4 +305,23 @@ impl GatewayBuilder {
         }
         panic!("portcullis did not start; see {}", dir.join("portcullis.log").display());
     }
+}
+
+/// Makes an upload-token signing key with `portcullis keygen` in `dir` and returns the
+/// `[upload_tokens]` configuration that uses it (key id `k1`).
+pub fn upload_token_config(dir: &Path) -> String {
+    std::fs::create_dir_all(dir).expect("key dir");
+    let key = dir.join("k1.pem");
+    if !key.exists() {
+        let out = Command::new(binary())
+            .arg("keygen")
+            .arg(&key)
+            .output()
+            .expect("run portcullis keygen");
+        assert!(out.status.success(), "keygen: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    format!(
+        "[upload_tokens]\nsigning_key = \"k1\"\nkeys = [{{ id = \"k1\", private_key_file = {:?} }}]\n",
+        key.display().to_string()
+    )
 }

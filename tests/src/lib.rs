@@ -5,10 +5,13 @@
 
 pub mod gateway;
 pub mod http;
+pub mod oidc;
+pub mod pki;
 pub mod process;
 pub mod pypiserver;
 pub mod sink;
 pub mod tools;
+pub mod upload_token;
 pub mod verdaccio;
 
 use std::path::{Path, PathBuf};

@@ -2,7 +2,8 @@
 //! records how the request ended (complete, closed with FIN, or reset), and answers 200.
 //! Tests use it where a real backend cannot say what it saw, e.g. to prove that a refused
 //! upload ended upstream with a TCP reset rather than a clean close. `GET /slow/<ms>` answers
-//! after a delay, `GET /blob/<bytes>` answers with that many bytes.
+//! after a delay, `GET /blob/<bytes>` answers with that many bytes, and a path with a segment
+//! starting with `absent` answers 404 (a project the backend does not have).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -176,9 +177,14 @@ fn serve(stream: TcpStream, record: Arc<Mutex<Vec<Seen>>>) {
             }
             continue;
         }
-        let body = format!("{{\"sink\":\"ok\",\"bytes\":{body_bytes}}}");
+        let absent = path.split('/').any(|segment| segment.starts_with("absent"));
+        let (status, body) = if absent {
+            ("404 Not Found", "{\"sink\":\"absent\"}".to_owned())
+        } else {
+            ("200 OK", format!("{{\"sink\":\"ok\",\"bytes\":{body_bytes}}}"))
+        };
         let response = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
         if writer.write_all(response.as_bytes()).is_err() {

@@ -14,26 +14,8 @@ use portcullis_e2e::wait_until;
 
 /// A test CA and a server certificate for `localhost` signed by it, as PEM files in `dir`.
 fn test_pki(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
-    let ca_key = rcgen::KeyPair::generate().expect("ca key");
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, format!("{name} test CA"));
-    let ca = ca_params.self_signed(&ca_key).expect("ca cert");
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let key = rcgen::KeyPair::generate().expect("server key");
-    let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
-    let cert = params.signed_by(&key, &issuer).expect("server cert");
-    let (ca_path, cert_path, key_path) = (
-        dir.join(format!("{name}-ca.pem")),
-        dir.join(format!("{name}-cert.pem")),
-        dir.join(format!("{name}-key.pem")),
-    );
-    std::fs::write(&ca_path, ca.pem()).expect("write ca");
-    std::fs::write(&cert_path, cert.pem()).expect("write cert");
-    std::fs::write(&key_path, key.serialize_pem()).expect("write key");
-    (ca_path, cert_path, key_path)
+    let pki = portcullis_e2e::pki::test_pki(dir, name, &["localhost"]);
+    (pki.ca, pki.cert, pki.key)
 }
 
 #[test]

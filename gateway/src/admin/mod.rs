@@ -1,5 +1,5 @@
 //! The admin listener (separate port, loopback by default): `/metrics`, `/healthz`, `/readyz`
-//! and `/rules`.
+//! and `/rules`, and with an admin token configured `POST /tokens/revoke`.
 
 use std::sync::Arc;
 
@@ -9,24 +9,43 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde_json::json;
 
+use crate::config::Secret;
 use crate::health::UpstreamHealth;
 use crate::metrics::Metrics;
 use crate::reload::RulesHandle;
+use crate::trusted_publishing::Exchanger;
+
+mod revoke;
 
 /// The admin HTTP application.
 pub struct AdminApp {
     metrics: Arc<Metrics>,
     rules: Arc<RulesHandle>,
     health: Arc<UpstreamHealth>,
+    exchanger: Option<Arc<Exchanger>>,
+    admin_token: Option<Secret>,
 }
 
 impl AdminApp {
     /// An admin app over the gateway's shared state.
     pub fn new(metrics: Arc<Metrics>, rules: Arc<RulesHandle>, health: Arc<UpstreamHealth>) -> Self {
-        AdminApp { metrics, rules, health }
+        AdminApp {
+            metrics,
+            rules,
+            health,
+            exchanger: None,
+            admin_token: None,
+        }
     }
 
-    fn json(status: u16, value: serde_json::Value) -> Response<Vec<u8>> {
+    /// Enables `POST /tokens/revoke`, guarded by `admin_token` (off without one).
+    pub fn with_token_admin(mut self, exchanger: Arc<Exchanger>, admin_token: Option<Secret>) -> Self {
+        self.exchanger = Some(exchanger);
+        self.admin_token = admin_token;
+        self
+    }
+
+    pub(crate) fn json(status: u16, value: serde_json::Value) -> Response<Vec<u8>> {
         let body = serde_json::to_vec_pretty(&value).unwrap_or_default();
         Response::builder()
             .status(status)
@@ -79,7 +98,7 @@ impl AdminApp {
             }
             _ => Self::json(
                 404,
-                json!({"code": "not_found", "message": "admin endpoints: /metrics /healthz /readyz /rules"}),
+                json!({"code": "not_found", "message": "admin endpoints: /metrics /healthz /readyz /rules, POST /tokens/revoke"}),
             ),
         }
     }
@@ -90,6 +109,9 @@ impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
         let (method, path) = (req.method.clone(), req.uri.path().to_owned());
+        if path == "/tokens/revoke" {
+            return self.revoke(session).await;
+        }
         self.answer(&method, &path)
     }
 }

@@ -34,6 +34,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use aws_lc_rs::signature::{self as sig, ParsedPublicKey, RsaParameters, RsaPublicKeyComponents};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -650,8 +651,8 @@ pub struct IssuerKeys {
     pub audience: String,
     /// The algorithms accepted from this issuer (`none` and HMAC cannot be listed).
     pub algorithms: Vec<Algorithm>,
-    /// The issuer's current public keys.
-    pub jwks: JwkSet,
+    /// The issuer's current public keys, shared with the key-set cache (not cloned per token).
+    pub jwks: Arc<JwkSet>,
 }
 
 /// What [`peek`] reads from a token whose signature has *not* been checked. Use it only to pick
@@ -1074,7 +1075,7 @@ mod tests {
             issuer: ISS.to_owned(),
             audience: AUD.to_owned(),
             algorithms: algorithms.to_vec(),
-            jwks: jwks(),
+            jwks: Arc::new(jwks()),
         }
     }
 
@@ -1666,7 +1667,10 @@ mod tests {
         let mut key = rsa_jwk("z");
         key["n"] = json!(b64(&[&[0u8][..], n.as_slice()].concat()));
         let set = JwkSet::from_json(json!({ "keys": [key] }).to_string().as_bytes()).expect("leading zero");
-        let issuer = IssuerKeys { jwks: set, ..issuer() };
+        let issuer = IssuerKeys {
+            jwks: Arc::new(set),
+            ..issuer()
+        };
         assert!(verify(&token("RS256", "z", &claims()), &issuer, NOW).is_ok());
     }
 

@@ -4,11 +4,13 @@
 //! `portcullis_rules` compiles and [`crate::reload`] swaps in at run time.
 
 pub mod raw;
+pub mod secret;
 pub mod validated;
 
 use std::path::{Path, PathBuf};
 
-pub use validated::{Config, Registry, Route, Upstream};
+pub use secret::Secret;
+pub use validated::{BackendCredential, Config, Registry, Route, Upstream};
 
 /// A configuration that cannot be used: the file, the field and the reason.
 #[derive(Debug, thiserror::Error)]

@@ -28,6 +28,65 @@ pub struct RawConfig {
     /// The registries behind the gateway (at least one).
     #[serde(default, rename = "registry")]
     pub registries: Vec<RawRegistry>,
+    /// Where durable state (replay records, revocations) lives.
+    #[serde(default)]
+    pub state: RawState,
+    /// Trusted publishing: how OIDC issuers' keys are fetched, and failure memory.
+    #[serde(default)]
+    pub trusted_publishing: RawTrustedPublishing,
+    /// Keys and lifetime of the upload tokens the gateway mints.
+    pub upload_tokens: Option<RawUploadTokens>,
+}
+
+/// The state store.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawState {
+    /// Data directory of the embedded SQLite store (default `data` beside the config file).
+    pub dir: Option<PathBuf>,
+}
+
+/// Trusted publishing settings that are not policy (policy lives in the rules).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrustedPublishing {
+    /// PEM file of extra CA certificates trusted for issuers' discovery and JWKS (private
+    /// issuers such as GitHub Enterprise Server); the system roots are always trusted.
+    pub ca_file: Option<PathBuf>,
+    /// Timeout of one discovery or JWKS request (default `"5s"`).
+    pub jwks_timeout: Option<String>,
+    /// Least time between two refreshes of one issuer's keys (default `"60s"`).
+    pub jwks_refresh_cooldown: Option<String>,
+    /// Keys older than this are refreshed before use (default `"1h"`).
+    pub jwks_max_age: Option<String>,
+    /// How long a failed npm exchange is remembered to explain the publish that follows
+    /// (default `"10m"`).
+    pub failed_exchange_memory: Option<String>,
+}
+
+/// The upload-token keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUploadTokens {
+    /// Id of the key that signs new tokens (it needs a private key).
+    pub signing_key: String,
+    /// Lifetime of a minted token (default `"15m"`).
+    pub lifetime: Option<String>,
+    /// Every key that verifies tokens; keep retired keys here (public part is enough) until
+    /// the tokens they signed have expired.
+    pub keys: Vec<RawTokenKey>,
+}
+
+/// One upload-token key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTokenKey {
+    /// Key id, carried in every token it signs.
+    pub id: String,
+    /// PEM PKCS#8 Ed25519 private key (`portcullis keygen` writes one).
+    pub private_key_file: Option<PathBuf>,
+    /// PEM Ed25519 public key, for a key that only verifies.
+    pub public_key_file: Option<PathBuf>,
 }
 
 /// Process-wide settings.
@@ -72,6 +131,9 @@ pub struct RawListenerTls {
 pub struct RawAdmin {
     /// `IP:port`; defaults to `127.0.0.1:9090`.
     pub address: Option<String>,
+    /// File holding the bearer token that admin write endpoints (token revocation) require;
+    /// without it those endpoints are off.
+    pub token_file: Option<PathBuf>,
 }
 
 /// Where the rules live and how they are reloaded.
@@ -122,6 +184,40 @@ pub struct RawRegistry {
     pub max_body_bytes: Option<ByteSize>,
     /// Where the backend is.
     pub upstream: RawUpstream,
+    /// The backend's own credential, sent in place of the client's on authorised writes.
+    pub backend_credentials: Option<RawBackendCredentials>,
+    /// What happens to writes that carry a client credential other than a gateway upload
+    /// token: `refuse` (default when backend credentials are set) or `pass` (legacy mode:
+    /// forwarded unchanged, logged and counted; the default without backend credentials).
+    pub client_credentials: Option<ClientCredentials>,
+}
+
+/// The backend's credential.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
+pub enum RawBackendCredentials {
+    /// HTTP basic authentication.
+    Basic {
+        /// User name.
+        username: String,
+        /// File holding the password (trailing newline ignored).
+        password_file: PathBuf,
+    },
+    /// A bearer token.
+    Bearer {
+        /// File holding the token (trailing newline ignored).
+        token_file: PathBuf,
+    },
+}
+
+/// Policy for client credentials that are not gateway upload tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientCredentials {
+    /// Forward them unchanged (legacy mode), logged and counted.
+    Pass,
+    /// Refuse the write.
+    Refuse,
 }
 
 /// The backend of a registry.

@@ -9,8 +9,8 @@ use std::time::Duration;
 use portcullis_rules::schema::ByteSize;
 use portcullis_rules::{KnownRegistry, Protocol};
 
-use super::raw::{self, LogFormat};
-use super::ConfigError;
+use super::raw::{self, ClientCredentials, LogFormat};
+use super::{ConfigError, Secret};
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -27,8 +27,16 @@ pub struct Config {
     pub rules: RulesSettings,
     /// Log settings.
     pub logging: Logging,
-    /// Registries, in the order written.
+    /// Registries, most specific route first.
     pub registries: Vec<Arc<Registry>>,
+    /// Data directory of the state store.
+    pub state_dir: PathBuf,
+    /// Trusted publishing settings.
+    pub trusted_publishing: TrustedPublishing,
+    /// Upload-token keys; trusted publishing exchanges are off without them.
+    pub upload_tokens: Option<UploadTokens>,
+    /// Bearer token for the admin write endpoints; they are off without it.
+    pub admin_token: Option<Secret>,
 }
 
 impl Config {
@@ -41,6 +49,96 @@ impl Config {
                 protocol: r.protocol,
             })
             .collect()
+    }
+}
+
+/// Trusted publishing settings (the policy itself is in the rules).
+#[derive(Debug, Clone)]
+pub struct TrustedPublishing {
+    /// Extra CA certificates (DER) trusted for discovery and JWKS.
+    pub extra_roots_der: Vec<Vec<u8>>,
+    /// Timeout of one discovery or JWKS request.
+    pub jwks_timeout: Duration,
+    /// Least time between two refreshes of one issuer's keys.
+    pub jwks_refresh_cooldown: Duration,
+    /// Keys older than this are refreshed before use.
+    pub jwks_max_age: Duration,
+    /// How long a failed npm exchange is remembered.
+    pub failed_exchange_memory: Duration,
+}
+
+/// Upload-token key material, read and checked at validation.
+#[derive(Debug, Clone)]
+pub struct UploadTokens {
+    /// Id of the signing key.
+    pub signing_key: String,
+    /// Token lifetime.
+    pub lifetime: Duration,
+    /// Every key: id, PKCS#8 private PEM and/or public PEM.
+    pub keys: Vec<TokenKey>,
+}
+
+impl UploadTokens {
+    /// The signing and verification keys.
+    pub fn keys(&self) -> Result<crate::auth::upload_token::UploadTokenKeys, crate::auth::upload_token::KeyError> {
+        use crate::auth::upload_token::{KeyMaterial, UploadTokenKeys};
+        let material = self
+            .keys
+            .iter()
+            .map(|k| KeyMaterial {
+                id: k.id.clone(),
+                private_pkcs8_pem: k.private_pem.as_ref().map(|s| s.expose().to_vec()),
+                public_spki_pem: k.public_pem.clone(),
+            })
+            .collect();
+        UploadTokenKeys::new(material, &self.signing_key, self.lifetime)
+    }
+}
+
+/// One upload-token key as read from its files.
+#[derive(Debug, Clone)]
+pub struct TokenKey {
+    /// Key id.
+    pub id: String,
+    /// PEM PKCS#8 private key.
+    pub private_pem: Option<Secret>,
+    /// PEM public key.
+    pub public_pem: Option<Vec<u8>>,
+}
+
+/// The backend's own credential, sent instead of the client's on authorised writes.
+#[derive(Debug, Clone)]
+pub enum BackendCredential {
+    /// HTTP basic.
+    Basic {
+        /// User name.
+        username: String,
+        /// Password.
+        password: Secret,
+    },
+    /// Bearer token.
+    Bearer {
+        /// The token.
+        token: Secret,
+    },
+}
+
+impl BackendCredential {
+    /// The `Authorization` header value. Never log it.
+    pub fn header_value(&self) -> String {
+        use base64::Engine as _;
+        match self {
+            BackendCredential::Basic { username, password } => {
+                let mut raw = Vec::with_capacity(username.len() + 1 + password.expose().len());
+                raw.extend_from_slice(username.as_bytes());
+                raw.push(b':');
+                raw.extend_from_slice(password.expose());
+                format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
+            }
+            BackendCredential::Bearer { token } => {
+                format!("Bearer {}", String::from_utf8_lossy(token.expose()))
+            }
+        }
     }
 }
 
@@ -146,6 +244,10 @@ pub struct Registry {
     pub max_body_bytes: u64,
     /// Its backend.
     pub upstream: Upstream,
+    /// The backend's own credential, for authorised writes.
+    pub backend_credential: Option<BackendCredential>,
+    /// What happens to writes with a client credential that is not an upload token.
+    pub client_credentials: ClientCredentials,
 }
 
 /// A registry's backend.
@@ -295,6 +397,20 @@ pub fn validate(file: &Path, raw: raw::RawConfig) -> Result<Config, ConfigError>
         "admin.address",
         raw.admin.address.as_deref().unwrap_or(DEFAULT_ADMIN),
     )?;
+    let admin_token = match &raw.admin.token_file {
+        None => None,
+        Some(p) => {
+            let path = ctx.readable("admin.token_file", p)?;
+            let token = Secret::read(&path, true).map_err(|e| ctx.err("admin.token_file", e.to_string()))?;
+            if token.expose().len() < 16 || token.expose_str().is_none_or(|t| t.contains(char::is_whitespace)) {
+                return Err(ctx.err(
+                    "admin.token_file",
+                    "the admin token must be at least 16 characters without spaces",
+                ));
+            }
+            Some(token)
+        }
+    };
     if listeners.iter().any(|l| l.address == admin_address) {
         return Err(ctx.err(
             "admin.address",
@@ -343,6 +459,14 @@ pub fn validate(file: &Path, raw: raw::RawConfig) -> Result<Config, ConfigError>
     // Most specific first, so routing can take the first match.
     registries.sort_by_key(|r| std::cmp::Reverse(r.route.specificity()));
 
+    let state_dir = ctx.path(raw.state.dir.as_deref().unwrap_or(Path::new("data")));
+    let trusted_publishing = validate_trusted_publishing(&ctx, &raw.trusted_publishing)?;
+    let upload_tokens = raw
+        .upload_tokens
+        .as_ref()
+        .map(|t| validate_upload_tokens(&ctx, t))
+        .transpose()?;
+
     Ok(Config {
         path: file.to_path_buf(),
         server,
@@ -351,7 +475,111 @@ pub fn validate(file: &Path, raw: raw::RawConfig) -> Result<Config, ConfigError>
         rules,
         logging,
         registries,
+        state_dir,
+        trusted_publishing,
+        upload_tokens,
+        admin_token,
     })
+}
+
+fn validate_trusted_publishing(
+    ctx: &Ctx<'_>,
+    raw: &raw::RawTrustedPublishing,
+) -> Result<TrustedPublishing, ConfigError> {
+    let extra_roots_der = match &raw.ca_file {
+        None => Vec::new(),
+        Some(p) => {
+            let path = ctx.readable("trusted_publishing.ca_file", p)?;
+            crate::tls::read_pem_certificates(&path)
+                .map_err(|e| ctx.err("trusted_publishing.ca_file", e.to_string()))?
+        }
+    };
+    let bounded = |field: &str, value: Option<&str>, default: Duration, max: Duration| {
+        let d = ctx.duration(&format!("trusted_publishing.{field}"), value, default)?;
+        if d > max {
+            return Err(ctx.err(
+                format!("trusted_publishing.{field}"),
+                format!("must be at most {}s", max.as_secs()),
+            ));
+        }
+        Ok(d)
+    };
+    let jwks_timeout = bounded(
+        "jwks_timeout",
+        raw.jwks_timeout.as_deref(),
+        Duration::from_secs(5),
+        Duration::from_secs(60),
+    )?;
+    if jwks_timeout.is_zero() {
+        return Err(ctx.err("trusted_publishing.jwks_timeout", "must be greater than zero"));
+    }
+    Ok(TrustedPublishing {
+        extra_roots_der,
+        jwks_timeout,
+        jwks_refresh_cooldown: bounded(
+            "jwks_refresh_cooldown",
+            raw.jwks_refresh_cooldown.as_deref(),
+            Duration::from_secs(60),
+            Duration::from_secs(3600),
+        )?,
+        jwks_max_age: bounded(
+            "jwks_max_age",
+            raw.jwks_max_age.as_deref(),
+            Duration::from_secs(3600),
+            Duration::from_secs(7 * 24 * 3600),
+        )?,
+        failed_exchange_memory: bounded(
+            "failed_exchange_memory",
+            raw.failed_exchange_memory.as_deref(),
+            Duration::from_secs(600),
+            Duration::from_secs(24 * 3600),
+        )?,
+    })
+}
+
+fn validate_upload_tokens(ctx: &Ctx<'_>, raw: &raw::RawUploadTokens) -> Result<UploadTokens, ConfigError> {
+    let lifetime = ctx.duration(
+        "upload_tokens.lifetime",
+        raw.lifetime.as_deref(),
+        Duration::from_secs(15 * 60),
+    )?;
+    let mut keys = Vec::with_capacity(raw.keys.len());
+    for (i, k) in raw.keys.iter().enumerate() {
+        let field = format!("upload_tokens.keys[{i}]");
+        let private_pem = match &k.private_key_file {
+            None => None,
+            Some(p) => {
+                let path = ctx.readable(&format!("{field}.private_key_file"), p)?;
+                Some(
+                    Secret::read(&path, false)
+                        .map_err(|e| ctx.err(format!("{field}.private_key_file"), e.to_string()))?,
+                )
+            }
+        };
+        let public_pem = match &k.public_key_file {
+            None => None,
+            Some(p) => {
+                let path = ctx.readable(&format!("{field}.public_key_file"), p)?;
+                Some(std::fs::read(&path).map_err(|e| ctx.err(format!("{field}.public_key_file"), e.to_string()))?)
+            }
+        };
+        if private_pem.is_none() && public_pem.is_none() {
+            return Err(ctx.err(field, "give private_key_file or public_key_file"));
+        }
+        keys.push(TokenKey {
+            id: k.id.clone(),
+            private_pem,
+            public_pem,
+        });
+    }
+    let tokens = UploadTokens {
+        signing_key: raw.signing_key.clone(),
+        lifetime,
+        keys,
+    };
+    // Build the key set once now so a bad key fails validation, not the first exchange.
+    tokens.keys().map_err(|e| ctx.err("upload_tokens", e.to_string()))?;
+    Ok(tokens)
 }
 
 fn validate_registry(ctx: &Ctx<'_>, field: &str, raw: raw::RawRegistry) -> Result<Registry, ConfigError> {
@@ -394,12 +622,56 @@ fn validate_registry(ctx: &Ctx<'_>, field: &str, raw: raw::RawRegistry) -> Resul
         return Err(ctx.err(format!("{field}.max_body_bytes"), "must be greater than zero"));
     }
     let upstream = validate_upstream(ctx, &format!("{field}.upstream"), raw.upstream)?;
+    let backend_credential = match raw.backend_credentials {
+        None => None,
+        Some(raw::RawBackendCredentials::Basic {
+            username,
+            password_file,
+        }) => {
+            if username.is_empty() || username.contains(':') {
+                return Err(ctx.err(
+                    format!("{field}.backend_credentials.username"),
+                    "must be non-empty without ':'",
+                ));
+            }
+            let path = ctx.readable(&format!("{field}.backend_credentials.password_file"), &password_file)?;
+            let password = Secret::read(&path, true)
+                .map_err(|e| ctx.err(format!("{field}.backend_credentials.password_file"), e.to_string()))?;
+            Some(BackendCredential::Basic { username, password })
+        }
+        Some(raw::RawBackendCredentials::Bearer { token_file }) => {
+            let path = ctx.readable(&format!("{field}.backend_credentials.token_file"), &token_file)?;
+            let token = Secret::read(&path, true)
+                .map_err(|e| ctx.err(format!("{field}.backend_credentials.token_file"), e.to_string()))?;
+            let printable = token.expose().iter().all(|b| b.is_ascii_graphic());
+            if token.expose().is_empty() || !printable {
+                return Err(ctx.err(
+                    format!("{field}.backend_credentials.token_file"),
+                    "the token must be printable ASCII without spaces",
+                ));
+            }
+            Some(BackendCredential::Bearer { token })
+        }
+    };
+    let client_credentials = match (raw.client_credentials, &backend_credential) {
+        (Some(mode), _) => mode,
+        (None, Some(_)) => ClientCredentials::Refuse,
+        (None, None) => ClientCredentials::Pass,
+    };
+    if client_credentials == ClientCredentials::Refuse && backend_credential.is_none() {
+        return Err(ctx.err(
+            format!("{field}.client_credentials"),
+            "\"refuse\" needs backend_credentials: the gateway must have a credential to send instead",
+        ));
+    }
     Ok(Registry {
         name: raw.name,
         protocol: raw.protocol,
         route: Route { host, prefix },
         max_body_bytes,
         upstream,
+        backend_credential,
+        client_credentials,
     })
 }
 

@@ -59,6 +59,20 @@ pub fn percent_decode(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// Encodes a value for one path segment: unreserved characters and `@` stay, everything else
+/// (including `/`, as in npm's `@scope%2fname`) becomes `%XX`.
+pub fn percent_encode_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'@') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02x}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +107,14 @@ mod tests {
         ] {
             assert!(check(bad).is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn encodes_segments_round_trip() {
+        assert_eq!(percent_encode_segment("@scope/name"), "@scope%2fname");
+        assert_eq!(percent_encode_segment("left-pad"), "left-pad");
+        let odd = "a b/c%d";
+        assert_eq!(percent_decode(&percent_encode_segment(odd)).as_deref(), Some(odd));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use portcullis_rules::{Decision, ProjectName, WriteAction};
 use sha2::{Digest, Sha256, Sha512};
 
 use super::holdback::HoldBack;
+use crate::auth::upload_token::UploadToken;
 use crate::error::Refusal;
 use crate::metrics::Metrics;
 use crate::protocol::pypi::FormInspector;
@@ -41,6 +42,36 @@ pub struct RequestCtx {
     pub host: Option<String>,
     /// Keeps the in-flight gauge raised while a write runs.
     pub in_flight: Option<InFlight>,
+    /// How the request was authenticated.
+    pub auth: Auth,
+    /// What happens to the client's `Authorization` header on the way upstream.
+    pub credential: CredentialAction,
+    /// The trusted publisher recorded for an exchange served by the gateway.
+    pub publisher: Option<String>,
+}
+
+/// How a request was authenticated.
+#[derive(Debug, Clone, Default)]
+pub enum Auth {
+    /// Not looked at (reads), or no credential.
+    #[default]
+    None,
+    /// A verified gateway upload token.
+    UploadToken(Box<UploadToken>),
+    /// The client's own backend credential, passed in legacy mode.
+    Legacy,
+}
+
+/// What happens to the client's `Authorization` header upstream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CredentialAction {
+    /// Forward it unchanged.
+    #[default]
+    Keep,
+    /// Replace it with the backend's own credential (or drop it when there is none).
+    SwapForBackend,
+    /// Drop it (an upload token that is not valid here must never reach a backend).
+    Remove,
 }
 
 impl RequestCtx {
@@ -60,6 +91,9 @@ impl RequestCtx {
             upstream_header_at: None,
             host: None,
             in_flight: None,
+            auth: Auth::None,
+            credential: CredentialAction::Keep,
+            publisher: None,
         }
     }
 }

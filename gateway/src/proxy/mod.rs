@@ -4,7 +4,9 @@
 //! back ([`Gateway::on_write_chunk`]) → decide (`portcullis_rules`) → release or reset
 //! ([`holdback`], [`upstream`]) → record ([`Gateway::record`]).
 
+mod authenticate;
 pub mod ctx;
+mod exchange;
 pub mod holdback;
 pub mod upstream;
 
@@ -20,7 +22,7 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 use portcullis_rules::{Outcome, Protocol, WriteAction, WriteFacts};
 use sha2::Digest;
 
-use self::ctx::{DecisionRecord, InFlight, RequestCtx, WriteState};
+use self::ctx::{Auth, CredentialAction, DecisionRecord, InFlight, RequestCtx, WriteState};
 use self::upstream::UpstreamPeers;
 use crate::config::Registry;
 use crate::error::Refusal;
@@ -28,6 +30,8 @@ use crate::metrics::Metrics;
 use crate::protocol::pypi::{FormAction, FormInspector};
 use crate::protocol::{self, RequestClass};
 use crate::reload::RulesHandle;
+use crate::trusted_publishing::failures::FailedExchanges;
+use crate::trusted_publishing::Exchanger;
 
 /// A registry with its upstream peers.
 struct RouteEntry {
@@ -40,6 +44,8 @@ pub struct Gateway {
     routes: Vec<RouteEntry>,
     rules: Arc<RulesHandle>,
     metrics: Arc<Metrics>,
+    exchanger: Arc<Exchanger>,
+    failed_exchanges: FailedExchanges,
 }
 
 const VIA: &str = "1.1 portcullis";
@@ -48,8 +54,16 @@ const VIA: &str = "1.1 portcullis";
 const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Gateway {
-    /// A gateway over `registries` (most specific route first), deciding with `rules`.
-    pub fn new(registries: &[Arc<Registry>], rules: Arc<RulesHandle>, metrics: Arc<Metrics>) -> Self {
+    /// A gateway over `registries` (most specific route first), deciding with `rules`,
+    /// serving trusted-publishing exchanges with `exchanger`; failed npm exchanges are
+    /// remembered for `failure_memory`.
+    pub fn new(
+        registries: &[Arc<Registry>],
+        rules: Arc<RulesHandle>,
+        metrics: Arc<Metrics>,
+        exchanger: Arc<Exchanger>,
+        failure_memory: std::time::Duration,
+    ) -> Self {
         let routes = registries
             .iter()
             .map(|r| RouteEntry {
@@ -57,7 +71,13 @@ impl Gateway {
                 peers: UpstreamPeers::new(r),
             })
             .collect();
-        Gateway { routes, rules, metrics }
+        Gateway {
+            routes,
+            rules,
+            metrics,
+            exchanger,
+            failed_exchanges: FailedExchanges::new(failure_memory),
+        }
     }
 
     fn registry(&self, ctx: &RequestCtx) -> Option<&Arc<Registry>> {
@@ -217,6 +237,7 @@ impl Gateway {
                 _ => return Err(Refusal::Internal),
             },
         };
+        self.check_token_scope(ctx, &registry, action, &project)?;
         let rules = ctx.rules.clone().ok_or(Refusal::Internal)?;
         let decision = rules.rules.decide_write(&WriteFacts {
             registry: &registry.name,
@@ -300,10 +321,23 @@ impl Gateway {
                     .with_label_values(&[registry])
                     .observe(ctx.body_bytes as f64);
             }
+            let (credential, token_id, publisher) = match &ctx.auth {
+                Auth::UploadToken(t) => (
+                    "upload_token",
+                    t.id.as_str(),
+                    t.scope_for_project(registry, d.project.as_str())
+                        .map_or("", |s| s.publisher.as_str()),
+                ),
+                Auth::Legacy => ("legacy", "", ""),
+                Auth::None => ("none", "", ""),
+            };
             tracing::info!(
                 target: "portcullis::decision",
                 request_id = %ctx.id,
                 registry,
+                credential,
+                token_id,
+                publisher,
                 project = d.project.as_str(),
                 action = d.action.as_str(),
                 outcome,
@@ -408,7 +442,15 @@ impl ProxyHttp for Gateway {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.rules = Some(self.rules.current());
-        match self.route(session, ctx) {
+        if let Some(endpoint) = crate::trusted_publishing::wire::Endpoint::recognise(session.req_header().uri.path()) {
+            self.serve_exchange(session, ctx, endpoint).await?;
+            return Ok(true);
+        }
+        let routed = match self.route(session, ctx) {
+            Ok(()) => self.authenticate(session, ctx).await,
+            Err(refusal) => Err(refusal),
+        };
+        match routed {
             Ok(()) => Ok(false),
             Err(refusal) => {
                 self.respond_refusal(session, ctx, &refusal).await?;
@@ -457,6 +499,21 @@ impl ProxyHttp for Gateway {
         let via = appended(upstream_request.headers.get(http::header::VIA), VIA);
         upstream_request.insert_header(http::header::VIA, via)?;
         upstream_request.insert_header("x-request-id", ctx.id.as_str())?;
+        match ctx.credential {
+            CredentialAction::Keep => {}
+            CredentialAction::Remove => {
+                upstream_request.remove_header(&http::header::AUTHORIZATION);
+            }
+            CredentialAction::SwapForBackend => {
+                upstream_request.remove_header(&http::header::AUTHORIZATION);
+                if let Some(credential) = self.registry(ctx).and_then(|r| r.backend_credential.as_ref()) {
+                    let mut value = http::HeaderValue::from_str(&credential.header_value())
+                        .map_err(|e| Error::because(ErrorType::InternalError, "backend credential header", e))?;
+                    value.set_sensitive(true);
+                    upstream_request.insert_header(http::header::AUTHORIZATION, value)?;
+                }
+            }
+        }
         Ok(())
     }
 

@@ -14,6 +14,12 @@ use async_trait::async_trait;
 
 pub use self::sqlite::SqliteStore;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+
 /// Why the state store could not answer.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -48,4 +54,42 @@ pub trait StateStore: Send + Sync {
 
     /// Deletes jti and revocation records that expired before `now`; returns how many were removed.
     async fn purge_expired(&self, now: i64) -> Result<u64, StateError>;
+}
+
+/// How often expired replay records and revocations are deleted.
+const PURGE_INTERVAL: Duration = Duration::from_secs(600);
+
+/// Background service that deletes expired records from the state store now and then.
+pub struct StatePurger {
+    store: Arc<dyn StateStore>,
+}
+
+impl StatePurger {
+    /// A purger for `store`.
+    pub fn new(store: Arc<dyn StateStore>) -> Self {
+        StatePurger { store }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for StatePurger {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut tick = tokio::time::interval(PURGE_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tick.tick() => {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                    match self.store.purge_expired(now).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::debug!(removed = n, "purged expired state records"),
+                        Err(e) => tracing::warn!(error = %e, "purging expired state records failed"),
+                    }
+                }
+            }
+        }
+    }
 }

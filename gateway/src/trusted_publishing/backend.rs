@@ -1,0 +1,82 @@
+//! Asks a registry's backend whether a project exists, so that a publisher that is not
+//! *pending* cannot create a project on its first upload (as on PyPI, only a pending publisher
+//! may do that).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use portcullis_rules::{ProjectName, Protocol};
+
+use crate::config::Registry;
+use crate::protocol::path::percent_encode_segment;
+
+/// One HTTP client per registry backend, with the backend's TLS settings and credential.
+pub struct ProjectProbe {
+    clients: HashMap<String, (reqwest::Client, String)>,
+}
+
+/// Why the backend could not say whether a project exists.
+#[derive(Debug, thiserror::Error)]
+#[error("the registry backend could not be asked whether the project exists: {0}")]
+pub struct ProbeError(String);
+
+impl ProjectProbe {
+    /// Clients for every registry; `timeout` bounds each question.
+    pub fn new<'a>(
+        registries: impl IntoIterator<Item = &'a std::sync::Arc<Registry>>,
+        timeout: Duration,
+    ) -> Result<Self, ProbeError> {
+        let mut clients = HashMap::new();
+        for registry in registries {
+            let upstream = &registry.upstream;
+            let mut builder = reqwest::Client::builder()
+                .timeout(timeout)
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy();
+            let base = match &upstream.tls {
+                None => format!("http://{}", upstream.address),
+                Some(tls) => {
+                    builder = builder.resolve(&tls.sni, upstream.address);
+                    if let Some(cas) = &tls.ca_certificates {
+                        for der in cas.iter() {
+                            let cert = reqwest::Certificate::from_der(der).map_err(|e| ProbeError(e.to_string()))?;
+                            builder = builder.add_root_certificate(cert);
+                        }
+                    }
+                    format!("https://{}:{}", tls.sni, upstream.address.port())
+                }
+            };
+            let client = builder.build().map_err(|e| ProbeError(e.to_string()))?;
+            clients.insert(registry.name.clone(), (client, base));
+        }
+        Ok(ProjectProbe { clients })
+    }
+
+    /// Whether `project` exists on `registry`'s backend: `GET /simple/<name>/` (PyPI) or
+    /// `GET /<name>` (npm) with the backend's own credential; 200 means yes, 404, 410 and
+    /// redirects (pypiserver's fallback to another index) mean no.
+    pub async fn exists(&self, registry: &Registry, project: &ProjectName) -> Result<bool, ProbeError> {
+        let (client, base) = self
+            .clients
+            .get(&registry.name)
+            .ok_or_else(|| ProbeError(format!("no client for registry {:?}", registry.name)))?;
+        let path = match registry.protocol {
+            Protocol::Pypi => format!("/simple/{}/", project.as_str()),
+            Protocol::Npm => format!("/{}", percent_encode_segment(project.as_str())),
+        };
+        let mut request = client.get(format!("{base}{path}"));
+        if let Some(credential) = &registry.backend_credential {
+            request = request.header(http::header::AUTHORIZATION, credential.header_value());
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| ProbeError(e.without_url().to_string()))?;
+        let status = response.status().as_u16();
+        match status {
+            200..=299 => Ok(true),
+            404 | 410 | 300..=399 => Ok(false),
+            other => Err(ProbeError(format!("the backend answered {other}"))),
+        }
+    }
+}

@@ -1,0 +1,590 @@
+//! Trusted publishing on the PyPI endpoints, with a local OIDC issuer standing in for GitHub
+//! Actions: the gh-action-pypi-publish flow with PyPA's `id` and twine over HTTPS in front of a
+//! real pypiserver, and every refusal the issue lists, each proven not to reach the backend.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use portcullis_e2e::gateway::{upload_token_config, Gateway, RegistrySpec};
+use portcullis_e2e::http::{self, Form};
+use portcullis_e2e::oidc::{env_for_github_actions, CiTokenEndpoint, Issuer, TokenSpec};
+use portcullis_e2e::pki::test_pki;
+use portcullis_e2e::pypiserver::{self, Pypiserver};
+use portcullis_e2e::sink::{Ending, Sink};
+use portcullis_e2e::tools::{make_dists, tools};
+use portcullis_e2e::{repo_root, sha256_hex};
+use serde_json::{json, Value};
+
+const AUDIENCE: &str = "portcullis-test";
+const REPO: &str = "acme/widgets";
+const OWNER_ID: &str = "1234";
+
+fn rules(issuer: &Issuer) -> String {
+    format!(
+        r#"
+[issuers.gha]
+url = "{url}"
+kind = "github"
+algorithms = ["RS256", "ES256"]
+
+[registries.pypi]
+audience = "{AUDIENCE}"
+
+[[registries.pypi.publishers]]
+id = "widgets-release"
+issuer = "gha"
+projects = ["demo-pkg", "other-pkg"]
+repository = "{REPO}"
+repository_owner_id = "{OWNER_ID}"
+workflow = "release.yml"
+pending = true
+
+[[registries.pypi.publishers]]
+id = "widgets-prod"
+issuer = "gha"
+projects = ["prod-pkg"]
+repository = "{REPO}"
+repository_owner_id = "{OWNER_ID}"
+workflow = "release.yml"
+environment = "pypi"
+pending = true
+
+[[registries.pypi.publishers]]
+id = "existing-only"
+issuer = "gha"
+projects = ["absent-project"]
+repository = "acme/existing"
+repository_owner_id = "{OWNER_ID}"
+workflow = "release.yml"
+"#,
+        url = issuer.url()
+    )
+}
+
+/// Gateway config: trusted-publishing CA, upload-token key, backend credential (pypiserver's own
+/// user) and client credentials refused.
+fn gateway_config(dir: &Path, issuer: &Issuer) -> String {
+    std::fs::create_dir_all(dir).expect("dir");
+    let password = dir.join("backend-password");
+    std::fs::write(&password, format!("{}\n", pypiserver::PASSWORD)).expect("password");
+    format!(
+        "{keys}[trusted_publishing]\nca_file = {ca:?}\njwks_refresh_cooldown = \"1s\"\n",
+        keys = upload_token_config(&dir.join("keys")),
+        ca = issuer.ca_file().display().to_string(),
+    )
+}
+
+/// The `[admin]` lines enabling token revocation with [`ADMIN_TOKEN`].
+fn admin_config(dir: &Path) -> String {
+    let admin_token = dir.join("admin-token");
+    std::fs::write(&admin_token, format!("{ADMIN_TOKEN}\n")).expect("admin token");
+    format!("token_file = {:?}\n", admin_token.display().to_string())
+}
+
+const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789";
+
+fn registry_extra(dir: &Path) -> String {
+    format!(
+        "client_credentials = \"refuse\"\nbackend_credentials = {{ kind = \"basic\", username = \"{}\", password_file = {:?} }}\n",
+        pypiserver::USER,
+        dir.join("backend-password").display().to_string()
+    )
+}
+
+fn github_claims(issuer: &Issuer) -> Value {
+    issuer.github_claims(AUDIENCE, REPO, OWNER_ID, "release.yml")
+}
+
+fn mint(gateway: &Gateway, token: &str) -> http::Response {
+    let body = serde_json::to_vec(&json!({ "token": token })).expect("json");
+    http::request(
+        gateway.addr(),
+        "POST",
+        "/_/oidc/mint-token",
+        &[("content-type", "application/json")],
+        &body,
+    )
+}
+
+fn error_code(response: &http::Response) -> String {
+    response.json()["errors"][0]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn upload(gateway: &Gateway, token: &str, name: &str, filename: &str) -> http::Response {
+    let form = Form::pypi_upload(name, "1.0", filename, b"wheel bytes");
+    let auth = http::basic_auth("__token__", token);
+    http::request(
+        gateway.addr(),
+        "POST",
+        "/",
+        &[("content-type", &form.content_type()), ("authorization", &auth)],
+        &form.body,
+    )
+}
+
+#[test]
+fn gh_action_flow_with_id_and_twine_over_https_lands_in_pypiserver() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let work = dir.path();
+    let issuer = Issuer::start(&work.join("issuer"));
+    let endpoint = CiTokenEndpoint::start(&issuer, github_claims(&issuer));
+    let backend = Pypiserver::start(&work.join("pypiserver"));
+    let pki = test_pki(&work.join("pki"), "gateway", &["127.0.0.1", "localhost"]);
+    let gw_dir = work.join("gateway");
+    // Uploads go to /legacy/ (the prefix is stripped: pypiserver takes them at /); the exchange
+    // endpoints answer at the host root, where the PyPA clients look for them.
+    let gateway = Gateway::builder()
+        .registry(RegistrySpec {
+            extra: format!("path_prefix = \"/legacy\"\n{}", registry_extra(&gw_dir)),
+            ..RegistrySpec::new("pypi", "pypi", backend.addr())
+        })
+        .rules(&rules(&issuer))
+        .config(&gateway_config(&gw_dir, &issuer))
+        .tls(&pki.cert, &pki.key)
+        .start(&gw_dir);
+    let repository_url = format!("https://127.0.0.1:{}/legacy/", gateway.addr().port());
+
+    // The action's exchange: audience, id (GitHub Actions environment), mint.
+    let exchange = Command::new(tools().python())
+        .arg(repo_root().join("tests/tools/pypi_oidc_exchange.py"))
+        .arg(&repository_url)
+        .envs(env_for_github_actions(&endpoint))
+        .env("REQUESTS_CA_BUNDLE", &pki.ca)
+        .output()
+        .expect("run the exchange");
+    let stderr = String::from_utf8_lossy(&exchange.stderr);
+    assert!(exchange.status.success(), "exchange failed: {stderr}");
+    let token = String::from_utf8_lossy(&exchange.stdout).trim().to_owned();
+    assert!(token.starts_with("pcul_k1."), "{token}");
+    assert_eq!(
+        endpoint.issued().len(),
+        1,
+        "id fetched one ID token from the CI endpoint"
+    );
+    let issued: Value = {
+        use base64::Engine as _;
+        let payload = endpoint.issued()[0].split('.').nth(1).expect("payload").to_owned();
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .expect("base64"),
+        )
+        .expect("claims")
+    };
+    assert_eq!(
+        issued["aud"], AUDIENCE,
+        "id asked for the audience the gateway announced"
+    );
+
+    // twine uploads with the minted token, as the action does (`__token__`).
+    let (wheel, sdist) = make_dists(&work.join("dist"), "demo-pkg", "1.0", None);
+    let out = Command::new(tools().twine())
+        .args([
+            "upload",
+            "--disable-progress-bar",
+            "--non-interactive",
+            "--repository-url",
+        ])
+        .arg(&repository_url)
+        .args(["-u", "__token__", "-p"])
+        .arg(&token)
+        .arg(&wheel)
+        .arg(&sdist)
+        .env("REQUESTS_CA_BUNDLE", &pki.ca)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run twine");
+    assert!(
+        out.status.success(),
+        "twine failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut stored = backend.stored();
+    stored.sort();
+    let mut expected: Vec<String> = [&wheel, &sdist]
+        .iter()
+        .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
+        .collect();
+    expected.sort();
+    assert_eq!(stored, expected);
+    for file in [&wheel, &sdist] {
+        let name = file.file_name().expect("name");
+        assert_eq!(
+            sha256_hex(&std::fs::read(backend.packages.join(name)).expect("stored")),
+            sha256_hex(&std::fs::read(file).expect("dist")),
+        );
+    }
+    // pypiserver only accepts its own htpasswd user for uploads, so the upload landing proves
+    // the swap; the decision log names the publisher and the token.
+    let decisions = gateway.decisions(2);
+    for d in &decisions {
+        assert_eq!(d["credential"], "upload_token", "{d}");
+        assert_eq!(d["publisher"], "widgets-release", "{d}");
+        assert_eq!(d["outcome"], "allow", "{d}");
+    }
+    assert!(
+        gateway.metric(
+            "portcullis_oidc_exchanges_total{issuer=\"gha\",outcome=\"minted\",protocol=\"pypi\",registry=\"pypi\"}"
+        ) >= 1.0
+    );
+
+    // A client credential other than an upload token is refused here (refuse mode), with the
+    // reason in what twine prints.
+    let (wheel2, _) = make_dists(&work.join("dist2"), "demo-pkg", "1.1", None);
+    let out = Command::new(tools().twine())
+        .args([
+            "upload",
+            "--disable-progress-bar",
+            "--non-interactive",
+            "--repository-url",
+        ])
+        .arg(&repository_url)
+        .args(["-u", pypiserver::USER, "-p", pypiserver::PASSWORD])
+        .arg(&wheel2)
+        .env("REQUESTS_CA_BUNDLE", &pki.ca)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run twine");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success());
+    assert!(
+        printed.contains("accepts writes only with an upload token"),
+        "{printed}"
+    );
+    assert_eq!(backend.stored().len(), 2, "the refused upload is not stored");
+}
+
+struct SinkSetup {
+    _dir: tempfile::TempDir,
+    issuer: Issuer,
+    sink: Sink,
+    gateway: Gateway,
+    work: PathBuf,
+}
+
+fn over_sink() -> SinkSetup {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let work = dir.path().to_path_buf();
+    let issuer = Issuer::start(&work.join("issuer"));
+    let sink = Sink::start();
+    let gw_dir = work.join("gateway");
+    let gateway = Gateway::builder()
+        .registry(RegistrySpec {
+            extra: registry_extra(&gw_dir),
+            ..RegistrySpec::new("pypi", "pypi", sink.addr())
+        })
+        .rules(&rules(&issuer))
+        .config(&gateway_config(&gw_dir, &issuer))
+        .admin_config(&admin_config(&gw_dir))
+        .start(&gw_dir);
+    SinkSetup {
+        _dir: dir,
+        issuer,
+        sink,
+        gateway,
+        work,
+    }
+}
+
+#[test]
+fn every_listed_refusal_is_refused_and_reaches_no_backend() {
+    let s = over_sink();
+    let issuer = &s.issuer;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let with = |edit: &dyn Fn(&mut Value)| {
+        let mut claims = github_claims(issuer);
+        edit(&mut claims);
+        claims
+    };
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "wrong repository",
+            issuer.token(with(&|c| {
+                c["repository"] = json!("acme/other");
+                c["workflow_ref"] = json!("acme/other/.github/workflows/release.yml@refs/heads/main");
+                c["job_workflow_ref"] = json!("acme/other/.github/workflows/release.yml@refs/heads/main");
+            })),
+            "invalid-publisher",
+        ),
+        (
+            "wrong owner id with the right name",
+            issuer.token(with(&|c| c["repository_owner_id"] = json!("999999"))),
+            "invalid-publisher",
+        ),
+        (
+            "wrong workflow",
+            issuer.token(with(&|c| {
+                c["workflow_ref"] = json!("acme/widgets/.github/workflows/ci.yml@refs/heads/main");
+                c["job_workflow_ref"] = json!("acme/widgets/.github/workflows/ci.yml@refs/heads/main");
+            })),
+            "invalid-publisher",
+        ),
+        (
+            "pull_request_target",
+            issuer.token(with(&|c| c["event_name"] = json!("pull_request_target"))),
+            "invalid-publisher",
+        ),
+        (
+            "expired",
+            issuer.token(with(&|c| {
+                c["iat"] = json!(now - 900);
+                c["nbf"] = json!(now - 900);
+                c["exp"] = json!(now - 600);
+            })),
+            "invalid-token",
+        ),
+        (
+            "nbf in the future",
+            issuer.token(with(&|c| {
+                c["nbf"] = json!(now + 300);
+                c["exp"] = json!(now + 900);
+            })),
+            "invalid-token",
+        ),
+        (
+            "wrong aud",
+            issuer.token(with(&|c| c["aud"] = json!("pypi"))),
+            "invalid-token",
+        ),
+        (
+            "aud list containing ours",
+            issuer.token(with(&|c| c["aud"] = json!([AUDIENCE, "other"]))),
+            "invalid-token",
+        ),
+        (
+            "unknown iss",
+            issuer.token(with(&|c| c["iss"] = json!("https://token.example.invalid"))),
+            "invalid-payload",
+        ),
+        (
+            "alg none",
+            issuer.sign(&TokenSpec::new("none", Some("rsa-1"), github_claims(issuer))),
+            "invalid-token",
+        ),
+        (
+            "HS256 signed with the RSA public key",
+            issuer.sign(&TokenSpec::new("HS256", Some("rsa-1"), github_claims(issuer))),
+            "invalid-token",
+        ),
+        (
+            "unknown kid",
+            issuer.sign(&TokenSpec::new("RS256", Some("no-such-key"), github_claims(issuer))),
+            "invalid-token",
+        ),
+        (
+            "token too large",
+            issuer.token(with(&|c| c["padding"] = json!("x".repeat(20_000)))),
+            "invalid-payload",
+        ),
+        ("not a JWT", "not.a.jwt".to_owned(), "invalid-payload"),
+    ];
+    for (what, token, code) in &cases {
+        let response = mint(&s.gateway, token);
+        assert_eq!(response.status, 422, "{what}: {}", response.text());
+        assert_eq!(&error_code(&response), code, "{what}: {}", response.text());
+        assert_eq!(response.json()["message"], "Token request failed", "{what}");
+    }
+
+    // Environment: the env-specific publisher only matches its environment.
+    let env_claims = |env: &str| {
+        let mut c = github_claims(issuer);
+        c["environment"] = json!(env);
+        c
+    };
+    let ok = mint(&s.gateway, &issuer.token(env_claims("pypi")));
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    let wrong_env = mint(&s.gateway, &issuer.token(env_claims("staging")));
+    assert_eq!(wrong_env.status, 200, "the env-less publisher still matches");
+    let (_, ok_token, prod_token) = (0, ok.json()["token"].clone(), wrong_env.json()["token"].clone());
+    // ...but only the env-specific one covers prod-pkg.
+    let prod = upload(
+        &s.gateway,
+        ok_token.as_str().expect("token"),
+        "prod-pkg",
+        "prod_pkg-1.0-py3-none-any.whl",
+    );
+    assert_eq!(prod.status, 200, "{}", prod.text());
+    let staging = upload(
+        &s.gateway,
+        prod_token.as_str().expect("token"),
+        "prod-pkg",
+        "prod_pkg-1.0-py3-none-any.whl",
+    );
+    assert_eq!(staging.status, 403, "{}", staging.text());
+    assert_eq!(staging.json()["code"], "token_scope");
+
+    // A replayed jti.
+    let token = issuer.token(github_claims(issuer));
+    let first = mint(&s.gateway, &token);
+    assert_eq!(first.status, 200, "{}", first.text());
+    let replay = mint(&s.gateway, &token);
+    assert_eq!(replay.status, 422);
+    assert_eq!(error_code(&replay), "invalid-reuse-token");
+
+    // ES256 tokens verify too.
+    let es = mint(&s.gateway, &issuer.sign(&TokenSpec::es256(github_claims(issuer))));
+    assert_eq!(es.status, 200, "{}", es.text());
+
+    // Non-pending publisher, project absent on the backend: refused with the reason.
+    let mut existing = github_claims(issuer);
+    existing["repository"] = json!("acme/existing");
+    existing["workflow_ref"] = json!("acme/existing/.github/workflows/release.yml@refs/heads/main");
+    existing["job_workflow_ref"] = json!("acme/existing/.github/workflows/release.yml@refs/heads/main");
+    let absent = mint(&s.gateway, &issuer.token(existing));
+    assert_eq!(absent.status, 422);
+    assert_eq!(error_code(&absent), "invalid-publisher");
+    assert!(
+        absent.text().contains("only a pending publisher may create it"),
+        "{}",
+        absent.text()
+    );
+
+    // Exchanges never reach the backend (only the existence probe of the non-pending publisher's
+    // project does); of the uploads, only the accepted one completed. The refused one was cut
+    // off with a reset before its last byte (hold-back), so the backend never committed it.
+    let complete = |sink: &Sink| {
+        sink.seen()
+            .into_iter()
+            .filter(|r| r.method == "POST" && r.ending == Ending::Complete)
+            .count()
+    };
+    assert_eq!(
+        complete(&s.sink),
+        1,
+        "only the accepted prod-pkg upload: {:?}",
+        s.sink.seen()
+    );
+    assert!(s
+        .sink
+        .seen()
+        .iter()
+        .all(|r| r.method == "POST" || r.path == "/simple/absent-project/"));
+
+    // Upload-token refusals: project A's token on project B, revoked, expired, tampered.
+    let minted = mint(&s.gateway, &issuer.token(github_claims(issuer)));
+    let token = minted.json()["token"].as_str().expect("token").to_owned();
+    let wrong_project = upload(&s.gateway, &token, "unrelated", "unrelated-1.0-py3-none-any.whl");
+    assert_eq!(wrong_project.status, 403, "{}", wrong_project.text());
+    assert_eq!(wrong_project.json()["code"], "token_scope");
+    assert!(
+        wrong_project.reason.contains("not valid for project"),
+        "{}",
+        wrong_project.reason
+    );
+
+    let accepted = upload(&s.gateway, &token, "demo-pkg", "demo_pkg-1.0-py3-none-any.whl");
+    assert_eq!(accepted.status, 200, "{}", accepted.text());
+    let seen = s.sink.seen_at("/");
+    let last = seen.last().expect("the accepted upload reached the backend");
+    assert_eq!(
+        last.header("authorization"),
+        Some(http::basic_auth(pypiserver::USER, pypiserver::PASSWORD).as_str()),
+        "the backend sees its own credential, never the upload token"
+    );
+    let uploads_before = complete(&s.sink);
+
+    let revoke = http::request(
+        s.gateway.admin(),
+        "POST",
+        "/tokens/revoke",
+        &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+        &serde_json::to_vec(&json!({"token": token, "reason": "leaked in a log"})).expect("json"),
+    );
+    assert_eq!(revoke.status, 200, "{}", revoke.text());
+    let revoked = upload(&s.gateway, &token, "demo-pkg", "demo_pkg-1.0.1-py3-none-any.whl");
+    assert_eq!(revoked.status, 401, "{}", revoked.text());
+    assert_eq!(revoked.json()["code"], "upload_token_revoked");
+    let unauthorised_revoke = http::request(
+        s.gateway.admin(),
+        "POST",
+        "/tokens/revoke",
+        &[("authorization", "Bearer wrong")],
+        br#"{"token_id": "x", "reason": "r"}"#,
+    );
+    assert_eq!(unauthorised_revoke.status, 401);
+
+    let expired = portcullis_e2e::upload_token::forge(
+        &s.work.join("gateway/keys/k1.pem"),
+        "k1",
+        now - 3600,
+        now - 60,
+        "pypi",
+        &["demo-pkg"],
+    );
+    let expired = upload(&s.gateway, &expired, "demo-pkg", "demo_pkg-1.0.2-py3-none-any.whl");
+    assert_eq!(expired.status, 401, "{}", expired.text());
+    assert_eq!(expired.json()["code"], "upload_token_invalid");
+    assert!(expired.text().contains("expired"), "{}", expired.text());
+
+    let still_valid = portcullis_e2e::upload_token::forge(
+        &s.work.join("gateway/keys/k1.pem"),
+        "k1",
+        now - 10,
+        now + 600,
+        "pypi",
+        &["demo-pkg"],
+    );
+    let tampered = portcullis_e2e::upload_token::tamper_project(&still_valid, "other-project");
+    let tampered = upload(
+        &s.gateway,
+        &tampered,
+        "other-project",
+        "other_project-1.0-py3-none-any.whl",
+    );
+    assert_eq!(tampered.status, 401, "{}", tampered.text());
+    assert_eq!(tampered.json()["code"], "upload_token_invalid");
+
+    let uploads_after = complete(&s.sink);
+    assert_eq!(uploads_before, uploads_after, "no refused upload reached the backend");
+    for request in s.sink.seen() {
+        let auth = request.header("authorization").unwrap_or_default();
+        assert!(
+            !auth.contains("pcul_"),
+            "an upload token reached the backend: {request:?}"
+        );
+    }
+}
+
+#[test]
+fn issuer_kill_switch_and_audience_endpoint() {
+    let s = over_sink();
+    let audience = http::get(s.gateway.addr(), "/_/oidc/audience");
+    assert_eq!(audience.status, 200);
+    assert_eq!(audience.json()["audience"], AUDIENCE);
+    let wrong_method = http::request(s.gateway.addr(), "GET", "/_/oidc/mint-token", &[], b"");
+    assert_eq!(wrong_method.status, 405);
+    let garbage = http::request(
+        s.gateway.addr(),
+        "POST",
+        "/_/oidc/github/mint-token",
+        &[("content-type", "application/json")],
+        b"{\"jwt\": 1}",
+    );
+    assert_eq!(garbage.status, 422);
+    assert_eq!(error_code(&garbage), "invalid-payload");
+
+    // Switch the issuer off: exchanges are refused at once, without a restart.
+    let before = s.gateway.revision();
+    s.gateway.write_rules(&rules(&s.issuer).replace(
+        "algorithms = [\"RS256\", \"ES256\"]",
+        "algorithms = [\"RS256\", \"ES256\"]\nenabled = false",
+    ));
+    assert!(portcullis_e2e::wait_until(std::time::Duration::from_secs(10), || s
+        .gateway
+        .revision()
+        != before));
+    let off = mint(&s.gateway, &s.issuer.token(github_claims(&s.issuer)));
+    assert_eq!(off.status, 422);
+    assert_eq!(error_code(&off), "not-enabled");
+}
