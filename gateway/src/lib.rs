@@ -81,6 +81,10 @@ pub fn build_server(config: &Config, options: RunOptions) -> Result<Portcullis, 
         metrics.clone(),
     )?);
 
+    // Everything that can fail or take time is done before `bootstrap`, which (on a graceful
+    // upgrade) takes the listeners over from the running process.
+    let exchanger = Arc::new(build_exchanger(config, metrics.clone())?);
+
     let mut conf = ServerConf {
         threads: config.server.threads,
         grace_period_seconds: Some(config.server.grace_period.as_secs()),
@@ -100,7 +104,6 @@ pub fn build_server(config: &Config, options: RunOptions) -> Result<Portcullis, 
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let exchanger = Arc::new(build_exchanger(config, metrics.clone())?);
     let gateway = Gateway::new(
         &config.registries,
         rules.clone(),

@@ -53,7 +53,7 @@ pub struct Metrics {
     pub upload_tokens: IntCounterVec,
     /// Writes forwarded with the client's own credential (legacy mode), by registry.
     pub legacy_credentials: IntCounterVec,
-    /// OIDC key-set fetches, by issuer name and outcome (`ok` or an error code).
+    /// OIDC key-set fetches by outcome (`ok`, `failed`, `skipped_cooldown`).
     pub jwks_fetches: IntCounterVec,
 }
 
@@ -227,8 +227,8 @@ impl Metrics {
             jwks_fetches: counter(
                 &registry,
                 "portcullis_oidc_jwks_fetches_total",
-                "OIDC discovery and key-set fetches by outcome.",
-                &["issuer", "outcome"],
+                "OIDC key-set fetches by outcome (refreshes skipped by the cooldown included).",
+                &["outcome"],
             ),
             registry,
         };

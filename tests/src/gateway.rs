@@ -325,3 +325,13 @@ pub fn upload_token_config(dir: &Path) -> String {
         key.display().to_string()
     )
 }
+
+/// `[upload_tokens]` (a fresh key in `key_dir`) and `[trusted_publishing]` trusting the issuers'
+/// CA file `ca_file`; further `[trusted_publishing]` lines may follow.
+pub fn trusted_publishing_config(key_dir: &Path, ca_file: &Path) -> String {
+    format!(
+        "{}[trusted_publishing]\nca_file = {:?}\n",
+        upload_token_config(key_dir),
+        ca_file.display().to_string()
+    )
+}

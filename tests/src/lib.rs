@@ -5,6 +5,7 @@
 
 pub mod gateway;
 pub mod http;
+pub mod npm;
 pub mod oidc;
 pub mod pki;
 pub mod process;

@@ -564,32 +564,18 @@ fn serve_issuer(stream: TcpStream, tls: &Arc<rustls::ServerConfig>, state: &Issu
 /// The test CA's PEM and a server configuration with a certificate it signed for `127.0.0.1`
 /// and `localhost`.
 fn issuer_tls() -> (String, Arc<rustls::ServerConfig>) {
-    let ca_key = rcgen::KeyPair::generate().expect("OIDC CA key");
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("OIDC CA params");
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "Portcullis test OIDC CA");
-    let ca = ca_params.self_signed(&ca_key).expect("OIDC CA certificate");
-    let ca_issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let key = rcgen::KeyPair::generate().expect("OIDC server key");
-    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-        .expect("OIDC server params");
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "Portcullis test OIDC issuer");
-    let cert = params.signed_by(&key, &ca_issuer).expect("OIDC server certificate");
+    let certs = crate::pki::test_certs("Portcullis OIDC issuer", &["127.0.0.1", "localhost"]);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("TLS protocol versions")
         .with_no_client_auth()
         .with_single_cert(
-            vec![cert.der().clone(), ca.der().clone()],
-            rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
+            vec![certs.cert_der.clone().into(), certs.ca_der.clone().into()],
+            rustls::pki_types::PrivatePkcs8KeyDer::from(certs.key_der.clone()).into(),
         )
         .expect("OIDC server certificate and key");
-    (ca.pem(), Arc::new(config))
+    (certs.ca_pem, Arc::new(config))
 }
 
 /// The CI token endpoint's shared state.

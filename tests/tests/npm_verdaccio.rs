@@ -3,7 +3,7 @@
 //! npm shows the gateway's reason.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use portcullis_e2e::gateway::{Gateway, RegistrySpec};
 use portcullis_e2e::verdaccio::Verdaccio;
@@ -57,16 +57,8 @@ fn setup() -> Setup {
 }
 
 fn npm(s: &Setup, cwd: &Path, args: &[&str]) -> Output {
-    Command::new("npm")
+    portcullis_e2e::npm::npm(&s.work, &s.npmrc, cwd)
         .args(args)
-        .arg("--userconfig")
-        .arg(&s.npmrc)
-        .current_dir(cwd)
-        .env("npm_config_cache", s.work.join("npm-cache"))
-        .env("npm_config_update_notifier", "false")
-        .env("npm_config_audit", "false")
-        .env("npm_config_fund", "false")
-        .env("NO_COLOR", "1")
         .output()
         .expect("run npm")
 }

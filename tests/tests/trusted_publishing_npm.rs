@@ -4,9 +4,9 @@
 //! exchange's reason in what npm prints at its default log level.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-use portcullis_e2e::gateway::{upload_token_config, Gateway, RegistrySpec};
+use portcullis_e2e::gateway::{trusted_publishing_config, Gateway, RegistrySpec};
 use portcullis_e2e::oidc::{env_for_github_actions, CiTokenEndpoint, Issuer};
 use portcullis_e2e::verdaccio::Verdaccio;
 use serde_json::json;
@@ -65,11 +65,7 @@ pending = true
             ..RegistrySpec::new("npm", "npm", backend.addr())
         })
         .rules(&rules)
-        .config(&format!(
-            "{}[trusted_publishing]\nca_file = {:?}\n",
-            upload_token_config(&gw_dir.join("keys")),
-            issuer.ca_file().display().to_string()
-        ))
+        .config(&trusted_publishing_config(&gw_dir.join("keys"), issuer.ca_file()))
         .start(&gw_dir);
     // No credential at all in the npm configuration: the exchange is the only way in.
     let npmrc = work.join("npmrc");
@@ -87,15 +83,10 @@ pending = true
 
 /// `npm publish` in `cwd` as a GitHub Actions job would run it.
 fn npm_publish_in_ci(s: &Setup, cwd: &Path) -> Output {
-    Command::new("npm")
-        .args(["publish", "--access", "public", "--userconfig"])
-        .arg(&s.npmrc)
-        .current_dir(cwd)
+    portcullis_e2e::npm::npm(&s.work, &s.npmrc, cwd)
+        .args(["publish", "--access", "public"])
         .envs(env_for_github_actions(&s.endpoint))
-        .env("npm_config_cache", s.work.join("npm-cache"))
-        .env("npm_config_update_notifier", "false")
         .env("npm_config_provenance", "false")
-        .env("NO_COLOR", "1")
         .output()
         .expect("run npm")
 }

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use portcullis_e2e::gateway::{upload_token_config, Gateway, RegistrySpec};
+use portcullis_e2e::gateway::{trusted_publishing_config, Gateway, RegistrySpec};
 use portcullis_e2e::http::{self, Form};
 use portcullis_e2e::oidc::{env_for_github_actions, CiTokenEndpoint, Issuer, TokenSpec};
 use portcullis_e2e::pki::test_pki;
@@ -68,9 +68,8 @@ fn gateway_config(dir: &Path, issuer: &Issuer) -> String {
     let password = dir.join("backend-password");
     std::fs::write(&password, format!("{}\n", pypiserver::PASSWORD)).expect("password");
     format!(
-        "{keys}[trusted_publishing]\nca_file = {ca:?}\njwks_refresh_cooldown = \"1s\"\n",
-        keys = upload_token_config(&dir.join("keys")),
-        ca = issuer.ca_file().display().to_string(),
+        "{}jwks_refresh_cooldown = \"1s\"\n",
+        trusted_publishing_config(&dir.join("keys"), issuer.ca_file())
     )
 }
 
@@ -271,6 +270,10 @@ struct SinkSetup {
 }
 
 fn over_sink() -> SinkSetup {
+    over_sink_with("refuse")
+}
+
+fn over_sink_with(client_credentials: &str) -> SinkSetup {
     let dir = tempfile::tempdir().expect("tempdir");
     let work = dir.path().to_path_buf();
     let issuer = Issuer::start(&work.join("issuer"));
@@ -278,7 +281,7 @@ fn over_sink() -> SinkSetup {
     let gw_dir = work.join("gateway");
     let gateway = Gateway::builder()
         .registry(RegistrySpec {
-            extra: registry_extra(&gw_dir),
+            extra: registry_extra(&gw_dir).replace("\"refuse\"", &format!("{client_credentials:?}")),
             ..RegistrySpec::new("pypi", "pypi", sink.addr())
         })
         .rules(&rules(&issuer))
@@ -557,8 +560,46 @@ fn every_listed_refusal_is_refused_and_reaches_no_backend() {
 }
 
 #[test]
-fn issuer_kill_switch_and_audience_endpoint() {
+fn issuer_key_rotation_outage_kill_switch_and_audience_endpoint() {
     let s = over_sink();
+    // Keys: the first exchange fetches them; a token with a new kid makes the gateway refresh
+    // once; while the issuer is down the last good keys keep working.
+    let first = mint(&s.gateway, &s.issuer.token(github_claims(&s.issuer)));
+    assert_eq!(first.status, 200, "{}", first.text());
+    let fetched = s.issuer.requests("/jwks");
+    let rotated = s.issuer.rotate_in_key();
+    std::thread::sleep(std::time::Duration::from_millis(1100)); // past the 1 s refresh cooldown
+    let with_new_key = mint(
+        &s.gateway,
+        &s.issuer
+            .sign(&TokenSpec::new("RS256", Some(&rotated), github_claims(&s.issuer))),
+    );
+    assert_eq!(with_new_key.status, 200, "{}", with_new_key.text());
+    assert_eq!(s.issuer.requests("/jwks"), fetched + 1, "one refresh for the new kid");
+    assert_eq!(
+        s.gateway.metric("portcullis_oidc_jwks_fetches_total{outcome=\"ok\"}"),
+        2.0
+    );
+    s.issuer.set_unreachable(true);
+    let during_outage = mint(&s.gateway, &s.issuer.token(github_claims(&s.issuer)));
+    assert_eq!(
+        during_outage.status,
+        200,
+        "cached keys serve during an outage: {}",
+        during_outage.text()
+    );
+    let unknown_during_outage = mint(
+        &s.gateway,
+        &s.issuer.sign(&TokenSpec::new(
+            "RS256",
+            Some("never-published"),
+            github_claims(&s.issuer),
+        )),
+    );
+    assert_eq!(unknown_during_outage.status, 422);
+    assert_eq!(error_code(&unknown_during_outage), "invalid-token");
+    s.issuer.set_unreachable(false);
+
     let audience = http::get(s.gateway.addr(), "/_/oidc/audience");
     assert_eq!(audience.status, 200);
     assert_eq!(audience.json()["audience"], AUDIENCE);
@@ -587,4 +628,221 @@ fn issuer_kill_switch_and_audience_endpoint() {
     let off = mint(&s.gateway, &s.issuer.token(github_claims(&s.issuer)));
     assert_eq!(off.status, 422);
     assert_eq!(error_code(&off), "not-enabled");
+}
+
+#[test]
+fn gitlab_google_and_buildkite_tokens_are_exchanged_by_their_own_publishers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let work = dir.path();
+    let github = Issuer::start(&work.join("github"));
+    let gitlab = Issuer::start(&work.join("gitlab"));
+    let google = Issuer::start(&work.join("google"));
+    let buildkite = Issuer::start(&work.join("buildkite"));
+    // One CA file trusted for every issuer's discovery.
+    let cas = work.join("issuer-cas.pem");
+    let all: String = [&github, &gitlab, &google, &buildkite]
+        .iter()
+        .map(|i| std::fs::read_to_string(i.ca_file()).expect("ca"))
+        .collect();
+    std::fs::write(&cas, all).expect("cas");
+    let sink = Sink::start();
+    let gw_dir = work.join("gateway");
+    let rules = format!(
+        r#"{base}
+[issuers.gitlab-internal]
+url = "{gitlab}"
+kind = "gitlab"
+algorithms = ["ES256"]
+
+[issuers.google]
+url = "{google}"
+kind = "google"
+
+[issuers.buildkite]
+url = "{buildkite}"
+kind = "buildkite"
+algorithms = ["RS256"]
+
+[[registries.pypi.publishers]]
+id = "gitlab-tools"
+issuer = "gitlab-internal"
+projects = ["gl-tools"]
+project_path = "platform/tools"
+ci_config_path = ".gitlab-ci.yml"
+pending = true
+
+[[registries.pypi.publishers]]
+id = "gcp-builder"
+issuer = "google"
+projects = ["gcp-pkg"]
+email = "builder@acme.iam.gserviceaccount.com"
+pending = true
+
+[[registries.pypi.publishers]]
+id = "bk-release"
+issuer = "buildkite"
+projects = ["bk-pkg"]
+claims = {{ organization_slug = "acme", pipeline_slug = "release" }}
+pending = true
+"#,
+        base = rules(&github),
+        gitlab = gitlab.url(),
+        google = google.url(),
+        buildkite = buildkite.url(),
+    );
+    let gateway = Gateway::builder()
+        .registry(RegistrySpec {
+            extra: registry_extra(&gw_dir),
+            ..RegistrySpec::new("pypi", "pypi", sink.addr())
+        })
+        .rules(&rules)
+        .config(&gateway_config(&gw_dir, &github).replace(
+            &format!("{:?}", github.ca_file().display().to_string()),
+            &format!("{:?}", cas.display().to_string()),
+        ))
+        .start(&gw_dir);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+
+    // GitLab (self-managed, ES256 only).
+    let claims = gitlab.gitlab_claims(AUDIENCE, "platform/tools", ".gitlab-ci.yml");
+    let minted = mint(&gateway, &gitlab.sign(&TokenSpec::es256(claims.clone())));
+    assert_eq!(minted.status, 200, "{}", minted.text());
+    let token = minted.json()["token"].as_str().expect("token").to_owned();
+    let ok = upload(&gateway, &token, "gl-tools", "gl_tools-1.0-py3-none-any.whl");
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    let not_ours = upload(&gateway, &token, "demo-pkg", "demo_pkg-1.0-py3-none-any.whl");
+    assert_eq!(
+        not_ours.status, 403,
+        "a GitLab publisher's token does not cover GitHub's projects"
+    );
+    let mut fresh = claims;
+    fresh["jti"] = json!("another-jti");
+    let rs = mint(&gateway, &gitlab.sign(&TokenSpec::rs256(fresh.clone())));
+    assert_eq!(rs.status, 422, "RS256 is not on this issuer's allow-list");
+    assert_eq!(error_code(&rs), "invalid-token");
+    fresh["jti"] = json!("third-jti");
+    fresh["project_path"] = json!("platform/other");
+    let other = mint(&gateway, &gitlab.sign(&TokenSpec::es256(fresh)));
+    assert_eq!(other.status, 422);
+    assert_eq!(error_code(&other), "invalid-publisher");
+    // Key confusion across issuers: GitHub's issuer signs a token claiming GitLab's iss.
+    let mut confused = github_claims(&github);
+    confused["iss"] = json!(gitlab.url());
+    let confused = mint(&gateway, &github.sign(&TokenSpec::es256(confused)));
+    assert_eq!(confused.status, 422);
+    assert_eq!(error_code(&confused), "invalid-token");
+
+    // Google: no jti in its ID tokens; a replay is still refused.
+    let google_claims = |email: &str, verified: bool| {
+        json!({
+            "iss": google.url(), "aud": AUDIENCE, "iat": now, "exp": now + 300,
+            "sub": "112233445566778899", "azp": "112233445566778899",
+            "email": email, "email_verified": verified,
+        })
+    };
+    let token = google.token(google_claims("builder@acme.iam.gserviceaccount.com", true));
+    let minted = mint(&gateway, &token);
+    assert_eq!(minted.status, 200, "{}", minted.text());
+    let replay = mint(&gateway, &token);
+    assert_eq!(error_code(&replay), "invalid-reuse-token");
+    let unverified = mint(
+        &gateway,
+        &google.token(google_claims("builder@acme.iam.gserviceaccount.com", false)),
+    );
+    assert_eq!(error_code(&unverified), "invalid-publisher");
+    let stranger = mint(
+        &gateway,
+        &google.token(google_claims("intruder@evil.iam.gserviceaccount.com", true)),
+    );
+    assert_eq!(error_code(&stranger), "invalid-publisher");
+
+    // Buildkite: exact claims.
+    let bk = |pipeline: &str| {
+        json!({
+            "iss": buildkite.url(), "aud": AUDIENCE, "iat": now, "nbf": now, "exp": now + 300,
+            "jti": uuid_like(pipeline), "sub": format!("organization:acme:pipeline:{pipeline}"),
+            "organization_slug": "acme", "pipeline_slug": pipeline,
+        })
+    };
+    let minted = mint(&gateway, &buildkite.token(bk("release")));
+    assert_eq!(minted.status, 200, "{}", minted.text());
+    let token = minted.json()["token"].as_str().expect("token").to_owned();
+    assert_eq!(
+        upload(&gateway, &token, "bk-pkg", "bk_pkg-1.0-py3-none-any.whl").status,
+        200
+    );
+    let nightly = mint(&gateway, &buildkite.token(bk("nightly")));
+    assert_eq!(error_code(&nightly), "invalid-publisher");
+}
+
+fn uuid_like(seed: &str) -> String {
+    format!("{}-{}", seed, std::process::id())
+}
+
+#[test]
+fn legacy_mode_reads_and_missing_credentials() {
+    // Refuse mode: a write without any credential is refused before the backend sees it.
+    let strict = over_sink();
+    let form = Form::pypi_upload("demo-pkg", "1.0", "demo_pkg-1.0-py3-none-any.whl", b"x");
+    let anonymous = http::request(
+        strict.gateway.addr(),
+        "POST",
+        "/",
+        &[("content-type", &form.content_type())],
+        &form.body,
+    );
+    assert_eq!(anonymous.status, 401, "{}", anonymous.text());
+    assert_eq!(anonymous.json()["code"], "credentials_missing");
+    assert!(strict.sink.seen().is_empty(), "{:?}", strict.sink.seen());
+
+    // Pass (legacy) mode: the client's own backend credential goes through unchanged, counted.
+    let legacy = over_sink_with("pass");
+    let own = http::basic_auth(pypiserver::USER, pypiserver::PASSWORD);
+    let passed = http::request(
+        legacy.gateway.addr(),
+        "POST",
+        "/",
+        &[("content-type", &form.content_type()), ("authorization", &own)],
+        &form.body,
+    );
+    assert_eq!(passed.status, 200, "{}", passed.text());
+    assert_eq!(legacy.sink.seen_at("/")[0].header("authorization"), Some(own.as_str()));
+    assert_eq!(
+        legacy
+            .gateway
+            .metric_reaching("portcullis_legacy_credential_writes_total{registry=\"pypi\"}", 1.0),
+        1.0
+    );
+    assert_eq!(legacy.gateway.decisions(1)[0]["credential"], "legacy");
+
+    // Reads: a valid upload token is swapped for the backend's credential, anything else that
+    // looks like an upload token is removed; other credentials pass.
+    let minted = mint(&legacy.gateway, &legacy.issuer.token(github_claims(&legacy.issuer)));
+    let token = minted.json()["token"].as_str().expect("token").to_owned();
+    let read = |auth: &str| {
+        http::request(
+            legacy.gateway.addr(),
+            "GET",
+            "/simple/demo-pkg/",
+            &[("authorization", auth)],
+            b"",
+        )
+    };
+    assert_eq!(read(&http::basic_auth("__token__", &token)).status, 200);
+    assert_eq!(read(&http::basic_auth("__token__", "pcul_k1.forged.sig")).status, 200);
+    assert_eq!(read("Bearer some-backend-token").status, 200);
+    let seen: Vec<Option<String>> = legacy
+        .sink
+        .seen_at("/simple/demo-pkg/")
+        .iter()
+        .map(|r| r.header("authorization").map(str::to_owned))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![Some(own.clone()), None, Some("Bearer some-backend-token".to_owned())],
+        "swapped, removed, passed"
+    );
 }

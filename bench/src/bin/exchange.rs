@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use portcullis_e2e::gateway::{upload_token_config, Gateway, RegistrySpec};
+use portcullis_e2e::gateway::{trusted_publishing_config, Gateway, RegistrySpec};
 use portcullis_e2e::http;
 use portcullis_e2e::oidc::Issuer;
 use portcullis_e2e::sink::Sink;
@@ -51,11 +51,7 @@ fn main() {
     let mut gateway = Gateway::builder()
         .registry(RegistrySpec::new("pypi", "pypi", sink.addr()))
         .rules(&rules)
-        .config(&format!(
-            "{}[trusted_publishing]\nca_file = {:?}\n",
-            upload_token_config(&gw_dir.join("keys")),
-            issuer.ca_file().display().to_string()
-        ))
+        .config(&trusted_publishing_config(&gw_dir.join("keys"), issuer.ca_file()))
         .start(&gw_dir);
     let addr = gateway.addr();
     let pid = gateway.process().pid();

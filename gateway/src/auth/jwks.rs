@@ -216,10 +216,7 @@ fn show_found(found: Option<&str>) -> String {
 
 /// A foreign string, shortened for an error message.
 fn shorten(text: &str) -> String {
-    match text.char_indices().nth(MAX_ECHO_CHARS) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
+    super::shorten(text, MAX_ECHO_CHARS)
 }
 
 /// Counters for metrics, since the cache was created. The caller exports them.
@@ -1376,6 +1373,7 @@ mod tests {
             audience: AUD.to_owned(),
             algorithms: vec![Algorithm::Es256],
             jwks,
+            require_jti: true,
         };
         jwt::verify(token, &issuer, now())
     }

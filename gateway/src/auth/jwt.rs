@@ -18,8 +18,9 @@
 //! 5. the signature verifies; only then is the payload decoded and parsed;
 //! 6. `iss` equals the issuer exactly; `aud` is a single string equal to the audience (a list is
 //!    refused even when it contains the audience); `exp`, `iat` (integers) and `jti` (a
-//!    non-empty string) are present; `nbf` (integer) and `sub` (string) are type-checked when
-//!    present;
+//!    non-empty string) are present — for issuers whose tokens have no `jti` (Google) the caller
+//!    may waive it, and a replay id is derived from the signature; `nbf` (integer) and `sub`
+//!    (string) are type-checked when present;
 //! 7. `exp` is not before `iat`, and with exactly [`LEEWAY_SECS`] of leeway: `exp + 30 >= now`,
 //!    `nbf - 30 <= now`, `iat - 30 <= now`.
 //!
@@ -42,6 +43,7 @@ use base64::Engine as _;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use sha2::Digest as _;
 
 /// Largest token accepted, in bytes; longer tokens are refused before any decoding.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -653,6 +655,10 @@ pub struct IssuerKeys {
     pub algorithms: Vec<Algorithm>,
     /// The issuer's current public keys, shared with the key-set cache (not cloned per token).
     pub jwks: Arc<JwkSet>,
+    /// Whether tokens must carry a `jti`. Providers whose ID tokens have none (Google) set it
+    /// false: [`Claims::jti`] is then derived from the token's signature, so a replayed token is
+    /// still recognised.
+    pub require_jti: bool,
 }
 
 /// What [`peek`] reads from a token whose signature has *not* been checked. Use it only to pick
@@ -681,7 +687,8 @@ pub struct Claims {
     pub iat: i64,
     /// `nbf`, Unix seconds, when present.
     pub nbf: Option<i64>,
-    /// `jti`, non-empty; the caller must claim it in its replay store.
+    /// `jti`, non-empty (or, for issuers without `jti`, `sig-sha256:<digest of the signature>`);
+    /// the caller must claim it in its replay store.
     pub jti: String,
     /// `sub`, when present.
     pub sub: Option<String>,
@@ -846,7 +853,7 @@ pub fn verify(token: &str, issuer: &IssuerKeys, now: i64) -> Result<Claims, Toke
     verified.map_err(|_| TokenError::BadSignature)?;
 
     let payload = object(segments.payload, Part::Payload)?;
-    check_claims(payload, issuer, now)
+    check_claims(payload, issuer, now, &signature)
 }
 
 /// How a key verifies: chosen from the header algorithm and the key together, so a key is only
@@ -892,7 +899,12 @@ fn verifier(alg: Algorithm, jwk: &Jwk) -> Result<Verifier<'_>, String> {
     }
 }
 
-fn check_claims(all: Map<String, Value>, issuer: &IssuerKeys, now: i64) -> Result<Claims, TokenError> {
+fn check_claims(
+    all: Map<String, Value>,
+    issuer: &IssuerKeys,
+    now: i64,
+    signature: &[u8],
+) -> Result<Claims, TokenError> {
     let iss = required_str(&all, "iss")?;
     if iss != issuer.issuer {
         return Err(TokenError::IssuerMismatch {
@@ -919,13 +931,21 @@ fn check_claims(all: Map<String, Value>, issuer: &IssuerKeys, now: i64) -> Resul
     }
     let exp = optional_int(&all, "exp")?.ok_or(TokenError::MissingClaim { claim: "exp" })?;
     let iat = optional_int(&all, "iat")?.ok_or(TokenError::MissingClaim { claim: "iat" })?;
-    let jti = required_str(&all, "jti")?;
-    if jti.is_empty() {
-        return Err(TokenError::InvalidClaim {
-            claim: "jti",
-            expected: "a non-empty string",
-        });
-    }
+    let jti = match optional_str(&all, "jti")? {
+        Some(jti) if jti.is_empty() => {
+            return Err(TokenError::InvalidClaim {
+                claim: "jti",
+                expected: "a non-empty string",
+            })
+        }
+        Some(jti) => jti,
+        None if issuer.require_jti => return Err(TokenError::MissingClaim { claim: "jti" }),
+        // The signature is unique to these exact claims: its digest identifies a replay.
+        None => format!(
+            "sig-sha256:{}",
+            hex::encode(sha2::Sha256::digest(signature))
+        ),
+    };
     let nbf = optional_int(&all, "nbf")?;
     let sub = optional_str(&all, "sub")?;
 
@@ -983,10 +1003,7 @@ fn optional_int(claims: &Map<String, Value>, claim: &'static str) -> Result<Opti
 
 /// A token-supplied string, shortened for an error message.
 fn echo(text: &str) -> String {
-    match text.char_indices().nth(MAX_ECHO_CHARS) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
+    super::shorten(text, MAX_ECHO_CHARS)
 }
 
 #[cfg(test)]
@@ -1076,6 +1093,7 @@ mod tests {
             audience: AUD.to_owned(),
             algorithms: algorithms.to_vec(),
             jwks: Arc::new(jwks()),
+            require_jti: true,
         }
     }
 
@@ -1362,6 +1380,31 @@ mod tests {
             let t = token("RS256", "rsa-1", &without(claim));
             assert_eq!(refused(&t), TokenError::MissingClaim { claim }, "{claim}");
         }
+    }
+
+    #[test]
+    fn issuers_without_jti_get_a_replay_id_from_the_signature() {
+        let lenient = IssuerKeys {
+            require_jti: false,
+            ..issuer()
+        };
+        let t = token("RS256", "rsa-1", &without("jti"));
+        let first = verify(&t, &lenient, NOW).expect("verifies without jti");
+        let again = verify(&t, &lenient, NOW).expect("verifies again");
+        assert!(first.jti.starts_with("sig-sha256:"), "{}", first.jti);
+        assert_eq!(first.jti, again.jti, "the same token has the same replay id");
+        let mut other_claims = without("jti");
+        other_claims["sub"] = json!("someone-else");
+        let other = verify(&token("RS256", "rsa-1", &other_claims), &lenient, NOW).expect("verifies");
+        assert_ne!(first.jti, other.jti, "another token has another replay id");
+        // A jti that is present is still checked and used as is.
+        assert_eq!(
+            verify(&token("RS256", "rsa-1", &with("jti", json!(""))), &lenient, NOW)
+                .map(|c| c.jti)
+                .ok(),
+            None
+        );
+        assert_eq!(refused(&t), TokenError::MissingClaim { claim: "jti" });
     }
 
     #[test]
@@ -1669,6 +1712,7 @@ mod tests {
         let set = JwkSet::from_json(json!({ "keys": [key] }).to_string().as_bytes()).expect("leading zero");
         let issuer = IssuerKeys {
             jwks: Arc::new(set),
+            require_jti: true,
             ..issuer()
         };
         assert!(verify(&token("RS256", "z", &claims()), &issuer, NOW).is_ok());

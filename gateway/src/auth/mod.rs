@@ -5,3 +5,22 @@ pub mod credentials;
 pub mod jwks;
 pub mod jwt;
 pub mod upload_token;
+
+/// `text` cut to `max` characters, with an ellipsis when cut: how much of an attacker-supplied
+/// or foreign string (a token, a URL, a response) may appear in an error message.
+pub(crate) fn shorten(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn shorten_cuts_on_character_boundaries() {
+        assert_eq!(super::shorten("abc", 3), "abc");
+        assert_eq!(super::shorten("abcd", 3), "abc…");
+        assert_eq!(super::shorten("ééé", 2), "éé…");
+    }
+}

@@ -51,6 +51,8 @@ use rustls_pki_types::pem::{self, PemObject as _, SectionKind};
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
+use super::shorten;
+
 /// The prefix every upload token starts with; part of the signed bytes.
 pub const PREFIX: &str = "pcul_";
 /// Largest token accepted (and minted), in bytes; longer tokens are refused before any parsing.
@@ -1044,14 +1046,6 @@ impl<'de> Visitor<'de> for UniqueMembers {
 /// A supplied string, shortened for an error message.
 fn echo(text: &str) -> String {
     shorten(text, MAX_ECHO_CHARS)
-}
-
-/// `text` cut to `max` characters (with an ellipsis when cut).
-fn shorten(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
 }
 
 #[cfg(test)]

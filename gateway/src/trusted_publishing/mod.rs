@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use portcullis_rules::publishers::{Claims as ClaimSource, Issuer};
+use portcullis_rules::publishers::{Claims as ClaimSource, Issuer, IssuerKind};
 use portcullis_rules::{CompiledRules, ProjectName};
 
 use self::backend::ProjectProbe;
@@ -139,6 +139,7 @@ pub struct Exchanged {
 /// Performs exchanges; shared by every request.
 pub struct Exchanger {
     jwks: JwksCache,
+    jwks_exported: std::sync::Mutex<crate::auth::jwks::JwksStats>,
     tokens: Option<UploadTokenKeys>,
     state: Arc<dyn StateStore>,
     probe: ProjectProbe,
@@ -185,6 +186,7 @@ impl Exchanger {
     ) -> Self {
         Exchanger {
             jwks,
+            jwks_exported: std::sync::Mutex::new(Default::default()),
             tokens,
             state,
             probe,
@@ -264,16 +266,9 @@ impl Exchanger {
             )));
         }
         let kid = unverified.kid.clone().unwrap_or_default();
-        let jwks = match self.jwks.key_set(&issuer.url, issuer.jwks_url.as_deref(), &kid).await {
-            Ok(set) => set,
-            Err(e) => {
-                self.metrics
-                    .jwks_fetches
-                    .with_label_values(&[&issuer.name, e.code()])
-                    .inc();
-                return Err(ExchangeError::IssuerUnreachable(e.code().to_owned()));
-            }
-        };
+        let fetched = self.jwks.key_set(&issuer.url, issuer.jwks_url.as_deref(), &kid).await;
+        self.export_jwks_stats();
+        let jwks = fetched.map_err(|e| ExchangeError::IssuerUnreachable(e.code().to_owned()))?;
         let algorithms = issuer
             .algorithms
             .iter()
@@ -287,6 +282,10 @@ impl Exchanger {
                 audience: audience.clone(),
                 algorithms: algorithms.clone(),
                 jwks: jwks.clone(),
+                // GitHub and GitLab tokens always carry a jti. Others may not (Google ID tokens
+                // have none; Warehouse checks none for Google either): their replay id is then
+                // derived from the signature, so a replay is still refused.
+                require_jti: matches!(issuer.kind, IssuerKind::Github | IssuerKind::Gitlab),
             };
             match jwt::verify(request.token, &keys, request.now) {
                 Ok(claims) => {
@@ -407,6 +406,29 @@ impl Exchanger {
             scopes,
             claims: logged,
         })
+    }
+}
+
+impl Exchanger {
+    /// Adds what the key-set cache counted since the last call to the metrics.
+    fn export_jwks_stats(&self) {
+        let now = self.jwks.stats();
+        let mut last = self
+            .jwks_exported
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let counter = |outcome: &str, new: u64, old: u64| {
+            if new > old {
+                self.metrics
+                    .jwks_fetches
+                    .with_label_values(&[outcome])
+                    .inc_by(new - old);
+            }
+        };
+        counter("ok", now.fetch_successes, last.fetch_successes);
+        counter("failed", now.fetch_failures, last.fetch_failures);
+        counter("skipped_cooldown", now.refreshes_skipped, last.refreshes_skipped);
+        *last = now;
     }
 }
 
