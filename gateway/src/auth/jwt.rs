@@ -941,10 +941,7 @@ fn check_claims(
         Some(jti) => jti,
         None if issuer.require_jti => return Err(TokenError::MissingClaim { claim: "jti" }),
         // The signature is unique to these exact claims: its digest identifies a replay.
-        None => format!(
-            "sig-sha256:{}",
-            hex::encode(sha2::Sha256::digest(signature))
-        ),
+        None => format!("sig-sha256:{}", hex::encode(sha2::Sha256::digest(signature))),
     };
     let nbf = optional_int(&all, "nbf")?;
     let sub = optional_str(&all, "sub")?;
