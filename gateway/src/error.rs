@@ -67,6 +67,16 @@ pub enum Refusal {
     /// refused with that exchange's reason.
     #[error("{0}")]
     TrustedPublishingFailed(String),
+    /// The upload's provenance is missing where required, does not verify, or was not made by
+    /// the expected publisher.
+    #[error("{message}")]
+    Provenance {
+        /// The stable code (`provenance_missing`, `provenance_invalid`, `provenance_predicate`,
+        /// `provenance_signer`, `provenance_trigger`).
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+    },
     /// The state store could not answer a question the decision needs (fail closed).
     #[error("the gateway's state store is unavailable, so the request was refused; try again later")]
     StateUnavailable,
@@ -96,6 +106,7 @@ impl Refusal {
             Refusal::UploadTokenRevoked(_) => "upload_token_revoked",
             Refusal::TokenScope(_) => "token_scope",
             Refusal::TrustedPublishingFailed(_) => "trusted_publishing_failed",
+            Refusal::Provenance { code, .. } => code,
             Refusal::StateUnavailable => "state_unavailable",
             Refusal::Internal => "internal_error",
         }
@@ -119,6 +130,7 @@ impl Refusal {
             | Refusal::UploadTokenRevoked(_)
             | Refusal::TrustedPublishingFailed(_) => 401,
             Refusal::TokenScope(_) => 403,
+            Refusal::Provenance { .. } => 400,
             Refusal::StateUnavailable => 503,
             Refusal::Internal => 500,
         }

@@ -110,6 +110,10 @@ pub fn build_server(config: &Config, options: RunOptions) -> Result<Portcullis, 
         metrics.clone(),
         exchanger.clone(),
         config.trusted_publishing.failed_exchange_memory,
+        Arc::new(crate::provenance::ProvenanceVerifier {
+            cache: crate::provenance::cache::VerificationCache::new(config.provenance.cache, metrics.clone()),
+            root: config.provenance.trusted_root.clone(),
+        }),
     );
     let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "portcullis proxy");
     for listener in &config.listeners {

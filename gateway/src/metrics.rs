@@ -53,6 +53,9 @@ pub struct Metrics {
     pub upload_tokens: IntCounterVec,
     /// Writes forwarded with the client's own credential (legacy mode), by registry.
     pub legacy_credentials: IntCounterVec,
+    /// Provenance decisions on uploads, by registry, mode and outcome (`accepted`,
+    /// `not_present`, a refusal code, `audit`, `shadow`).
+    pub provenance: IntCounterVec,
     /// OIDC key-set fetches by outcome (`ok`, `failed`, `skipped_cooldown`).
     pub jwks_fetches: IntCounterVec,
 }
@@ -223,6 +226,12 @@ impl Metrics {
                 "portcullis_legacy_credential_writes_total",
                 "Writes forwarded with the client's own backend credential (legacy mode).",
                 &["registry"],
+            ),
+            provenance: counter(
+                &registry,
+                "portcullis_provenance_decisions_total",
+                "Provenance decisions on uploads.",
+                &["registry", "mode", "outcome"],
             ),
             jwks_fetches: counter(
                 &registry,

@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::decide::RuleId;
 use crate::name::{normalize_pypi, Protocol};
+use crate::provenance::{compile_provenance, ProvenancePolicy, RawProvenanceSettings};
 use crate::publishers::{check_audience, compile_issuer, compile_publisher, Issuer, Publisher};
 use crate::schema::{RawProjectRule, RawRegistryRules, RawRules, RawVerdict};
 
@@ -75,10 +76,13 @@ pub(crate) struct RegistryPolicy {
     pub(crate) default_message: Option<Arc<str>>,
     pub(crate) projects: Vec<ProjectRule>,
     pub(crate) publishers: Vec<Publisher>,
+    pub(crate) provenance: ProvenancePolicy,
 }
 
-impl Default for RegistryPolicy {
-    fn default() -> Self {
+impl RegistryPolicy {
+    /// The policy of a registry without rules; `protocol` picks the default provenance
+    /// predicate types (`None`, for a registry the configuration does not know: both sets).
+    pub(crate) fn empty(protocol: Option<Protocol>) -> Self {
         RegistryPolicy {
             max_upload_bytes: None,
             audience: None,
@@ -86,6 +90,7 @@ impl Default for RegistryPolicy {
             default_message: None,
             projects: Vec::new(),
             publishers: Vec::new(),
+            provenance: ProvenancePolicy::defaults(protocol),
         }
     }
 }
@@ -121,7 +126,7 @@ impl CompiledRules {
     }
 }
 
-fn error(source: &str, field: impl Into<String>, reason: impl Into<String>) -> RulesError {
+pub(crate) fn error(source: &str, field: impl Into<String>, reason: impl Into<String>) -> RulesError {
     RulesError {
         source_name: source.to_owned(),
         field: field.into(),
@@ -203,13 +208,20 @@ pub fn compile(sources: &[RuleSource], known: &[KnownRegistry]) -> Result<Compil
             registries.insert(registry, policy);
         }
     }
+    // Registries the configuration knows but no rules file mentions still get their protocol's
+    // provenance defaults.
+    for known_registry in known {
+        registries
+            .entry(known_registry.name.clone())
+            .or_insert_with(|| RegistryPolicy::empty(Some(known_registry.protocol)));
+    }
 
     Ok(CompiledRules {
         revision: revision_of(sources),
         sources: sources.iter().map(|s| s.name.clone()).collect(),
         issuers,
         registries,
-        empty: RegistryPolicy::default(),
+        empty: RegistryPolicy::empty(None),
     })
 }
 
@@ -254,7 +266,7 @@ fn compile_registry(
     for (index, publisher) in raw.publishers.into_iter().enumerate() {
         let publisher_field = format!("{field}.publishers[{index}]");
         check_id(source, &publisher_field, &publisher.id)?;
-        if publishers.iter().any(|p| p.id.as_str() == publisher.id) || seen.contains(&publisher.id) {
+        if !seen.insert(publisher.id.clone()) {
             return Err(error(
                 source,
                 format!("{publisher_field}.id"),
@@ -276,6 +288,18 @@ fn compile_registry(
         }
         publishers.push(compiled);
     }
+    let provenance = compile_provenance(
+        source,
+        field,
+        protocol,
+        RawProvenanceSettings {
+            mode: raw.provenance,
+            shadow: raw.provenance_shadow,
+            predicates: raw.provenance_predicates,
+            rules: raw.provenance_rules,
+        },
+        &mut seen,
+    )?;
     Ok(RegistryPolicy {
         max_upload_bytes: raw.max_upload_bytes.map(|b| b.0),
         audience: raw.audience,
@@ -283,11 +307,12 @@ fn compile_registry(
         default_message: raw.default_message.map(Arc::from),
         projects,
         publishers,
+        provenance,
     })
 }
 
 /// Rule and publisher ids: 1 to 64 of a-z, 0-9, '-', '_', '.', and not reserved.
-fn check_id(source: &str, field: &str, id: &str) -> Result<(), RulesError> {
+pub(crate) fn check_id(source: &str, field: &str, id: &str) -> Result<(), RulesError> {
     let id_ok = !id.is_empty()
         && id.len() <= 64
         && id
@@ -321,7 +346,23 @@ fn compile_project_rule(
             format!("duplicate rule id {:?}", raw.id),
         ));
     }
-    if raw.names.is_empty() {
+    let names = compile_names(source, field, protocol, &raw.names)?;
+    Ok(ProjectRule {
+        id: RuleId::new(&raw.id),
+        names,
+        verdict: raw.action.into(),
+        message: raw.message.map(Arc::from),
+    })
+}
+
+/// Compiles the `names` of a rule (at `field`): globs over names normalised like project names.
+pub(crate) fn compile_names(
+    source: &str,
+    field: &str,
+    protocol: Protocol,
+    patterns: &[String],
+) -> Result<GlobSet, RulesError> {
+    if patterns.is_empty() {
         return Err(error(
             source,
             format!("{field}.names"),
@@ -329,7 +370,7 @@ fn compile_project_rule(
         ));
     }
     let mut builder = GlobSetBuilder::new();
-    for (index, pattern) in raw.names.iter().enumerate() {
+    for (index, pattern) in patterns.iter().enumerate() {
         let normalised = match protocol {
             Protocol::Pypi => normalize_pypi(pattern),
             Protocol::Npm => pattern.clone(),
@@ -338,15 +379,9 @@ fn compile_project_rule(
             .map_err(|e| error(source, format!("{field}.names[{index}]"), e.kind().to_string()))?;
         builder.add(glob);
     }
-    let names = builder
+    builder
         .build()
-        .map_err(|e| error(source, format!("{field}.names"), e.to_string()))?;
-    Ok(ProjectRule {
-        id: RuleId::new(&raw.id),
-        names,
-        verdict: raw.action.into(),
-        message: raw.message.map(Arc::from),
-    })
+        .map_err(|e| error(source, format!("{field}.names"), e.to_string()))
 }
 
 /// Where in `text` a TOML parse error is, as `line L, column C` (or `(document)`), for the

@@ -1,4 +1,4 @@
-//! Raw rules as written by operators (TOML). These types only deserialize; [`crate::compile`]
+//! Raw rules as written by operators (TOML). These types only deserialize; [`mod@crate::compile`]
 //! validates them and builds the types the hot path uses.
 //!
 //! ```toml
@@ -12,6 +12,10 @@
 //! action = "deny"
 //! message = "internal packages go to the private index"
 //! ```
+//!
+//! Trusted publishers (`publishers`, `[issuers]`) are described in [`crate::publishers`], the
+//! provenance keys (`provenance`, `provenance_shadow`, `provenance_predicates`,
+//! `provenance_rules`) in [`crate::provenance`].
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -51,6 +55,18 @@ pub struct RawRegistryRules {
     /// Trusted publishers of this registry.
     #[serde(default)]
     pub publishers: Vec<crate::publishers::RawPublisher>,
+    /// Whether uploads must carry provenance (attestations) when no provenance rule matches;
+    /// `optional` when unset.
+    pub provenance: Option<crate::provenance::RawProvenanceMode>,
+    /// Record provenance refusals instead of enforcing them, when no provenance rule matches or
+    /// the matching rule leaves `shadow` unset; false when unset.
+    pub provenance_shadow: Option<bool>,
+    /// The in-toto predicate types accepted in attestations; unset means the protocol's
+    /// defaults (see [`crate::provenance`]).
+    pub provenance_predicates: Option<Vec<String>>,
+    /// Provenance rules, evaluated in order; the first whose `names` match decides.
+    #[serde(default)]
+    pub provenance_rules: Vec<crate::provenance::RawProvenanceRule>,
 }
 
 /// One project rule.

@@ -146,6 +146,11 @@ pub struct Form {
 impl Form {
     /// A PyPI `file_upload` form for `name`/`version` carrying `content` as `filename`.
     pub fn pypi_upload(name: &str, version: &str, filename: &str, content: &[u8]) -> Form {
+        Self::pypi_upload_with(name, version, filename, content, &[])
+    }
+
+    /// [`Form::pypi_upload`] with extra text fields (e.g. `attestations`) before the file part.
+    pub fn pypi_upload_with(name: &str, version: &str, filename: &str, content: &[u8], extra: &[(&str, &str)]) -> Form {
         let boundary = "portcullis-test-boundary-7f3a".to_owned();
         let mut body = Vec::new();
         let mut field = |n: &str, v: &str| {
@@ -161,6 +166,9 @@ impl Form {
         field("pyversion", "source");
         field("metadata_version", "2.1");
         field("sha256_digest", &crate::sha256_hex(content));
+        for (n, v) in extra {
+            field(n, v);
+        }
         body.extend_from_slice(
             format!(
                 "--{boundary}\r\nContent-Disposition: form-data; name=\"content\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n"

@@ -36,6 +36,22 @@ pub struct RawConfig {
     pub trusted_publishing: RawTrustedPublishing,
     /// Keys and lifetime of the upload tokens the gateway mints.
     pub upload_tokens: Option<RawUploadTokens>,
+    /// Provenance verification: the Sigstore trusted root and the verification cache.
+    #[serde(default)]
+    pub provenance: RawProvenance,
+}
+
+/// Provenance verification settings (the policy itself is in the rules).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvenance {
+    /// The Sigstore trusted root (JSON, as `sigstore`'s TUF repository ships it); without it,
+    /// uploads that carry provenance are refused as unverifiable and the rules cannot require it.
+    pub trusted_root: Option<PathBuf>,
+    /// How long a verified outcome is cached (default `"1h"`).
+    pub cache_ttl: Option<String>,
+    /// Approximate memory for cached outcomes (default `"64 MiB"`).
+    pub cache_size: Option<ByteSize>,
 }
 
 /// The state store.

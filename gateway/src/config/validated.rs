@@ -37,6 +37,19 @@ pub struct Config {
     pub upload_tokens: Option<UploadTokens>,
     /// Bearer token for the admin write endpoints; they are off without it.
     pub admin_token: Option<Secret>,
+    /// Provenance verification settings.
+    pub provenance: ProvenanceSettings,
+}
+
+/// Provenance verification settings.
+#[derive(Debug, Clone)]
+pub struct ProvenanceSettings {
+    /// The Sigstore trusted root, parsed.
+    pub trusted_root: Option<Arc<portcullis_verify::TrustedRoot>>,
+    /// The file it came from.
+    pub trusted_root_path: Option<PathBuf>,
+    /// Verification cache limits.
+    pub cache: crate::provenance::cache::CacheSettings,
 }
 
 impl Config {
@@ -467,6 +480,8 @@ pub fn validate(file: &Path, raw: raw::RawConfig) -> Result<Config, ConfigError>
         .map(|t| validate_upload_tokens(&ctx, t))
         .transpose()?;
 
+    let provenance = validate_provenance(&ctx, &raw.provenance)?;
+
     Ok(Config {
         path: file.to_path_buf(),
         server,
@@ -479,6 +494,31 @@ pub fn validate(file: &Path, raw: raw::RawConfig) -> Result<Config, ConfigError>
         trusted_publishing,
         upload_tokens,
         admin_token,
+        provenance,
+    })
+}
+
+fn validate_provenance(ctx: &Ctx<'_>, raw: &raw::RawProvenance) -> Result<ProvenanceSettings, ConfigError> {
+    let (trusted_root, trusted_root_path) = match &raw.trusted_root {
+        None => (None, None),
+        Some(p) => {
+            let path = ctx.readable("provenance.trusted_root", p)?;
+            let bytes = std::fs::read(&path).map_err(|e| ctx.err("provenance.trusted_root", e.to_string()))?;
+            let root = portcullis_verify::TrustedRoot::from_json(&bytes)
+                .map_err(|e| ctx.err("provenance.trusted_root", e.to_string()))?;
+            (Some(Arc::new(root)), Some(path))
+        }
+    };
+    let defaults = crate::provenance::cache::CacheSettings::default();
+    let cache = crate::provenance::cache::CacheSettings {
+        max_weight: raw.cache_size.map_or(defaults.max_weight, |ByteSize(b)| b),
+        ttl: ctx.duration("provenance.cache_ttl", raw.cache_ttl.as_deref(), defaults.ttl)?,
+        refusal_ttl: defaults.refusal_ttl,
+    };
+    Ok(ProvenanceSettings {
+        trusted_root,
+        trusted_root_path,
+        cache,
     })
 }
 

@@ -67,6 +67,8 @@ pub struct UploadFacts {
     pub content_bytes: u64,
     /// SHA-256 of the file, computed by the gateway.
     pub content_sha256: [u8; 32],
+    /// The raw `attestations` field (a JSON list of PEP 740 attestation objects), when sent.
+    pub attestations: Option<Vec<u8>>,
 }
 
 /// Fields whose repetition would let the gateway and the backend read different values.
@@ -93,6 +95,7 @@ struct FormState {
     content_bytes: u64,
     content_sha256: Option<[u8; 32]>,
     sha256_digest: Option<String>,
+    attestations: Option<Vec<u8>>,
 }
 
 type Chunk = Result<Bytes, std::io::Error>;
@@ -224,6 +227,7 @@ async fn parse_form(mut form: multer::Multipart<'static>) -> Result<FormAction, 
             "name" => state.name = Some(text()?),
             "version" => state.version = Some(text()?),
             "sha256_digest" => state.sha256_digest = Some(text()?),
+            "attestations" => state.attestations = Some(value),
             _ => {}
         }
     }
@@ -267,6 +271,7 @@ impl FormState {
                     filename,
                     content_bytes: self.content_bytes,
                     content_sha256: sha256,
+                    attestations: self.attestations,
                 }))
             }
             "remove_pkg" => Ok(FormAction::RemovePackage { project, version }),

@@ -20,6 +20,7 @@ pub struct CacheKey {
     artifact_sha256: [u8; 32],
     root_revision: [u8; 32],
     policy_sha256: [u8; 32],
+    evidence: Evidence,
 }
 
 impl CacheKey {
@@ -27,6 +28,7 @@ impl CacheKey {
     pub fn new(bundle_json: &[u8], artifact: &Artifact, root: &TrustedRoot, policy: &Policy) -> Self {
         let policy_text = match policy {
             Policy::Identity { san, issuer } => format!("identity\0{san}\0{issuer}"),
+            Policy::AnyIdentity => "any-identity".to_owned(),
             Policy::Key { spki_der } => format!("key\0{}", hex::encode(spki_der)),
         };
         CacheKey {
@@ -34,8 +36,18 @@ impl CacheKey {
             artifact_sha256: artifact.sha256,
             root_revision: root.revision,
             policy_sha256: Sha256::digest(policy_text.as_bytes()).into(),
+            evidence: Evidence::Bundle,
         }
     }
+}
+
+/// The form of the verified evidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Evidence {
+    /// A Sigstore bundle.
+    Bundle,
+    /// A PEP 740 attestation object.
+    Pep740,
 }
 
 /// A cached outcome.
@@ -116,7 +128,36 @@ impl VerificationCache {
         policy: Policy,
         now: i64,
     ) -> Outcome {
-        let key = CacheKey::new(&bundle_json, &artifact, &root, &policy);
+        self.verify_as(Evidence::Bundle, bundle_json, artifact, root, policy, now)
+            .await
+    }
+
+    /// Like [`Self::verify`], for one PEP 740 attestation object (JSON) as an upload carries it.
+    pub async fn verify_pep740(
+        &self,
+        attestation_json: Arc<[u8]>,
+        artifact: Artifact,
+        root: Arc<TrustedRoot>,
+        policy: Policy,
+        now: i64,
+    ) -> Outcome {
+        self.verify_as(Evidence::Pep740, attestation_json, artifact, root, policy, now)
+            .await
+    }
+
+    async fn verify_as(
+        &self,
+        evidence: Evidence,
+        bundle_json: Arc<[u8]>,
+        artifact: Artifact,
+        root: Arc<TrustedRoot>,
+        policy: Policy,
+        now: i64,
+    ) -> Outcome {
+        let key = CacheKey {
+            evidence,
+            ..CacheKey::new(&bundle_json, &artifact, &root, &policy)
+        };
         let metrics = self.metrics.clone();
         let entry = self
             .cache
@@ -124,7 +165,10 @@ impl VerificationCache {
             .or_insert_with(async move {
                 let started = Instant::now();
                 let result = tokio::task::spawn_blocking(move || {
-                    let bundle = Bundle::from_json(&bundle_json)?;
+                    let bundle = match evidence {
+                        Evidence::Bundle => Bundle::from_json(&bundle_json)?,
+                        Evidence::Pep740 => portcullis_verify::pep740::attestation_to_bundle(&bundle_json)?,
+                    };
                     portcullis_verify::verify(&bundle, &artifact, &root, &policy, now)
                 })
                 .await

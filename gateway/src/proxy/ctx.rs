@@ -48,6 +48,8 @@ pub struct RequestCtx {
     pub credential: CredentialAction,
     /// The trusted publisher recorded for an exchange served by the gateway.
     pub publisher: Option<String>,
+    /// The ledger row of an upload released to the backend, finished once it answers.
+    pub ledger_id: Option<i64>,
 }
 
 /// How a request was authenticated.
@@ -94,6 +96,7 @@ impl RequestCtx {
             auth: Auth::None,
             credential: CredentialAction::Keep,
             publisher: None,
+            ledger_id: None,
         }
     }
 }

@@ -8,6 +8,9 @@ mod authenticate;
 pub mod ctx;
 mod exchange;
 pub mod holdback;
+mod integrity;
+mod ledger;
+mod provenance;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -29,6 +32,7 @@ use crate::error::Refusal;
 use crate::metrics::Metrics;
 use crate::protocol::pypi::{FormAction, FormInspector};
 use crate::protocol::{self, RequestClass};
+use crate::provenance::ProvenanceVerifier;
 use crate::reload::RulesHandle;
 use crate::trusted_publishing::failures::FailedExchanges;
 use crate::trusted_publishing::Exchanger;
@@ -46,6 +50,7 @@ pub struct Gateway {
     metrics: Arc<Metrics>,
     exchanger: Arc<Exchanger>,
     failed_exchanges: FailedExchanges,
+    provenance: Arc<ProvenanceVerifier>,
 }
 
 const VIA: &str = "1.1 portcullis";
@@ -63,6 +68,7 @@ impl Gateway {
         metrics: Arc<Metrics>,
         exchanger: Arc<Exchanger>,
         failure_memory: std::time::Duration,
+        provenance: Arc<ProvenanceVerifier>,
     ) -> Self {
         let routes = registries
             .iter()
@@ -77,6 +83,7 @@ impl Gateway {
             metrics,
             exchanger,
             failed_exchanges: FailedExchanges::new(failure_memory),
+            provenance,
         }
     }
 
@@ -218,11 +225,14 @@ impl Gateway {
         // The whole body has been seen: decide before releasing the tail.
         let tail = write.holdback.release();
         let body_sha256 = hex::encode(std::mem::take(&mut write.sha256).finalize());
-        let (action, project, detail) = match write.form.take() {
+        let mut upload = None;
+        let (action, project, mut detail) = match write.form.take() {
             Some(form) => match form.finish().await? {
                 FormAction::FileUpload(u) => {
                     let detail = format!("{} {} sha256={}", u.version, u.filename, hex::encode(u.content_sha256));
-                    (WriteAction::Upload, u.project, Some(detail))
+                    let project = u.project.clone();
+                    upload = Some(u);
+                    (WriteAction::Upload, project, Some(detail))
                 }
                 removal @ FormAction::RemovePackage { .. } => {
                     let detail = match &removal {
@@ -245,10 +255,24 @@ impl Gateway {
             project: &project,
             body_bytes: ctx.body_bytes,
         });
-        let refusal = match &decision.outcome {
+        let mut refusal = match &decision.outcome {
             Outcome::Allow => None,
             Outcome::Refuse { kind, message } => Some(Refusal::from_rules(*kind, message.clone())),
         };
+        if let (None, Some(upload)) = (&refusal, &upload) {
+            match self.check_pypi_provenance(ctx, &registry, upload).await {
+                Ok(found) => {
+                    detail = Some(format!("{} {}", detail.unwrap_or_default(), found.summary));
+                    // The ledger records the upload before its last bytes are released; the
+                    // backend's answer marks it committed or failed (`logging`).
+                    match self.ledger_begin(ctx, &registry, upload, found).await {
+                        Ok(id) => ctx.ledger_id = Some(id),
+                        Err(r) => refusal = Some(r),
+                    }
+                }
+                Err(r) => refusal = Some(r),
+            }
+        }
         ctx.decision = Some(DecisionRecord {
             project,
             action,
@@ -312,7 +336,11 @@ impl Gateway {
         let req = session.req_header();
         let duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
         if let Some(d) = &ctx.decision {
-            let outcome = if d.decision.is_allowed() { "allow" } else { "refuse" };
+            let outcome = if d.decision.is_allowed() && ctx.refusal.is_none() {
+                "allow"
+            } else {
+                "refuse"
+            };
             m.decisions
                 .with_label_values(&[registry, d.decision.rule.as_str(), outcome])
                 .inc();
@@ -450,6 +478,22 @@ impl ProxyHttp for Gateway {
             Ok(()) => self.authenticate(session, ctx).await,
             Err(refusal) => Err(refusal),
         };
+        if routed.is_ok() && ctx.class == RequestClass::Read {
+            if let Some(registry) = self.registry(ctx).filter(|r| r.protocol == Protocol::Pypi).cloned() {
+                let path = ctx.upstream_path.clone().unwrap_or_default();
+                let path = path.split('?').next().unwrap_or_default();
+                if let Some((project, version, filename)) = integrity::integrity_path(path) {
+                    if let Err(refusal) = self
+                        .serve_integrity(session, ctx, &registry, project, version, filename)
+                        .await
+                    {
+                        self.respond_refusal(session, ctx, &refusal).await?;
+                        ctx.refusal = Some(refusal);
+                    }
+                    return Ok(true);
+                }
+            }
+        }
         match routed {
             Ok(()) => Ok(false),
             Err(refusal) => {
@@ -623,6 +667,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        self.ledger_finish(session, e, ctx).await;
         self.record(session, e, ctx);
         ctx.in_flight = None;
     }

@@ -1,5 +1,5 @@
-//! Durable gateway state shared between requests: used OIDC token ids (replay protection) and
-//! revoked upload tokens.
+//! Durable gateway state shared between requests: used OIDC token ids (replay protection),
+//! revoked upload tokens, and the publish ledger (every upload, with its accepted provenance).
 //!
 //! [`StateStore`] is the backend-neutral interface; [`sqlite::SqliteStore`] is the embedded
 //! default for single-replica deployments. All times are Unix seconds, passed in by the
@@ -53,7 +53,157 @@ pub trait StateStore: Send + Sync {
     async fn is_revoked(&self, token_id: &str, now: i64) -> Result<bool, StateError>;
 
     /// Deletes jti and revocation records that expired before `now`; returns how many were removed.
+    /// Never deletes ledger rows: the ledger is durable.
     async fn purge_expired(&self, now: i64) -> Result<u64, StateError>;
+
+    /// Records an upload in the ledger as [`LedgerState::Pending`] and returns the new row's id,
+    /// which [`StateStore::ledger_finish`] takes. Ids are unique and never reused.
+    ///
+    /// `entry.provenance` and `entry.provenance_kind` must be both set or both unset; an entry
+    /// that breaks this is refused with [`StateError::Query`].
+    async fn ledger_begin(&self, entry: &LedgerEntry) -> Result<i64, StateError>;
+
+    /// Finishes a [`LedgerState::Pending`] row as [`LedgerState::Committed`] (`committed`) or
+    /// [`LedgerState::Failed`], recording `detail` (for example the backend's status) and `now`
+    /// as its finishing time.
+    ///
+    /// Finishing a row that is already finished changes nothing and succeeds, so a committed
+    /// row never turns failed (or the reverse). An id that names no row is a
+    /// [`StateError::Query`].
+    async fn ledger_finish(&self, id: i64, committed: bool, detail: &str, now: i64) -> Result<(), StateError>;
+
+    /// The provenance stored with the newest committed upload of this file that carried
+    /// provenance; `None` when there is none. Pending and failed uploads are never served.
+    async fn provenance_of(
+        &self,
+        registry: &str,
+        project: &str,
+        version: &str,
+        filename: &str,
+    ) -> Result<Option<StoredProvenance>, StateError>;
+
+    /// A summary of the provenance of a project's committed uploads.
+    async fn project_provenance(&self, registry: &str, project: &str) -> Result<ProjectProvenance, StateError>;
+
+    /// Every ledger row of a project in any state, oldest first.
+    async fn ledger_entries(&self, registry: &str, project: &str) -> Result<Vec<LedgerRecord>, StateError>;
+
+    /// Rows still [`LedgerState::Pending`] that were created before `older_than` (Unix seconds),
+    /// oldest first: uploads whose outcome was never recorded, typically because of a crash.
+    async fn stale_pending(&self, older_than: i64) -> Result<Vec<LedgerRecord>, StateError>;
+}
+
+/// One upload as the ledger records it, written before the upload's last bytes are released
+/// to the backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    /// The registry the upload went to (its configured name).
+    pub registry: String,
+    /// The project name, normalised.
+    pub project: String,
+    /// The release version.
+    pub version: String,
+    /// The uploaded file's name.
+    pub filename: String,
+    /// The uploaded file's SHA-256, in hex.
+    pub sha256: String,
+    /// The uploaded file's size in bytes.
+    pub size: u64,
+    /// How the upload authenticated: `"upload_token"`, `"legacy"` or `"none"`.
+    pub credential: String,
+    /// The trusted publisher id, when the upload came through trusted publishing.
+    pub publisher: Option<String>,
+    /// The provenance signer identity (the certificate's SAN), when provenance was accepted.
+    pub signer: Option<String>,
+    /// The provenance source repository URI, when provenance was accepted.
+    pub source_repository: Option<String>,
+    /// The provenance format, `"pep740"` or `"npm-sigstore"`; set exactly when `provenance` is.
+    pub provenance_kind: Option<String>,
+    /// The accepted provenance document(s), byte for byte as uploaded.
+    pub provenance: Option<Vec<u8>>,
+    /// The id of the request that carried the upload.
+    pub request_id: String,
+    /// When the upload was recorded (Unix seconds).
+    pub created_at: i64,
+}
+
+/// Where an upload stands in the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LedgerState {
+    /// Recorded, but the backend's answer is not (yet) known.
+    Pending,
+    /// The backend accepted the upload.
+    Committed,
+    /// The backend refused the upload or it was abandoned.
+    Failed,
+}
+
+impl LedgerState {
+    /// The stored form: `"pending"`, `"committed"` or `"failed"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LedgerState::Pending => "pending",
+            LedgerState::Committed => "committed",
+            LedgerState::Failed => "failed",
+        }
+    }
+
+    /// Parses the stored form; `None` for anything else.
+    pub fn parse(stored: &str) -> Option<LedgerState> {
+        match stored {
+            "pending" => Some(LedgerState::Pending),
+            "committed" => Some(LedgerState::Committed),
+            "failed" => Some(LedgerState::Failed),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for LedgerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One ledger row: the upload, its state and how it was finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerRecord {
+    /// The row id returned by [`StateStore::ledger_begin`].
+    pub id: i64,
+    /// The upload as recorded.
+    pub entry: LedgerEntry,
+    /// Where the upload stands.
+    pub state: LedgerState,
+    /// When the row was finished (Unix seconds); `None` while pending.
+    pub finished_at: Option<i64>,
+    /// Why it was finished that way (for example the backend's status); empty while pending.
+    pub detail: String,
+}
+
+/// Provenance stored with a committed upload, as [`StateStore::provenance_of`] returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredProvenance {
+    /// The provenance format, `"pep740"` or `"npm-sigstore"`.
+    pub kind: String,
+    /// The accepted provenance document(s), byte for byte as uploaded.
+    pub provenance: Vec<u8>,
+    /// The trusted publisher id of the upload, if any.
+    pub publisher: Option<String>,
+    /// The provenance signer identity (the certificate's SAN), if recorded.
+    pub signer: Option<String>,
+    /// The provenance source repository URI, if recorded.
+    pub source_repository: Option<String>,
+    /// When the upload was recorded (Unix seconds).
+    pub created_at: i64,
+}
+
+/// A summary of the provenance of a project's committed uploads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProjectProvenance {
+    /// How many committed uploads carried provenance.
+    pub uploads_with_provenance: u64,
+    /// The distinct source repositories of committed uploads, in the order they first appeared.
+    pub source_repositories: Vec<String>,
 }
 
 /// How often expired replay records and revocations are deleted.

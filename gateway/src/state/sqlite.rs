@@ -7,6 +7,9 @@
 //! binary; [`SqliteStore::open`] applies missing migrations with sqlx's migrator, which
 //! records each applied version and its checksum in `_sqlx_migrations` and refuses to start
 //! on a database whose applied migrations differ from the embedded ones.
+//!
+//! The publish ledger (migration 2) is an append-mostly table: rows are inserted pending,
+//! finished once, and never deleted.
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -14,10 +17,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{SqlSafeStr, SqlitePool};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Row, SqlSafeStr, SqlitePool};
 
-use super::{StateError, StateStore};
+use super::{LedgerEntry, LedgerRecord, LedgerState, ProjectProvenance, StateError, StateStore, StoredProvenance};
 
 /// The database file name inside the data directory.
 pub const DATABASE_FILE: &str = "portcullis.sqlite3";
@@ -30,7 +33,23 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_CONNECTIONS: u32 = 4;
 
 /// The embedded migrations, in order. Never edit an applied one; append a new version.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "state", include_str!("../../migrations/sqlite/0001_state.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "state", include_str!("../../migrations/sqlite/0001_state.sql")),
+    (2, "ledger", include_str!("../../migrations/sqlite/0002_ledger.sql")),
+];
+
+/// `SELECT <every ledger column> FROM ledger`, followed by the given clauses; the columns are
+/// the ones [`ledger_record`] reads.
+macro_rules! select_ledger {
+    ($($rest:literal),+) => {
+        concat!(
+            "SELECT id, registry, project, version, filename, sha256, size, credential, publisher, signer, \
+             source_repository, provenance_kind, provenance, request_id, created_at, state, finished_at, detail \
+             FROM ledger ",
+            $($rest),+
+        )
+    };
+}
 
 /// The SQLite-backed [`StateStore`].
 #[derive(Debug, Clone)]
@@ -49,17 +68,10 @@ impl SqliteStore {
             StateError::Unavailable(format!("cannot create state directory {}: {e}", data_dir.display()))
         })?;
         let path = data_dir.join(DATABASE_FILE);
-        let options = SqliteConnectOptions::new()
-            .filename(&path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
+            .connect_with(connect_options(&path))
             .await
             .map_err(|e| in_context(&format!("opening {}", path.display()), e))?;
         let store = SqliteStore { pool, path };
@@ -98,23 +110,39 @@ impl SqliteStore {
     }
 
     async fn migrate(&self) -> Result<(), StateError> {
-        let migrations = MIGRATIONS
-            .iter()
-            .map(|&(version, description, sql)| {
-                Migration::new(
-                    version,
-                    Cow::Borrowed(description),
-                    MigrationType::Simple,
-                    sql.into_sql_str(),
-                    false,
-                )
-            })
-            .collect();
-        Migrator::with_migrations(migrations)
+        migrator(MIGRATIONS)
             .run(&self.pool)
             .await
             .map_err(|e| migrate_error(&self.path, e))
     }
+}
+
+/// How every connection to the database file at `path` is opened.
+fn connect_options(path: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(BUSY_TIMEOUT)
+        .foreign_keys(true)
+}
+
+/// A migrator for `migrations` (a prefix of [`MIGRATIONS`]).
+fn migrator(migrations: &[(i64, &'static str, &'static str)]) -> Migrator {
+    let migrations = migrations
+        .iter()
+        .map(|&(version, description, sql)| {
+            Migration::new(
+                version,
+                Cow::Borrowed(description),
+                MigrationType::Simple,
+                sql.into_sql_str(),
+                false,
+            )
+        })
+        .collect();
+    Migrator::with_migrations(migrations)
 }
 
 #[async_trait]
@@ -175,6 +203,196 @@ impl StateStore for SqliteStore {
         tx.commit().await.map_err(|e| in_context("committing the purge", e))?;
         Ok(jtis + revocations)
     }
+
+    async fn ledger_begin(&self, entry: &LedgerEntry) -> Result<i64, StateError> {
+        let size = i64::try_from(entry.size)
+            .map_err(|_| StateError::Query(format!("recording an upload: size {} is too large", entry.size)))?;
+        let done = sqlx::query(
+            "INSERT INTO ledger (registry, project, version, filename, sha256, size, credential, publisher, signer, \
+             source_repository, provenance_kind, provenance, request_id, created_at, state) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 'pending')",
+        )
+        .bind(entry.registry.as_str())
+        .bind(entry.project.as_str())
+        .bind(entry.version.as_str())
+        .bind(entry.filename.as_str())
+        .bind(entry.sha256.as_str())
+        .bind(size)
+        .bind(entry.credential.as_str())
+        .bind(entry.publisher.as_deref())
+        .bind(entry.signer.as_deref())
+        .bind(entry.source_repository.as_deref())
+        .bind(entry.provenance_kind.as_deref())
+        .bind(entry.provenance.as_deref())
+        .bind(entry.request_id.as_str())
+        .bind(entry.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| in_context("recording an upload", e))?;
+        Ok(done.last_insert_rowid())
+    }
+
+    async fn ledger_finish(&self, id: i64, committed: bool, detail: &str, now: i64) -> Result<(), StateError> {
+        let state = if committed {
+            LedgerState::Committed
+        } else {
+            LedgerState::Failed
+        };
+        // Only a pending row changes, so a repeated or late finish can never flip the outcome.
+        let done = sqlx::query(
+            "UPDATE ledger SET state = ?2, finished_at = ?3, detail = ?4 WHERE id = ?1 AND state = 'pending'",
+        )
+        .bind(id)
+        .bind(state.as_str())
+        .bind(now)
+        .bind(detail)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| in_context("finishing an upload", e))?;
+        if done.rows_affected() > 0 {
+            return Ok(());
+        }
+        let exists = sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM ledger WHERE id = ?1)")
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| in_context("finishing an upload", e))?;
+        if exists {
+            Ok(())
+        } else {
+            Err(StateError::Query(format!(
+                "finishing an upload: no ledger row has id {id}"
+            )))
+        }
+    }
+
+    async fn provenance_of(
+        &self,
+        registry: &str,
+        project: &str,
+        version: &str,
+        filename: &str,
+    ) -> Result<Option<StoredProvenance>, StateError> {
+        let row = sqlx::query(
+            "SELECT provenance_kind, provenance, publisher, signer, source_repository, created_at FROM ledger \
+             WHERE registry = ?1 AND project = ?2 AND version = ?3 AND filename = ?4 \
+             AND state = 'committed' AND provenance IS NOT NULL \
+             ORDER BY created_at DESC, id DESC LIMIT 1",
+        )
+        .bind(registry)
+        .bind(project)
+        .bind(version)
+        .bind(filename)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| in_context("looking up stored provenance", e))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let decode = |e| in_context("decoding stored provenance", e);
+        Ok(Some(StoredProvenance {
+            kind: row.try_get("provenance_kind").map_err(decode)?,
+            provenance: row.try_get("provenance").map_err(decode)?,
+            publisher: row.try_get("publisher").map_err(decode)?,
+            signer: row.try_get("signer").map_err(decode)?,
+            source_repository: row.try_get("source_repository").map_err(decode)?,
+            created_at: row.try_get("created_at").map_err(decode)?,
+        }))
+    }
+
+    async fn project_provenance(&self, registry: &str, project: &str) -> Result<ProjectProvenance, StateError> {
+        // One read transaction, so the count and the list describe the same snapshot.
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| in_context("starting a provenance summary", e))?;
+        let count = sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM ledger WHERE registry = ?1 AND project = ?2 \
+             AND state = 'committed' AND provenance IS NOT NULL",
+        )
+        .bind(registry)
+        .bind(project)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| in_context("counting uploads with provenance", e))?;
+        let source_repositories = sqlx::query_scalar::<_, String>(
+            "SELECT source_repository FROM ledger WHERE registry = ?1 AND project = ?2 \
+             AND state = 'committed' AND source_repository IS NOT NULL \
+             GROUP BY source_repository ORDER BY MIN(created_at), MIN(id)",
+        )
+        .bind(registry)
+        .bind(project)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| in_context("listing source repositories", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| in_context("finishing a provenance summary", e))?;
+        let uploads_with_provenance = u64::try_from(count)
+            .map_err(|_| StateError::Corrupt(format!("counting uploads with provenance: negative count {count}")))?;
+        Ok(ProjectProvenance {
+            uploads_with_provenance,
+            source_repositories,
+        })
+    }
+
+    async fn ledger_entries(&self, registry: &str, project: &str) -> Result<Vec<LedgerRecord>, StateError> {
+        let rows = sqlx::query(select_ledger!(
+            "WHERE registry = ?1 AND project = ?2 ORDER BY created_at, id"
+        ))
+        .bind(registry)
+        .bind(project)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| in_context("listing ledger rows", e))?;
+        rows.iter().map(ledger_record).collect()
+    }
+
+    async fn stale_pending(&self, older_than: i64) -> Result<Vec<LedgerRecord>, StateError> {
+        let rows = sqlx::query(select_ledger!(
+            "WHERE state = 'pending' AND created_at < ?1 ORDER BY created_at, id"
+        ))
+        .bind(older_than)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| in_context("listing stale pending uploads", e))?;
+        rows.iter().map(ledger_record).collect()
+    }
+}
+
+/// Decodes a row selected with [`select_ledger!`].
+fn ledger_record(row: &SqliteRow) -> Result<LedgerRecord, StateError> {
+    let decode = |e| in_context("decoding a ledger row", e);
+    let id: i64 = row.try_get("id").map_err(decode)?;
+    let size: i64 = row.try_get("size").map_err(decode)?;
+    let size = u64::try_from(size)
+        .map_err(|_| StateError::Corrupt(format!("decoding ledger row {id}: negative size {size}")))?;
+    let state: String = row.try_get("state").map_err(decode)?;
+    let state = LedgerState::parse(&state)
+        .ok_or_else(|| StateError::Corrupt(format!("decoding ledger row {id}: unknown state {state:?}")))?;
+    Ok(LedgerRecord {
+        id,
+        entry: LedgerEntry {
+            registry: row.try_get("registry").map_err(decode)?,
+            project: row.try_get("project").map_err(decode)?,
+            version: row.try_get("version").map_err(decode)?,
+            filename: row.try_get("filename").map_err(decode)?,
+            sha256: row.try_get("sha256").map_err(decode)?,
+            size,
+            credential: row.try_get("credential").map_err(decode)?,
+            publisher: row.try_get("publisher").map_err(decode)?,
+            signer: row.try_get("signer").map_err(decode)?,
+            source_repository: row.try_get("source_repository").map_err(decode)?,
+            provenance_kind: row.try_get("provenance_kind").map_err(decode)?,
+            provenance: row.try_get("provenance").map_err(decode)?,
+            request_id: row.try_get("request_id").map_err(decode)?,
+            created_at: row.try_get("created_at").map_err(decode)?,
+        },
+        state,
+        finished_at: row.try_get("finished_at").map_err(decode)?,
+        detail: row.try_get("detail").map_err(decode)?,
+    })
 }
 
 /// Seconds since the Unix epoch; a clock before 1970 reads as 0.
@@ -392,7 +610,7 @@ mod tests {
             .fetch_all(&store.pool)
             .await
             .expect("query");
-        assert_eq!(applied, vec![1]);
+        assert_eq!(applied, vec![1, 2]);
         let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
             .fetch_one(&store.pool)
             .await
@@ -438,11 +656,488 @@ mod tests {
         assert!(err.to_string().starts_with("state store unavailable: "), "{err}");
     }
 
+    fn upload(filename: &str, created_at: i64) -> LedgerEntry {
+        LedgerEntry {
+            registry: "pypi".to_owned(),
+            project: "sample-project".to_owned(),
+            version: "1.0.0".to_owned(),
+            filename: filename.to_owned(),
+            sha256: "ab".repeat(32),
+            size: 1_234,
+            credential: "upload_token".to_owned(),
+            publisher: None,
+            signer: None,
+            source_repository: None,
+            provenance_kind: None,
+            provenance: None,
+            request_id: format!("req-{filename}-{created_at}"),
+            created_at,
+        }
+    }
+
+    fn with_provenance(mut entry: LedgerEntry, repository: &str, document: Vec<u8>) -> LedgerEntry {
+        entry.credential = "none".to_owned();
+        entry.publisher = Some("github:octo/sample".to_owned());
+        entry.signer = Some(format!("{repository}/.github/workflows/release.yml@refs/tags/v1"));
+        entry.source_repository = Some(repository.to_owned());
+        entry.provenance_kind = Some("pep740".to_owned());
+        entry.provenance = Some(document);
+        entry
+    }
+
+    /// Begins and finishes an upload in one go.
+    async fn record(store: &SqliteStore, entry: &LedgerEntry, committed: bool) -> i64 {
+        let id = store.ledger_begin(entry).await.expect("ledger_begin");
+        let detail = if committed { "200 OK" } else { "400 Bad Request" };
+        store
+            .ledger_finish(id, committed, detail, entry.created_at + 1)
+            .await
+            .expect("ledger_finish");
+        id
+    }
+
+    #[tokio::test]
+    async fn ledger_begin_and_finish_round_trip() {
+        let (_dir, store) = fresh().await;
+        let entry = with_provenance(
+            upload("sample-1.0.0.tar.gz", 1_000),
+            "https://github.com/octo/sample",
+            b"{\"attestations\": []}".to_vec(),
+        );
+        let id = store.ledger_begin(&entry).await.expect("ledger_begin");
+        let rows = store.ledger_entries("pypi", "sample-project").await.expect("entries");
+        assert_eq!(
+            rows,
+            vec![LedgerRecord {
+                id,
+                entry: entry.clone(),
+                state: LedgerState::Pending,
+                finished_at: None,
+                detail: String::new(),
+            }]
+        );
+        store
+            .ledger_finish(id, true, "201 Created", 1_005)
+            .await
+            .expect("ledger_finish");
+        let rows = store.ledger_entries("pypi", "sample-project").await.expect("entries");
+        assert_eq!(
+            rows,
+            vec![LedgerRecord {
+                id,
+                entry,
+                state: LedgerState::Committed,
+                finished_at: Some(1_005),
+                detail: "201 Created".to_owned(),
+            }]
+        );
+        assert!(store.ledger_entries("pypi", "other").await.expect("entries").is_empty());
+        assert!(store
+            .ledger_entries("npm", "sample-project")
+            .await
+            .expect("entries")
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn finishing_twice_never_flips_the_outcome() {
+        let (_dir, store) = fresh().await;
+        let good = store.ledger_begin(&upload("a.whl", 100)).await.expect("ledger_begin");
+        let bad = store.ledger_begin(&upload("b.whl", 101)).await.expect("ledger_begin");
+        store.ledger_finish(good, true, "200 OK", 110).await.expect("finish");
+        store
+            .ledger_finish(bad, false, "502 Bad Gateway", 111)
+            .await
+            .expect("finish");
+        // Repeats (the same or the opposite outcome) succeed and change nothing.
+        store
+            .ledger_finish(good, false, "late failure", 120)
+            .await
+            .expect("finish");
+        store.ledger_finish(good, true, "again", 121).await.expect("finish");
+        store
+            .ledger_finish(bad, true, "late success", 122)
+            .await
+            .expect("finish");
+        let rows = store.ledger_entries("pypi", "sample-project").await.expect("entries");
+        let outcomes: Vec<_> = rows
+            .iter()
+            .map(|r| (r.id, r.state, r.finished_at, r.detail.as_str()))
+            .collect();
+        assert_eq!(
+            outcomes,
+            vec![
+                (good, LedgerState::Committed, Some(110), "200 OK"),
+                (bad, LedgerState::Failed, Some(111), "502 Bad Gateway"),
+            ]
+        );
+        let err = store
+            .ledger_finish(bad + 1_000, true, "x", 130)
+            .await
+            .expect_err("unknown id");
+        assert!(matches!(err, StateError::Query(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn failed_and_pending_uploads_are_not_served_as_provenance() {
+        let (_dir, store) = fresh().await;
+        let repo = "https://github.com/octo/sample";
+        let failed = with_provenance(upload("f.whl", 100), repo, b"failed".to_vec());
+        record(&store, &failed, false).await;
+        let pending = with_provenance(upload("f.whl", 200), repo, b"pending".to_vec());
+        store.ledger_begin(&pending).await.expect("ledger_begin");
+        assert_eq!(
+            store
+                .provenance_of("pypi", "sample-project", "1.0.0", "f.whl")
+                .await
+                .expect("provenance_of"),
+            None
+        );
+        assert_eq!(
+            store
+                .project_provenance("pypi", "sample-project")
+                .await
+                .expect("project_provenance"),
+            ProjectProvenance::default()
+        );
+        // A committed upload without provenance is not served either.
+        record(&store, &upload("f.whl", 300), true).await;
+        assert_eq!(
+            store
+                .provenance_of("pypi", "sample-project", "1.0.0", "f.whl")
+                .await
+                .expect("provenance_of"),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn provenance_of_returns_the_newest_committed_document_byte_for_byte() {
+        let (_dir, store) = fresh().await;
+        let repo = "https://github.com/octo/sample";
+        // 1 MiB covering every byte value, NULs and invalid UTF-8 included.
+        let big: Vec<u8> = (0..(1_u32 << 20))
+            .map(|i| u8::try_from((i * 7 + i / 256) % 256).expect("byte"))
+            .collect();
+        record(
+            &store,
+            &with_provenance(upload("w.whl", 100), repo, b"old".to_vec()),
+            true,
+        )
+        .await;
+        let newest = with_provenance(upload("w.whl", 200), repo, big.clone());
+        record(&store, &newest, true).await;
+        // Later, but failed, pending, or without provenance: none of them shadow it.
+        record(
+            &store,
+            &with_provenance(upload("w.whl", 300), repo, b"failed".to_vec()),
+            false,
+        )
+        .await;
+        store
+            .ledger_begin(&with_provenance(upload("w.whl", 400), repo, b"pending".to_vec()))
+            .await
+            .expect("ledger_begin");
+        record(&store, &upload("w.whl", 500), true).await;
+
+        let stored = store
+            .provenance_of("pypi", "sample-project", "1.0.0", "w.whl")
+            .await
+            .expect("provenance_of")
+            .expect("stored provenance");
+        assert_eq!(stored.provenance.len(), 1 << 20);
+        assert!(stored.provenance == big, "provenance must come back byte for byte");
+        assert_eq!(
+            stored,
+            StoredProvenance {
+                kind: "pep740".to_owned(),
+                provenance: big,
+                publisher: newest.publisher.clone(),
+                signer: newest.signer.clone(),
+                source_repository: Some(repo.to_owned()),
+                created_at: 200,
+            }
+        );
+        for (registry, project, version, filename) in [
+            ("npm", "sample-project", "1.0.0", "w.whl"),
+            ("pypi", "other", "1.0.0", "w.whl"),
+            ("pypi", "sample-project", "2.0.0", "w.whl"),
+            ("pypi", "sample-project", "1.0.0", "x.whl"),
+        ] {
+            assert_eq!(
+                store
+                    .provenance_of(registry, project, version, filename)
+                    .await
+                    .expect("provenance_of"),
+                None
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn project_provenance_counts_committed_uploads_and_lists_repositories_in_order() {
+        let (_dir, store) = fresh().await;
+        let zeta = "https://github.com/zeta/sample";
+        let alpha = "https://github.com/alpha/sample";
+        let mid = "https://github.com/mid/sample";
+        record(
+            &store,
+            &with_provenance(upload("1.whl", 100), zeta, b"1".to_vec()),
+            true,
+        )
+        .await;
+        record(
+            &store,
+            &with_provenance(upload("2.whl", 200), alpha, b"2".to_vec()),
+            true,
+        )
+        .await;
+        record(
+            &store,
+            &with_provenance(upload("3.whl", 300), zeta, b"3".to_vec()),
+            true,
+        )
+        .await;
+        record(&store, &upload("4.whl", 350), true).await;
+        // Not committed: neither counted nor listed.
+        record(&store, &with_provenance(upload("5.whl", 50), mid, b"5".to_vec()), false).await;
+        store
+            .ledger_begin(&with_provenance(upload("6.whl", 60), mid, b"6".to_vec()))
+            .await
+            .expect("ledger_begin");
+        record(&store, &with_provenance(upload("7.whl", 400), mid, b"7".to_vec()), true).await;
+        // Another project's uploads do not count.
+        let mut elsewhere = with_provenance(upload("8.whl", 10), "https://github.com/x/y", b"8".to_vec());
+        elsewhere.project = "another".to_owned();
+        record(&store, &elsewhere, true).await;
+
+        let summary = store
+            .project_provenance("pypi", "sample-project")
+            .await
+            .expect("project_provenance");
+        assert_eq!(
+            summary,
+            ProjectProvenance {
+                uploads_with_provenance: 4,
+                source_repositories: vec![zeta.to_owned(), alpha.to_owned(), mid.to_owned()],
+            }
+        );
+        assert_eq!(
+            store
+                .project_provenance("pypi", "unknown")
+                .await
+                .expect("project_provenance"),
+            ProjectProvenance::default()
+        );
+    }
+
+    #[tokio::test]
+    async fn stale_pending_lists_only_old_pending_rows_oldest_first() {
+        let (_dir, store) = fresh().await;
+        let later = store.ledger_begin(&upload("b.whl", 150)).await.expect("ledger_begin");
+        let oldest = store.ledger_begin(&upload("a.whl", 100)).await.expect("ledger_begin");
+        store
+            .ledger_begin(&upload("edge.whl", 200))
+            .await
+            .expect("ledger_begin");
+        store.ledger_begin(&upload("new.whl", 300)).await.expect("ledger_begin");
+        record(&store, &upload("done.whl", 10), true).await;
+        record(&store, &upload("failed.whl", 20), false).await;
+
+        let stale = store.stale_pending(200).await.expect("stale_pending");
+        let ids: Vec<i64> = stale.iter().map(|r| r.id).collect();
+        assert_eq!(ids, vec![oldest, later]);
+        assert!(stale
+            .iter()
+            .all(|r| r.state == LedgerState::Pending && r.finished_at.is_none()));
+        assert_eq!(stale[0].entry, upload("a.whl", 100));
+
+        store
+            .ledger_finish(oldest, false, "reconciled", 500)
+            .await
+            .expect("finish");
+        let ids: Vec<i64> = store
+            .stale_pending(200)
+            .await
+            .expect("stale_pending")
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(ids, vec![later]);
+        assert!(store.stale_pending(100).await.expect("stale_pending").is_empty());
+    }
+
+    #[tokio::test]
+    async fn purge_leaves_the_ledger_alone() {
+        let (_dir, store) = fresh().await;
+        let repo = "https://github.com/octo/sample";
+        record(
+            &store,
+            &with_provenance(upload("a.whl", 100), repo, b"a".to_vec()),
+            true,
+        )
+        .await;
+        record(&store, &upload("b.whl", 100), false).await;
+        store.ledger_begin(&upload("c.whl", 100)).await.expect("ledger_begin");
+        store.claim_jti_at("iss", "old", 100, 0).await.expect("claim");
+        let before = store.ledger_entries("pypi", "sample-project").await.expect("entries");
+        assert_eq!(before.len(), 3);
+
+        assert_eq!(store.purge_expired(FAR_FUTURE).await.expect("purge"), 1);
+        assert_eq!(
+            store.ledger_entries("pypi", "sample-project").await.expect("entries"),
+            before
+        );
+        assert!(store
+            .provenance_of("pypi", "sample-project", "1.0.0", "a.whl")
+            .await
+            .expect("provenance_of")
+            .is_some());
+    }
+
+    #[tokio::test]
+    async fn inconsistent_or_oversized_entries_are_refused() {
+        let (_dir, store) = fresh().await;
+        let mut no_kind = upload("a.whl", 100);
+        no_kind.provenance = Some(b"doc".to_vec());
+        let err = store.ledger_begin(&no_kind).await.expect_err("provenance without kind");
+        assert!(matches!(err, StateError::Query(_)), "{err:?}");
+        let mut no_document = upload("a.whl", 100);
+        no_document.provenance_kind = Some("pep740".to_owned());
+        let err = store
+            .ledger_begin(&no_document)
+            .await
+            .expect_err("kind without provenance");
+        assert!(matches!(err, StateError::Query(_)), "{err:?}");
+        let mut huge = upload("a.whl", 100);
+        huge.size = u64::MAX;
+        let err = store.ledger_begin(&huge).await.expect_err("size beyond i64");
+        assert!(matches!(err, StateError::Query(_)), "{err:?}");
+        assert!(store
+            .ledger_entries("pypi", "sample-project")
+            .await
+            .expect("entries")
+            .is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_begins_get_distinct_ids() {
+        let (_dir, store) = fresh().await;
+        let store = Arc::new(store);
+        let barrier = Arc::new(tokio::sync::Barrier::new(50));
+        let tasks: Vec<_> = (0..50)
+            .map(|i| {
+                let store = store.clone();
+                let barrier = barrier.clone();
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    store.ledger_begin(&upload(&format!("{i}.whl"), 100 + i)).await
+                })
+            })
+            .collect();
+        let mut ids = std::collections::BTreeSet::new();
+        for task in tasks {
+            ids.insert(task.await.expect("task panicked").expect("ledger_begin"));
+        }
+        assert_eq!(ids.len(), 50);
+        let rows = store.ledger_entries("pypi", "sample-project").await.expect("entries");
+        assert_eq!(rows.len(), 50);
+        assert_eq!(
+            rows.iter().map(|r| r.id).collect::<std::collections::BTreeSet<_>>(),
+            ids
+        );
+    }
+
+    #[tokio::test]
+    async fn reopening_keeps_ledger_rows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = "https://github.com/octo/sample";
+        let entry = with_provenance(upload("a.whl", 100), repo, b"kept".to_vec());
+        let (committed, pending) = {
+            let store = SqliteStore::open(dir.path()).await.expect("open store");
+            let committed = record(&store, &entry, true).await;
+            let pending = store.ledger_begin(&upload("b.whl", 200)).await.expect("ledger_begin");
+            store.close().await;
+            (committed, pending)
+        };
+        let store = SqliteStore::open(dir.path()).await.expect("open store");
+        let rows = store.ledger_entries("pypi", "sample-project").await.expect("entries");
+        let states: Vec<_> = rows.iter().map(|r| (r.id, r.state)).collect();
+        assert_eq!(
+            states,
+            vec![(committed, LedgerState::Committed), (pending, LedgerState::Pending)]
+        );
+        assert_eq!(rows[0].entry, entry);
+        // Ids are never reused after a restart.
+        let next = store.ledger_begin(&upload("c.whl", 300)).await.expect("ledger_begin");
+        assert!(next > pending, "{next} after {pending}");
+    }
+
+    #[tokio::test]
+    async fn migration_2_is_applied_to_a_version_1_database() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        {
+            // What an older build left behind: only migration 1, with data in it.
+            let pool = SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(connect_options(&path))
+                .await
+                .expect("connect");
+            migrator(&MIGRATIONS[..1])
+                .run(&pool)
+                .await
+                .expect("migrate to version 1");
+            sqlx::query("INSERT INTO jti_claims (issuer, jti, keep_until) VALUES ('iss', 'old', ?1)")
+                .bind(FAR_FUTURE)
+                .execute(&pool)
+                .await
+                .expect("insert");
+            let ledger: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE name = 'ledger')")
+                .fetch_one(&pool)
+                .await
+                .expect("query");
+            assert!(!ledger);
+            pool.close().await;
+        }
+        let store = SqliteStore::open(dir.path()).await.expect("open store");
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&store.pool)
+            .await
+            .expect("query");
+        assert_eq!(applied, vec![1, 2]);
+        assert!(!store.claim_jti("iss", "old", FAR_FUTURE).await.expect("claim"));
+        let id = record(&store, &upload("a.whl", 100), true).await;
+        let rows = store.ledger_entries("pypi", "sample-project").await.expect("entries");
+        assert_eq!(rows.iter().map(|r| r.id).collect::<Vec<_>>(), vec![id]);
+        let indexes: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'ledger' \
+             AND name NOT LIKE 'sqlite_autoindex%' ORDER BY name",
+        )
+        .fetch_all(&store.pool)
+        .await
+        .expect("query");
+        assert_eq!(indexes, vec!["ledger_file", "ledger_state_created_at"]);
+    }
+
     #[tokio::test]
     async fn usable_as_a_trait_object() {
         let (_dir, store) = fresh().await;
         let store: Arc<dyn StateStore> = Arc::new(store);
         assert!(store.claim_jti("iss", "dyn", FAR_FUTURE).await.expect("claim"));
         assert!(!store.claim_jti("iss", "dyn", FAR_FUTURE).await.expect("claim"));
+        let id = store.ledger_begin(&upload("dyn.whl", 100)).await.expect("ledger_begin");
+        store
+            .ledger_finish(id, true, "200 OK", 101)
+            .await
+            .expect("ledger_finish");
+        assert_eq!(
+            store
+                .ledger_entries("pypi", "sample-project")
+                .await
+                .expect("entries")
+                .len(),
+            1
+        );
     }
 }

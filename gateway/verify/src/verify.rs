@@ -20,6 +20,12 @@ pub enum Policy {
         /// The OIDC issuer URL.
         issuer: String,
     },
+    /// A Fulcio certificate valid under the trusted root, whatever its identity: the caller
+    /// **must** match the returned [`SignerFacts::identity`] (OIDC issuer, SANs and Fulcio
+    /// extensions) against its own policy, e.g. a trusted publisher's issuer, repository and
+    /// workflow. The chain, SCT, timestamps, log entry and signature are checked as for
+    /// [`Policy::Identity`].
+    AnyIdentity,
     /// A managed key (DER SubjectPublicKeyInfo).
     Key {
         /// The key's DER.
@@ -52,7 +58,7 @@ pub fn verify(
 ) -> Result<SignerFacts> {
     // The signer's material and key.
     let (leaf, extra, key, signer_der) = match (&bundle.signer, policy) {
-        (SignerMaterial::Certificate { leaf, extra }, Policy::Identity { .. }) => {
+        (SignerMaterial::Certificate { leaf, extra }, Policy::Identity { .. } | Policy::AnyIdentity) => {
             let parsed = cert::parse(leaf)?;
             let key = cert::public_key(&parsed)?;
             (Some(parsed), extra.as_slice(), key, SignerDer::Certificate(leaf))
@@ -62,7 +68,7 @@ pub fn verify(
                 PublicKey::from_spki_der(spki_der).map_err(|e| VerifyError::new(Step::Signature, e.to_string()))?;
             (None, &[][..], key, SignerDer::PublicKey(spki_der))
         }
-        (SignerMaterial::PublicKey { .. }, Policy::Identity { .. }) => {
+        (SignerMaterial::PublicKey { .. }, Policy::Identity { .. } | Policy::AnyIdentity) => {
             return Err(VerifyError::new(
                 Step::Identity,
                 "the bundle is signed with a key, but a certificate identity was required",
@@ -125,6 +131,11 @@ pub fn verify(
                 ));
             }
             identity
+        }
+        (Some(leaf), Policy::AnyIdentity) => {
+            let path = cert::verify_path(leaf, extra, root, &times)?;
+            crate::sct::verify_embedded(leaf, &path.issuer, root)?;
+            cert::identity(leaf)?
         }
         _ => CertificateIdentity::default(),
     };

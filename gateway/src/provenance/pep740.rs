@@ -1,0 +1,135 @@
+//! PEP 740 attestations on PyPI uploads: the `attestations` form field is parsed, each
+//! attestation is verified against the uploaded file's digest (cached), and Warehouse's
+//! structural rules are applied; what comes out is the verified signer facts the rules decide
+//! on ([`portcullis_rules::provenance`]).
+//!
+//! Warehouse's rules (`warehouse/attestations/services.py`, pypi-attestations): the field is a
+//! JSON list; an empty list is refused; at most 2 attestations; at most one per predicate
+//! type; each statement has exactly one subject, whose name is the uploaded file name and
+//! whose SHA-256 is the uploaded file's.
+
+use std::sync::Arc;
+
+use portcullis_rules::provenance::{AttestationFacts, SignerIdentity};
+use portcullis_verify::cert::CertificateIdentity;
+use portcullis_verify::{Artifact, Policy, TrustedRoot};
+
+use super::cache::VerificationCache;
+
+/// Most attestations accepted per file (as PyPI).
+pub const MAX_ATTESTATIONS: usize = 2;
+
+/// What an upload's attestations amount to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Checked {
+    /// The upload carries no `attestations` field.
+    None,
+    /// Every attestation verified; their facts.
+    Verified(Vec<AttestationFacts>),
+    /// The attestations are malformed or do not verify, and why.
+    Invalid(String),
+}
+
+/// Checks the raw `attestations` field of an upload of `filename` with digest `sha256`.
+pub async fn check(
+    cache: &VerificationCache,
+    root: Option<&Arc<TrustedRoot>>,
+    field: Option<&[u8]>,
+    filename: &str,
+    sha256: [u8; 32],
+    now: i64,
+) -> Checked {
+    let Some(field) = field else {
+        return Checked::None;
+    };
+    let Some(root) = root else {
+        return Checked::Invalid(
+            "this gateway has no Sigstore trusted root configured, so attestations cannot be verified".into(),
+        );
+    };
+    let list: Vec<serde_json::Value> = match serde_json::from_slice(field) {
+        Ok(serde_json::Value::Array(list)) => list,
+        Ok(_) => return Checked::Invalid("Malformed attestations: the field must be a JSON list".into()),
+        Err(e) => return Checked::Invalid(format!("Malformed attestations: {e}")),
+    };
+    if list.is_empty() {
+        return Checked::Invalid("an empty attestation set is not permitted".into());
+    }
+    if list.len() > MAX_ATTESTATIONS {
+        return Checked::Invalid(format!(
+            "a maximum of {MAX_ATTESTATIONS} attestations per file are supported"
+        ));
+    }
+    let digest_hex = hex::encode(sha256);
+    let mut facts = Vec::with_capacity(list.len());
+    for (index, attestation) in list.iter().enumerate() {
+        let Ok(json) = serde_json::to_vec(attestation) else {
+            return Checked::Invalid(format!("attestation {index} could not be read"));
+        };
+        let outcome = cache
+            .verify_pep740(
+                Arc::from(json),
+                Artifact::from_sha256(sha256),
+                root.clone(),
+                Policy::AnyIdentity,
+                now,
+            )
+            .await;
+        let signer = match outcome.as_ref() {
+            Ok(signer) => signer,
+            Err(e) => {
+                return Checked::Invalid(format!(
+                    "Could not verify the uploaded artifact using the included attestation: {e}"
+                ))
+            }
+        };
+        let [(name, digests)] = signer.subjects.as_slice() else {
+            return Checked::Invalid(format!(
+                "attestation {index} has {} subjects; exactly one is required",
+                signer.subjects.len()
+            ));
+        };
+        if name != filename {
+            return Checked::Invalid(format!(
+                "the attestation's subject is {:?}, not the uploaded file {filename:?}",
+                name.chars().take(200).collect::<String>()
+            ));
+        }
+        if !digests
+            .iter()
+            .any(|(alg, value)| alg == "sha256" && *value == digest_hex)
+        {
+            return Checked::Invalid("the attestation's subject digest is not the uploaded file's SHA-256".into());
+        }
+        let Some(predicate_type) = signer.predicate_type.clone() else {
+            return Checked::Invalid("the attestation is not an in-toto statement".into());
+        };
+        if facts
+            .iter()
+            .any(|f: &AttestationFacts| f.predicate_type == predicate_type)
+        {
+            return Checked::Invalid(format!(
+                "multiple attestations for the same file with the same predicate type ({predicate_type}) are not supported"
+            ));
+        }
+        facts.push(AttestationFacts {
+            predicate_type,
+            signer: signer_identity(&signer.identity),
+        });
+    }
+    Checked::Verified(facts)
+}
+
+/// The rules' view of a certificate identity.
+pub fn signer_identity(identity: &CertificateIdentity) -> SignerIdentity {
+    SignerIdentity {
+        issuer: identity.issuer.clone(),
+        sans: identity.sans.clone(),
+        build_signer_uri: identity.build_signer_uri.clone(),
+        runner_environment: identity.runner_environment.clone(),
+        source_repository_uri: identity.source_repository_uri.clone(),
+        source_repository_owner_identifier: identity.source_repository_owner_identifier.clone(),
+        build_config_uri: identity.build_config_uri.clone(),
+        build_trigger: identity.build_trigger.clone(),
+    }
+}

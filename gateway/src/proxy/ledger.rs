@@ -1,0 +1,79 @@
+//! Record: every accepted upload goes into the ledger (state store) before its last bytes are
+//! released to the backend, and is marked committed when the backend answers 2xx, failed
+//! otherwise — so a crash between the two leaves a pending row that explains itself.
+
+use pingora::proxy::Session;
+use pingora::Error;
+
+use super::authenticate::unix_now;
+use super::ctx::{Auth, RequestCtx};
+use super::provenance::ProvenanceRecord;
+use super::Gateway;
+use crate::config::Registry;
+use crate::error::Refusal;
+use crate::protocol::pypi::UploadFacts;
+use crate::state::LedgerEntry;
+
+impl Gateway {
+    /// Writes the pending ledger row of an accepted upload; refuses (fail closed) when the
+    /// state store cannot record it.
+    pub(super) async fn ledger_begin(
+        &self,
+        ctx: &RequestCtx,
+        registry: &Registry,
+        upload: &UploadFacts,
+        provenance: ProvenanceRecord,
+    ) -> Result<i64, Refusal> {
+        let (credential, publisher) = match &ctx.auth {
+            Auth::UploadToken(token) => (
+                "upload_token",
+                token
+                    .scope_for_project(&registry.name, upload.project.as_str())
+                    .map(|s| s.publisher.clone()),
+            ),
+            Auth::Legacy => ("legacy", None),
+            Auth::None => ("none", None),
+        };
+        let entry = LedgerEntry {
+            registry: registry.name.clone(),
+            project: upload.project.as_str().to_owned(),
+            version: upload.version.clone(),
+            filename: upload.filename.clone(),
+            sha256: hex::encode(upload.content_sha256),
+            size: upload.content_bytes,
+            credential: credential.to_owned(),
+            publisher,
+            signer: provenance.signer,
+            source_repository: provenance.source_repository,
+            provenance_kind: provenance.attestations.as_ref().map(|_| "pep740".to_owned()),
+            provenance: provenance.attestations,
+            request_id: ctx.id.clone(),
+            created_at: unix_now(),
+        };
+        self.exchanger.state().ledger_begin(&entry).await.map_err(|e| {
+            tracing::warn!(request_id = %ctx.id, error = %e, "the ledger could not record an upload; refused");
+            Refusal::StateUnavailable
+        })
+    }
+
+    /// Marks the request's ledger row committed (the backend answered 2xx) or failed.
+    pub(super) async fn ledger_finish(&self, session: &Session, error: Option<&Error>, ctx: &mut RequestCtx) {
+        let Some(id) = ctx.ledger_id.take() else {
+            return;
+        };
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let committed = error.is_none() && ctx.refusal.is_none() && (200..300).contains(&status);
+        let detail = match error {
+            Some(e) => format!("status {status}: {e}"),
+            None => format!("status {status}"),
+        };
+        if let Err(e) = self
+            .exchanger
+            .state()
+            .ledger_finish(id, committed, &detail, unix_now())
+            .await
+        {
+            tracing::error!(request_id = %ctx.id, ledger_id = id, error = %e, "the ledger row could not be finished; it stays pending");
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Verify (cached) and decide: the provenance an upload carries, checked before its held-back
+//! tail is released.
+
+use portcullis_rules::provenance::{Evidence, ProvenanceFacts, ProvenanceMode, ProvenanceOutcome};
+
+use super::authenticate::unix_now;
+use super::ctx::{Auth, RequestCtx};
+use super::Gateway;
+use crate::config::Registry;
+use crate::error::Refusal;
+use crate::protocol::pypi::UploadFacts;
+use crate::provenance::pep740::{self, Checked};
+
+/// What the provenance check found, for the decision log and the ledger.
+#[derive(Debug, Clone, Default)]
+pub(super) struct ProvenanceRecord {
+    /// One line for the decision log.
+    pub summary: String,
+    /// The verified signer's identity (first SAN), when attestations verified.
+    pub signer: Option<String>,
+    /// The verified signer's source repository.
+    pub source_repository: Option<String>,
+    /// The attestations field as uploaded, when every attestation verified.
+    pub attestations: Option<Vec<u8>>,
+}
+
+impl Gateway {
+    /// Verifies a PyPI upload's attestations and applies the provenance rules; returns what
+    /// was found for the decision log and the ledger, or the refusal.
+    pub(super) async fn check_pypi_provenance(
+        &self,
+        ctx: &RequestCtx,
+        registry: &Registry,
+        upload: &UploadFacts,
+    ) -> Result<ProvenanceRecord, Refusal> {
+        let rules = ctx.rules.clone().ok_or(Refusal::Internal)?;
+        let checked = pep740::check(
+            &self.provenance.cache,
+            self.provenance.root.as_ref(),
+            upload.attestations.as_deref(),
+            &upload.filename,
+            upload.content_sha256,
+            unix_now(),
+        )
+        .await;
+        let evidence = match &checked {
+            Checked::None => Evidence::None,
+            Checked::Verified(facts) => Evidence::Verified(facts),
+            Checked::Invalid(reason) => Evidence::Invalid(reason),
+        };
+        let uploader = match &ctx.auth {
+            Auth::UploadToken(token) => token
+                .scope_for_project(&registry.name, upload.project.as_str())
+                .map(|s| s.publisher.as_str()),
+            _ => None,
+        };
+        let decision = rules.rules.decide_provenance(&ProvenanceFacts {
+            registry: &registry.name,
+            project: &upload.project,
+            uploader,
+            evidence,
+        });
+        let predicates = match &checked {
+            Checked::Verified(facts) => facts
+                .iter()
+                .map(|f| f.predicate_type.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            _ => String::new(),
+        };
+        let (outcome, refusal, would) = match &decision.outcome {
+            ProvenanceOutcome::Accepted => ("accepted", None, None),
+            ProvenanceOutcome::NotPresent => ("not_present", None, None),
+            ProvenanceOutcome::Refused { code, message } => (
+                code.code(),
+                Some(Refusal::Provenance {
+                    code: code.code(),
+                    message: format!("Invalid attestations supplied during upload: {message}"),
+                }),
+                None,
+            ),
+            ProvenanceOutcome::Recorded { would_refuse } => (
+                if decision.mode == ProvenanceMode::Audit {
+                    "audit"
+                } else {
+                    "shadow"
+                },
+                None,
+                would_refuse
+                    .as_ref()
+                    .map(|(code, message)| format!("{}: {message}", code.code())),
+            ),
+        };
+        self.metrics
+            .provenance
+            .with_label_values(&[&registry.name, decision.mode.as_str(), outcome])
+            .inc();
+        if let Some(would) = &would {
+            tracing::warn!(
+                target: "portcullis::provenance",
+                request_id = %ctx.id,
+                registry = registry.name.as_str(),
+                project = upload.project.as_str(),
+                rule = decision.rule.as_str(),
+                shadow = decision.shadow,
+                would_refuse = would.as_str(),
+                "provenance would have refused this upload"
+            );
+        }
+        if let Some(refusal) = refusal {
+            return Err(refusal);
+        }
+        let summary = format!(
+            "provenance={outcome} mode={} rule={} signer_publisher={} predicates={predicates}{}",
+            decision.mode.as_str(),
+            decision.rule.as_str(),
+            decision.signer_publisher.as_deref().unwrap_or(""),
+            would.map(|w| format!(" would_refuse={w:?}")).unwrap_or_default()
+        );
+        let (signer, source_repository, attestations) = match &checked {
+            Checked::Verified(facts) => (
+                facts.first().and_then(|f| f.signer.sans.first().cloned()),
+                facts.first().and_then(|f| f.signer.source_repository_uri.clone()),
+                upload.attestations.clone(),
+            ),
+            _ => (None, None, None),
+        };
+        Ok(ProvenanceRecord {
+            summary,
+            signer,
+            source_repository,
+            attestations,
+        })
+    }
+}

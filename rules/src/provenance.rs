@@ -1,0 +1,1412 @@
+//! Provenance policy for uploads: PEP 740 attestations on PyPI, Sigstore provenance on npm.
+//!
+//! The gateway verifies the Sigstore bundles (signatures, certificates, transparency log) and
+//! hands this module what the verified certificates and statements say ([`ProvenanceFacts`]);
+//! this module decides whether the upload's provenance is acceptable: whether any is required,
+//! which in-toto predicate types count, which build triggers are trusted and whether the signer
+//! is a trusted publisher of the project ([`CompiledRules::decide_provenance`]).
+//!
+//! ```toml
+//! [registries.pypi]
+//! provenance = "optional"             # required | optional | audit (default optional)
+//! provenance_shadow = false           # record refusals instead of enforcing them
+//! # provenance_predicates = ["https://docs.pypi.org/attestations/publish/v1"]   # else per protocol
+//!
+//! [[registries.pypi.provenance_rules]]
+//! id = "acme-provenance"              # unique among the registry's rules and publishers
+//! names = ["acme-*"]                  # globs over normalised names, first match decides
+//! mode = "required"
+//! # shadow = true                     # overrides provenance_shadow for these projects
+//! # predicates = ["https://slsa.dev/provenance/v1"]                        # overrides the registry's
+//! build_triggers = ["push", "release"]  # unset: any trigger but pull_request_target (never allowed)
+//! ```
+//!
+//! Modes: `required` refuses uploads without attestations; `optional` lets them through; both
+//! refuse attestations that are present but invalid, of a predicate type not accepted, from a
+//! build trigger not accepted or from a signer that is not a trusted publisher of the project.
+//! `audit` never refuses and reports what it would have refused; shadow does the same for the
+//! refusals of `required` and `optional`.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+
+use globset::GlobSet;
+use serde::Deserialize;
+
+use crate::compile::{check_id, compile_names, error, CompiledRules, RulesError};
+use crate::decide::RuleId;
+use crate::name::{ProjectName, Protocol};
+pub use crate::publishers::SignerIdentity;
+use crate::publishers::{foreign, Publisher};
+
+/// In-toto predicate types accepted on PyPI registries when the rules name none: PEP 740's
+/// publish attestation and SLSA provenance v1.
+pub const PYPI_DEFAULT_PREDICATES: &[&str] = &[
+    "https://docs.pypi.org/attestations/publish/v1",
+    "https://slsa.dev/provenance/v1",
+];
+
+/// In-toto predicate types accepted on npm registries when the rules name none: SLSA
+/// provenance v0.2 and v1 and npm's publish attestation.
+pub const NPM_DEFAULT_PREDICATES: &[&str] = &[
+    "https://slsa.dev/provenance/v0.2",
+    "https://slsa.dev/provenance/v1",
+    "https://github.com/npm/attestation/tree/main/specs/publish/v0.1",
+];
+
+/// The build trigger no rule can accept: it runs a base repository's workflow, with its
+/// secrets and identity, on behalf of a pull request from anyone.
+const NEVER_TRIGGER: &str = "pull_request_target";
+
+/// How many non-matching publishers a signer refusal lists.
+const MAX_LISTED_PUBLISHERS: usize = 5;
+
+/// A provenance mode as written in a rules file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawProvenanceMode {
+    /// Uploads without attestations are refused.
+    Required,
+    /// Uploads without attestations pass; present attestations must pass.
+    Optional,
+    /// Nothing is refused; what would be is recorded.
+    Audit,
+}
+
+/// One provenance rule as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvenanceRule {
+    /// Stable identifier, unique among the registry's project rules, publishers and provenance
+    /// rules.
+    pub id: String,
+    /// Glob patterns (`*`, `?`, `[abc]`) over normalised project names.
+    pub names: Vec<String>,
+    /// The mode for matching projects.
+    pub mode: RawProvenanceMode,
+    /// Record refusals instead of enforcing them; unset means the registry's `provenance_shadow`.
+    pub shadow: Option<bool>,
+    /// Accepted in-toto predicate types; unset means the registry's.
+    pub predicates: Option<Vec<String>>,
+    /// Accepted values of the signing certificate's Build Trigger; unset means any but
+    /// `pull_request_target`, which is never accepted.
+    pub build_triggers: Option<Vec<String>>,
+}
+
+/// Whether and how a project's uploads need provenance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProvenanceMode {
+    /// Uploads without attestations are refused; present attestations must pass.
+    Required,
+    /// Uploads without attestations pass; present attestations must pass.
+    Optional,
+    /// Attestations are checked but nothing is refused: failures are recorded.
+    Audit,
+}
+
+impl ProvenanceMode {
+    /// Stable lower-case name for logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProvenanceMode::Required => "required",
+            ProvenanceMode::Optional => "optional",
+            ProvenanceMode::Audit => "audit",
+        }
+    }
+}
+
+impl fmt::Display for ProvenanceMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<RawProvenanceMode> for ProvenanceMode {
+    fn from(raw: RawProvenanceMode) -> Self {
+        match raw {
+            RawProvenanceMode::Required => ProvenanceMode::Required,
+            RawProvenanceMode::Optional => ProvenanceMode::Optional,
+            RawProvenanceMode::Audit => ProvenanceMode::Audit,
+        }
+    }
+}
+
+/// What the gateway established about one attestation whose Sigstore verification succeeded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttestationFacts {
+    /// The in-toto statement's `predicateType`.
+    pub predicate_type: String,
+    /// The identity of the signing certificate.
+    pub signer: SignerIdentity,
+}
+
+/// The provenance an upload carried, as the gateway's verification left it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evidence<'a> {
+    /// The upload carried no attestations.
+    None,
+    /// Every attestation verified; their facts. An empty list counts as [`Evidence::None`].
+    Verified(&'a [AttestationFacts]),
+    /// Attestations were present but did not verify; why, from the gateway.
+    Invalid(&'a str),
+}
+
+/// Facts about one upload's provenance.
+#[derive(Debug, Clone, Copy)]
+pub struct ProvenanceFacts<'a> {
+    /// The registry's configured name.
+    pub registry: &'a str,
+    /// The project uploaded to, normalised.
+    pub project: &'a ProjectName,
+    /// The id of the trusted publisher whose token authenticated the upload, if one did.
+    pub uploader: Option<&'a str>,
+    /// The attestations.
+    pub evidence: Evidence<'a>,
+}
+
+/// Why provenance was (or would have been) refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProvenanceRefusal {
+    /// Provenance is required and the upload carried none.
+    Missing,
+    /// Attestations were present but did not verify.
+    Invalid,
+    /// An attestation's predicate type is not accepted.
+    Predicate,
+    /// An attestation's signer is not a trusted publisher of the project (or not the one that
+    /// authenticated the upload).
+    Signer,
+    /// An attestation was signed in a build whose trigger is not accepted.
+    Trigger,
+}
+
+impl ProvenanceRefusal {
+    /// The stable code the gateway reports.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProvenanceRefusal::Missing => "provenance_missing",
+            ProvenanceRefusal::Invalid => "provenance_invalid",
+            ProvenanceRefusal::Predicate => "provenance_predicate",
+            ProvenanceRefusal::Signer => "provenance_signer",
+            ProvenanceRefusal::Trigger => "provenance_trigger",
+        }
+    }
+}
+
+impl fmt::Display for ProvenanceRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// What the provenance policy decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProvenanceOutcome {
+    /// Verified provenance that passed every check.
+    Accepted,
+    /// No provenance, and none is required.
+    NotPresent,
+    /// The upload is refused.
+    Refused {
+        /// Why, as a stable kind.
+        code: ProvenanceRefusal,
+        /// A message a publisher can act on.
+        message: String,
+    },
+    /// Audit mode or shadow: nothing is refused; the refusal that enforcement would have made,
+    /// if any.
+    Recorded {
+        /// The refusal enforcement would have made.
+        would_refuse: Option<(ProvenanceRefusal, String)>,
+    },
+}
+
+/// A provenance decision with the rule that made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvenanceDecision {
+    /// The provenance rule that decided (`default` for the registry's defaults).
+    pub rule: RuleId,
+    /// That rule's mode.
+    pub mode: ProvenanceMode,
+    /// What was decided.
+    pub outcome: ProvenanceOutcome,
+    /// The trusted publisher the attestations' signer matched, when it did.
+    pub signer_publisher: Option<String>,
+    /// Whether the rule is in shadow mode (refusals become [`ProvenanceOutcome::Recorded`]).
+    pub shadow: bool,
+}
+
+impl ProvenanceDecision {
+    /// Whether the upload is refused.
+    pub fn is_refused(&self) -> bool {
+        matches!(self.outcome, ProvenanceOutcome::Refused { .. })
+    }
+
+    /// The refusal made, or the one audit or shadow mode would have made.
+    pub fn refusal(&self) -> Option<(ProvenanceRefusal, &str)> {
+        match &self.outcome {
+            ProvenanceOutcome::Refused { code, message } => Some((*code, message)),
+            ProvenanceOutcome::Recorded {
+                would_refuse: Some((code, message)),
+            } => Some((*code, message)),
+            _ => None,
+        }
+    }
+}
+
+/// A compiled provenance rule (also the registry's defaults, with no names).
+#[derive(Debug)]
+pub(crate) struct ProvenanceRule {
+    pub(crate) id: RuleId,
+    pub(crate) names: GlobSet,
+    pub(crate) mode: ProvenanceMode,
+    pub(crate) shadow: bool,
+    pub(crate) predicates: Arc<[String]>,
+    pub(crate) build_triggers: Option<Vec<String>>,
+}
+
+/// Compiled provenance policy of one registry.
+#[derive(Debug)]
+pub(crate) struct ProvenancePolicy {
+    pub(crate) rules: Vec<ProvenanceRule>,
+    pub(crate) default: ProvenanceRule,
+}
+
+impl ProvenancePolicy {
+    /// The policy of a registry whose rules say nothing about provenance: optional, no shadow,
+    /// the protocol's predicate types (both protocols' when unknown).
+    pub(crate) fn defaults(protocol: Option<Protocol>) -> Self {
+        ProvenancePolicy {
+            rules: Vec::new(),
+            default: default_rule(ProvenanceMode::Optional, false, default_predicates(protocol)),
+        }
+    }
+
+    fn rule_for(&self, project: &ProjectName) -> &ProvenanceRule {
+        self.rules
+            .iter()
+            .find(|r| r.names.is_match(project.as_str()))
+            .unwrap_or(&self.default)
+    }
+}
+
+fn default_rule(mode: ProvenanceMode, shadow: bool, predicates: Arc<[String]>) -> ProvenanceRule {
+    ProvenanceRule {
+        id: RuleId::new(RuleId::DEFAULT),
+        names: GlobSet::empty(),
+        mode,
+        shadow,
+        predicates,
+        build_triggers: None,
+    }
+}
+
+fn default_predicates(protocol: Option<Protocol>) -> Arc<[String]> {
+    let lists: &[&[&str]] = match protocol {
+        Some(Protocol::Pypi) => &[PYPI_DEFAULT_PREDICATES],
+        Some(Protocol::Npm) => &[NPM_DEFAULT_PREDICATES],
+        None => &[PYPI_DEFAULT_PREDICATES, NPM_DEFAULT_PREDICATES],
+    };
+    let mut out: Vec<String> = Vec::new();
+    for p in lists.iter().flat_map(|l| l.iter()) {
+        if !out.iter().any(|o| o == p) {
+            out.push((*p).to_owned());
+        }
+    }
+    out.into()
+}
+
+/// The provenance keys of one registry's raw rules.
+pub(crate) struct RawProvenanceSettings {
+    pub(crate) mode: Option<RawProvenanceMode>,
+    pub(crate) shadow: Option<bool>,
+    pub(crate) predicates: Option<Vec<String>>,
+    pub(crate) rules: Vec<RawProvenanceRule>,
+}
+
+/// Validates and compiles a registry's provenance settings; `seen` holds the ids of its project
+/// rules and publishers, which provenance rule ids must not repeat.
+pub(crate) fn compile_provenance(
+    source: &str,
+    field: &str,
+    protocol: Protocol,
+    raw: RawProvenanceSettings,
+    seen: &mut HashSet<String>,
+) -> Result<ProvenancePolicy, RulesError> {
+    let predicates: Arc<[String]> = match raw.predicates {
+        Some(list) => check_predicates(source, &format!("{field}.provenance_predicates"), list)?.into(),
+        None => default_predicates(Some(protocol)),
+    };
+    let shadow = raw.shadow.unwrap_or(false);
+    let mut rules = Vec::with_capacity(raw.rules.len());
+    for (index, rule) in raw.rules.into_iter().enumerate() {
+        let rule_field = format!("{field}.provenance_rules[{index}]");
+        check_id(source, &rule_field, &rule.id)?;
+        if !seen.insert(rule.id.clone()) {
+            return Err(error(
+                source,
+                format!("{rule_field}.id"),
+                format!("duplicate rule id {:?}", rule.id),
+            ));
+        }
+        let names = compile_names(source, &rule_field, protocol, &rule.names)?;
+        let rule_predicates = match rule.predicates {
+            Some(list) => check_predicates(source, &format!("{rule_field}.predicates"), list)?.into(),
+            None => predicates.clone(),
+        };
+        let build_triggers = rule
+            .build_triggers
+            .map(|list| check_triggers(source, &format!("{rule_field}.build_triggers"), list))
+            .transpose()?;
+        rules.push(ProvenanceRule {
+            id: RuleId::new(&rule.id),
+            names,
+            mode: rule.mode.into(),
+            shadow: rule.shadow.unwrap_or(shadow),
+            predicates: rule_predicates,
+            build_triggers,
+        });
+    }
+    Ok(ProvenancePolicy {
+        rules,
+        default: default_rule(
+            raw.mode.map_or(ProvenanceMode::Optional, ProvenanceMode::from),
+            shadow,
+            predicates,
+        ),
+    })
+}
+
+/// Predicate types are absolute `https://` URIs, compared exactly.
+fn check_predicates(source: &str, field: &str, list: Vec<String>) -> Result<Vec<String>, RulesError> {
+    if list.is_empty() {
+        return Err(error(
+            source,
+            field,
+            "name at least one predicate type (omit the key for the protocol's defaults)",
+        ));
+    }
+    for (index, predicate) in list.iter().enumerate() {
+        let rest = predicate.strip_prefix("https://").unwrap_or("");
+        let ok = !rest.is_empty()
+            && !rest.starts_with('/')
+            && !predicate.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !ok {
+            return Err(error(
+                source,
+                format!("{field}[{index}]"),
+                "must be an absolute https:// URI such as \"https://slsa.dev/provenance/v1\"",
+            ));
+        }
+    }
+    Ok(list)
+}
+
+/// Build triggers are event names (`push`, `release`, `merge_request_event`); never
+/// `pull_request_target`.
+fn check_triggers(source: &str, field: &str, list: Vec<String>) -> Result<Vec<String>, RulesError> {
+    if list.is_empty() {
+        return Err(error(
+            source,
+            field,
+            "name at least one trigger (omit the key to accept any but pull_request_target)",
+        ));
+    }
+    for (index, trigger) in list.iter().enumerate() {
+        if trigger == NEVER_TRIGGER {
+            return Err(error(
+                source,
+                format!("{field}[{index}]"),
+                "pull_request_target can never be allowed",
+            ));
+        }
+        let ok = !trigger.is_empty()
+            && trigger.len() <= 64
+            && trigger
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-'));
+        if !ok {
+            return Err(error(
+                source,
+                format!("{field}[{index}]"),
+                "must be an event name such as \"push\" or \"release\" (a-z, 0-9, '_', '-')",
+            ));
+        }
+    }
+    Ok(list)
+}
+
+/// The result of checking the evidence against a rule, before the mode and shadow apply.
+enum Finding {
+    Absent,
+    Passed { publisher: String },
+    Failed(ProvenanceRefusal, String),
+}
+
+/// Who signed, for messages: the first SAN, else the source repository.
+fn describe_signer(signer: &SignerIdentity) -> String {
+    match signer.sans.first().or(signer.source_repository_uri.as_ref()) {
+        Some(identity) => format!("{:?}", foreign(identity)),
+        None => "an identity the certificate does not name".to_owned(),
+    }
+}
+
+impl CompiledRules {
+    /// The provenance mode for uploads to `project` on `registry` and the rule that sets it,
+    /// so the gateway knows early whether attestations are required.
+    pub fn provenance_mode(&self, registry: &str, project: &ProjectName) -> (ProvenanceMode, RuleId) {
+        let rule = self.policy(registry).provenance.rule_for(project);
+        (rule.mode, rule.id.clone())
+    }
+
+    /// Decides an upload's provenance. The first provenance rule whose names match the project
+    /// decides, else the registry's defaults. No attestations: refused when required, else not
+    /// present. Attestations that did not verify are refused in every enforcing mode. Verified
+    /// ones must all have an accepted predicate type, an accepted build trigger, and a signer
+    /// that is the uploading trusted publisher (when a publisher's token authenticated the
+    /// upload) or else one trusted publisher of the project matching every attestation. Audit
+    /// mode and shadow turn refusals into [`ProvenanceOutcome::Recorded`].
+    pub fn decide_provenance(&self, facts: &ProvenanceFacts<'_>) -> ProvenanceDecision {
+        let rule = self.policy(facts.registry).provenance.rule_for(facts.project);
+        let mut signer_publisher = None;
+        let failure = match self.examine(rule, facts) {
+            Finding::Absent if rule.mode == ProvenanceMode::Required => Some((
+                ProvenanceRefusal::Missing,
+                format!(
+                    "provenance is required for project {} ({}); upload with attestations, e.g. twine upload --attestations / npm publish --provenance",
+                    facts.project, rule.id
+                ),
+            )),
+            Finding::Absent => {
+                return ProvenanceDecision {
+                    rule: rule.id.clone(),
+                    mode: rule.mode,
+                    outcome: ProvenanceOutcome::NotPresent,
+                    signer_publisher: None,
+                    shadow: rule.shadow,
+                }
+            }
+            Finding::Passed { publisher } => {
+                signer_publisher = Some(publisher);
+                None
+            }
+            Finding::Failed(code, message) => Some((code, message)),
+        };
+        let outcome = match failure {
+            None if rule.mode == ProvenanceMode::Audit => ProvenanceOutcome::Recorded { would_refuse: None },
+            None => ProvenanceOutcome::Accepted,
+            Some(refusal) if rule.mode == ProvenanceMode::Audit || rule.shadow => ProvenanceOutcome::Recorded {
+                would_refuse: Some(refusal),
+            },
+            Some((code, message)) => ProvenanceOutcome::Refused { code, message },
+        };
+        ProvenanceDecision {
+            rule: rule.id.clone(),
+            mode: rule.mode,
+            outcome,
+            signer_publisher,
+            shadow: rule.shadow,
+        }
+    }
+
+    /// Checks the evidence against `rule`: predicate types, then build triggers, then signers.
+    fn examine(&self, rule: &ProvenanceRule, facts: &ProvenanceFacts<'_>) -> Finding {
+        let attestations = match facts.evidence {
+            Evidence::None => return Finding::Absent,
+            Evidence::Verified([]) => return Finding::Absent,
+            Evidence::Verified(list) => list,
+            Evidence::Invalid(why) => {
+                return Finding::Failed(
+                    ProvenanceRefusal::Invalid,
+                    format!("the attestations could not be verified: {}", foreign(why)),
+                )
+            }
+        };
+        let project = facts.project;
+        for attestation in attestations {
+            if !rule.predicates.contains(&attestation.predicate_type) {
+                return Finding::Failed(
+                    ProvenanceRefusal::Predicate,
+                    format!(
+                        "attestations of predicate type {:?} are not accepted for project {project} ({}); accepted: {}",
+                        foreign(&attestation.predicate_type),
+                        rule.id,
+                        rule.predicates.join(", ")
+                    ),
+                );
+            }
+        }
+        for attestation in attestations {
+            let trigger = attestation.signer.build_trigger.as_deref();
+            if trigger == Some(NEVER_TRIGGER) {
+                return Finding::Failed(
+                    ProvenanceRefusal::Trigger,
+                    "the attestation was signed in a build triggered by pull_request_target, which is never accepted"
+                        .to_owned(),
+                );
+            }
+            if let Some(allowed) = &rule.build_triggers {
+                let reason = match trigger {
+                    None => "the attestation's certificate does not carry a build trigger".to_owned(),
+                    Some(t) if !allowed.iter().any(|a| a == t) => {
+                        format!("the attestation was signed in a build triggered by {:?}", foreign(t))
+                    }
+                    Some(_) => continue,
+                };
+                return Finding::Failed(
+                    ProvenanceRefusal::Trigger,
+                    format!(
+                        "{reason}; {} accepts only builds triggered by {} for project {project}",
+                        rule.id,
+                        allowed.join(", ")
+                    ),
+                );
+            }
+        }
+        self.examine_signers(facts, attestations)
+    }
+
+    fn examine_signers(&self, facts: &ProvenanceFacts<'_>, attestations: &[AttestationFacts]) -> Finding {
+        let policy = self.policy(facts.registry);
+        let project = facts.project;
+        let first_signer = attestations.first().map(|a| &a.signer);
+        let signer_failure = |message: String| Finding::Failed(ProvenanceRefusal::Signer, message);
+        if let Some(id) = facts.uploader {
+            let Some(publisher) = policy.publishers.iter().find(|p| p.id.as_str() == id) else {
+                return signer_failure(format!(
+                    "the upload was authenticated by trusted publisher {:?}, which this registry does not have",
+                    foreign(id)
+                ));
+            };
+            if !publisher.covers(project) {
+                return signer_failure(format!(
+                    "the upload was authenticated by trusted publisher {id}, which does not cover project {project}"
+                ));
+            }
+            return match self.signers_match(publisher, attestations) {
+                Ok(()) => Finding::Passed {
+                    publisher: publisher.id.to_string(),
+                },
+                Err((signer, reason)) => signer_failure(format!(
+                    "the attestation was signed by {} but the upload was authenticated by trusted publisher {id}: {reason}",
+                    describe_signer(signer)
+                )),
+            };
+        }
+        let mut candidates = policy.publishers.iter().filter(|p| p.covers(project)).peekable();
+        if candidates.peek().is_none() {
+            return signer_failure(format!(
+                "the attestation was signed by {}, but no trusted publisher is configured for project {project}, so no signer can be trusted",
+                first_signer.map_or_else(|| "nobody".to_owned(), describe_signer)
+            ));
+        }
+        let mut reasons = Vec::new();
+        for publisher in candidates {
+            match self.signers_match(publisher, attestations) {
+                Ok(()) => {
+                    return Finding::Passed {
+                        publisher: publisher.id.to_string(),
+                    }
+                }
+                Err((_, reason)) => reasons.push(format!("{}: {reason}", publisher.id)),
+            }
+        }
+        let more = reasons.len().saturating_sub(MAX_LISTED_PUBLISHERS);
+        reasons.truncate(MAX_LISTED_PUBLISHERS);
+        let mut listed = reasons.join("; ");
+        if more > 0 {
+            listed.push_str(&format!("; and {more} more"));
+        }
+        signer_failure(format!(
+            "the attestation was signed by {}, which is not a trusted publisher of project {project} ({listed})",
+            first_signer.map_or_else(|| "nobody".to_owned(), describe_signer)
+        ))
+    }
+
+    /// Whether every attestation's signer matches `publisher`; else the first that does not
+    /// and why.
+    fn signers_match<'a>(
+        &self,
+        publisher: &Publisher,
+        attestations: &'a [AttestationFacts],
+    ) -> Result<(), (&'a SignerIdentity, String)> {
+        for attestation in attestations {
+            let signer = &attestation.signer;
+            let Some(issuer) = self.issuers.get(&publisher.issuer) else {
+                return Err((signer, format!("its issuer {:?} is not configured", publisher.issuer)));
+            };
+            if !issuer.enabled {
+                return Err((signer, format!("its issuer {:?} is disabled", issuer.name)));
+            }
+            publisher
+                .check_signer(issuer, signer)
+                .map_err(|reason| (signer, reason))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::publishers::signer_fixtures::{github_signer, gitlab_signer, google_signer, rules};
+    use crate::schema::RawRules;
+
+    const PUBLISH: &str = "https://docs.pypi.org/attestations/publish/v1";
+    const SLSA_V1: &str = "https://slsa.dev/provenance/v1";
+
+    fn compiled(registry_keys: &str, extra: &str) -> CompiledRules {
+        rules(registry_keys, extra).expect("compiles")
+    }
+
+    fn name(project: &str) -> ProjectName {
+        ProjectName::parse(Protocol::Pypi, project).expect("valid name")
+    }
+
+    fn attested(signer: SignerIdentity) -> Vec<AttestationFacts> {
+        vec![AttestationFacts {
+            predicate_type: PUBLISH.into(),
+            signer,
+        }]
+    }
+
+    fn decide(
+        rules: &CompiledRules,
+        project: &str,
+        uploader: Option<&str>,
+        evidence: Evidence<'_>,
+    ) -> ProvenanceDecision {
+        let project = name(project);
+        rules.decide_provenance(&ProvenanceFacts {
+            registry: "pypi",
+            project: &project,
+            uploader,
+            evidence,
+        })
+    }
+
+    /// The refusal code and message, asserting the outcome is `Refused`.
+    fn refused(decision: &ProvenanceDecision) -> (ProvenanceRefusal, &str) {
+        match &decision.outcome {
+            ProvenanceOutcome::Refused { code, message } => (*code, message),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_raw_schema_round_trips_and_refuses_unknown_fields() {
+        let text = r#"
+[registries.pypi]
+provenance = "required"
+provenance_shadow = true
+provenance_predicates = ["https://docs.pypi.org/attestations/publish/v1"]
+[[registries.pypi.provenance_rules]]
+id = "acme"
+names = ["acme-*"]
+mode = "audit"
+shadow = false
+predicates = ["https://slsa.dev/provenance/v1"]
+build_triggers = ["push", "release", "workflow_dispatch"]
+"#;
+        let raw: RawRules = toml::from_str(text).expect("parses");
+        let pypi = &raw.registries["pypi"];
+        assert_eq!(pypi.provenance, Some(RawProvenanceMode::Required));
+        assert_eq!(pypi.provenance_shadow, Some(true));
+        assert_eq!(pypi.provenance_predicates.as_deref(), Some(&[PUBLISH.to_owned()][..]));
+        let rule = &pypi.provenance_rules[0];
+        assert_eq!(
+            (rule.id.as_str(), rule.names.as_slice(), rule.mode, rule.shadow),
+            (
+                "acme",
+                &["acme-*".to_owned()][..],
+                RawProvenanceMode::Audit,
+                Some(false)
+            )
+        );
+        assert_eq!(rule.predicates.as_deref(), Some(&[SLSA_V1.to_owned()][..]));
+        assert_eq!(rule.build_triggers.as_ref().map(Vec::len), Some(3));
+
+        let unknown = "[[registries.pypi.provenance_rules]]\nid='a'\nnames=['x']\nmode='required'\nsigner='x'\n";
+        let err = toml::from_str::<RawRules>(unknown).expect_err("unknown field");
+        assert!(err.to_string().contains("unknown field `signer`"), "{err}");
+        let err = rules("provenance = \"mandatory\"", "").expect_err("bad mode");
+        assert!(err.field.starts_with("line "), "{err}");
+        assert!(err.reason.contains("`required`, `optional`, `audit`"), "{err}");
+    }
+
+    #[test]
+    fn invalid_provenance_settings_name_their_field() {
+        let rule = |body: &str| format!("[[registries.pypi.provenance_rules]]\n{body}\n");
+        let cases = [
+            (
+                "provenance_predicates = [\"http://slsa.dev/provenance/v1\"]".to_owned(),
+                String::new(),
+                "registries.pypi.provenance_predicates[0]",
+            ),
+            (
+                "provenance_predicates = []".to_owned(),
+                String::new(),
+                "registries.pypi.provenance_predicates",
+            ),
+            (
+                String::new(),
+                rule("id = \"p\"\nnames = [\"x\"]\nmode = \"required\"\npredicates = [\"https://slsa.dev/provenance/v1\", \"slsa-v1\"]"),
+                "registries.pypi.provenance_rules[0].predicates[1]",
+            ),
+            (
+                String::new(),
+                rule("id = \"p\"\nnames = [\"x\"]\nmode = \"required\"\nbuild_triggers = [\"push\", \"pull_request_target\"]"),
+                "registries.pypi.provenance_rules[0].build_triggers[1]",
+            ),
+            (
+                String::new(),
+                rule("id = \"p\"\nnames = [\"x\"]\nmode = \"required\"\nbuild_triggers = [\"Push \"]"),
+                "registries.pypi.provenance_rules[0].build_triggers[0]",
+            ),
+            (
+                String::new(),
+                rule("id = \"p\"\nnames = [\"x\"]\nmode = \"required\"\nbuild_triggers = []"),
+                "registries.pypi.provenance_rules[0].build_triggers",
+            ),
+            (
+                String::new(),
+                rule("id = \"p\"\nnames = []\nmode = \"required\""),
+                "registries.pypi.provenance_rules[0].names",
+            ),
+            (
+                String::new(),
+                rule("id = \"p\"\nnames = [\"a[\"]\nmode = \"required\""),
+                "registries.pypi.provenance_rules[0].names[0]",
+            ),
+            (
+                String::new(),
+                rule("id = \"default\"\nnames = [\"x\"]\nmode = \"required\""),
+                "registries.pypi.provenance_rules[0].id",
+            ),
+            (
+                String::new(),
+                rule("id = \"Bad Id\"\nnames = [\"x\"]\nmode = \"required\""),
+                "registries.pypi.provenance_rules[0].id",
+            ),
+        ];
+        for (registry_keys, extra, field) in cases {
+            let err = rules(&registry_keys, &extra).expect_err(field);
+            assert_eq!(err.field, field, "{err}");
+            assert_eq!(err.source_name, "r.toml");
+        }
+    }
+
+    #[test]
+    fn ids_are_unique_across_project_rules_publishers_and_provenance_rules() {
+        let provenance = |id: &str| {
+            format!("[[registries.pypi.provenance_rules]]\nid = \"{id}\"\nnames = [\"x\"]\nmode = \"audit\"\n")
+        };
+        // Same id as a publisher.
+        let err = rules("", &provenance("gitlab-oidc")).expect_err("publisher id");
+        assert_eq!(err.field, "registries.pypi.provenance_rules[0].id");
+        assert!(err.reason.contains("duplicate rule id \"gitlab-oidc\""), "{err}");
+        // Same id as a project rule.
+        let project = "[[registries.pypi.projects]]\nid = \"acme\"\nnames = [\"acme-*\"]\naction = \"allow\"\n";
+        let err = rules("", &format!("{project}{}", provenance("acme"))).expect_err("project id");
+        assert_eq!(err.field, "registries.pypi.provenance_rules[0].id");
+        // Same id twice among provenance rules.
+        let err = rules("", &format!("{}{}", provenance("acme"), provenance("acme"))).expect_err("twice");
+        assert_eq!(err.field, "registries.pypi.provenance_rules[1].id");
+        // A project rule may not reuse a publisher's id either.
+        let err = rules(
+            "",
+            "[[registries.pypi.projects]]\nid = \"gcb\"\nnames = [\"x\"]\naction = \"allow\"\n",
+        )
+        .expect_err("project rule reusing a publisher id");
+        assert!(err.field.ends_with(".id"), "{err}");
+        assert!(rules("", &provenance("acme")).is_ok());
+    }
+
+    #[test]
+    fn missing_provenance_is_refused_only_when_required() {
+        let required = compiled("provenance = \"required\"", "");
+        let project = name("pypi-attestations");
+        assert_eq!(
+            required.provenance_mode("pypi", &project),
+            (ProvenanceMode::Required, RuleId::new(RuleId::DEFAULT))
+        );
+        let d = decide(
+            &required,
+            "pypi-attestations",
+            Some("pypi-attestations"),
+            Evidence::None,
+        );
+        assert_eq!(
+            (d.rule.as_str(), d.mode, d.shadow),
+            ("default", ProvenanceMode::Required, false)
+        );
+        let (code, message) = refused(&d);
+        assert_eq!(code.code(), "provenance_missing");
+        assert_eq!(
+            message,
+            "provenance is required for project pypi-attestations (default); upload with attestations, e.g. twine upload --attestations / npm publish --provenance"
+        );
+        // An empty list of verified attestations is no provenance.
+        assert!(decide(&required, "pypi-attestations", None, Evidence::Verified(&[])).is_refused());
+
+        let optional = compiled("", "");
+        assert_eq!(optional.provenance_mode("pypi", &project).0, ProvenanceMode::Optional);
+        for evidence in [Evidence::None, Evidence::Verified(&[])] {
+            let d = decide(&optional, "pypi-attestations", None, evidence);
+            assert_eq!(d.outcome, ProvenanceOutcome::NotPresent);
+            assert_eq!(d.signer_publisher, None);
+        }
+        let audit = compiled("provenance = \"audit\"", "");
+        assert_eq!(
+            decide(&audit, "pypi-attestations", None, Evidence::None).outcome,
+            ProvenanceOutcome::NotPresent
+        );
+    }
+
+    #[test]
+    fn invalid_attestations_are_refused_even_when_optional_and_recorded_in_audit() {
+        let why = "checkpoint: the signature does not verify";
+        let optional = compiled("", "");
+        let d = decide(&optional, "pypi-attestations", None, Evidence::Invalid(why));
+        let (code, message) = refused(&d);
+        assert_eq!(code, ProvenanceRefusal::Invalid);
+        assert_eq!(code.code(), "provenance_invalid");
+        assert_eq!(message, format!("the attestations could not be verified: {why}"));
+
+        let long = "x".repeat(10_000);
+        let d = decide(&optional, "pypi-attestations", None, Evidence::Invalid(&long));
+        assert!(refused(&d).1.chars().count() < 260);
+
+        let audit = compiled("provenance = \"audit\"", "");
+        let d = decide(&audit, "pypi-attestations", None, Evidence::Invalid(why));
+        assert_eq!(d.mode, ProvenanceMode::Audit);
+        assert!(!d.is_refused());
+        match d.outcome {
+            ProvenanceOutcome::Recorded {
+                would_refuse: Some((ProvenanceRefusal::Invalid, ref message)),
+            } => assert!(message.contains(why)),
+            ref other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn predicate_types_must_be_accepted() {
+        let rules = compiled("", "");
+        let slsa_v02 = vec![AttestationFacts {
+            predicate_type: "https://slsa.dev/provenance/v0.2".into(),
+            signer: github_signer(),
+        }];
+        let d = decide(&rules, "pypi-attestations", None, Evidence::Verified(&slsa_v02));
+        let (code, message) = refused(&d);
+        assert_eq!(code.code(), "provenance_predicate");
+        assert!(
+            message.contains(
+                "\"https://slsa.dev/provenance/v0.2\" are not accepted for project pypi-attestations (default)"
+            ),
+            "{message}"
+        );
+        assert!(
+            message.contains(&format!("accepted: {PUBLISH}, {SLSA_V1}")),
+            "{message}"
+        );
+        // Both PyPI defaults in one upload pass.
+        let both = vec![
+            AttestationFacts {
+                predicate_type: PUBLISH.into(),
+                signer: github_signer(),
+            },
+            AttestationFacts {
+                predicate_type: SLSA_V1.into(),
+                signer: github_signer(),
+            },
+        ];
+        assert_eq!(
+            decide(&rules, "pypi-attestations", None, Evidence::Verified(&both)).outcome,
+            ProvenanceOutcome::Accepted
+        );
+        // A registry's list replaces the defaults; a rule's replaces the registry's.
+        let only_publish = compiled(&format!("provenance_predicates = [\"{PUBLISH}\"]"), "");
+        assert_eq!(
+            refused(&decide(
+                &only_publish,
+                "pypi-attestations",
+                None,
+                Evidence::Verified(&both)
+            ))
+            .0,
+            ProvenanceRefusal::Predicate
+        );
+        let rule = format!(
+            "[[registries.pypi.provenance_rules]]\nid = \"slsa\"\nnames = [\"pypi-*\"]\nmode = \"optional\"\npredicates = [\"{SLSA_V1}\"]\n"
+        );
+        let slsa_only = compiled(&format!("provenance_predicates = [\"{PUBLISH}\"]"), &rule);
+        let d = decide(&slsa_only, "pypi-attestations", None, Evidence::Verified(&both));
+        assert_eq!(refused(&d).0, ProvenanceRefusal::Predicate);
+        assert_eq!(d.rule.as_str(), "slsa");
+    }
+
+    #[test]
+    fn npm_registries_accept_npm_predicate_types_by_default() {
+        let npm = r#"
+[registries.npm]
+audience = "npm:npm.example.org"
+[[registries.npm.publishers]]
+id = "npm-widget"
+issuer = "github"
+projects = ["@acme/widget"]
+repository = "acme/widget"
+repository_owner_id = "1234"
+workflow = "publish.yml"
+"#;
+        let rules = compiled("", npm);
+        let workflow = "https://github.com/acme/widget/.github/workflows/publish.yml@refs/tags/v1.0.0";
+        let signer = SignerIdentity {
+            sans: vec![workflow.into()],
+            build_signer_uri: Some(workflow.into()),
+            source_repository_uri: Some("https://github.com/acme/widget".into()),
+            source_repository_owner_identifier: Some("1234".into()),
+            build_config_uri: Some(workflow.into()),
+            ..github_signer()
+        };
+        let attestations: Vec<AttestationFacts> = [
+            "https://slsa.dev/provenance/v0.2",
+            "https://github.com/npm/attestation/tree/main/specs/publish/v0.1",
+        ]
+        .into_iter()
+        .map(|p| AttestationFacts {
+            predicate_type: p.into(),
+            signer: signer.clone(),
+        })
+        .collect();
+        let project = ProjectName::parse(Protocol::Npm, "@acme/widget").expect("valid");
+        let d = rules.decide_provenance(&ProvenanceFacts {
+            registry: "npm",
+            project: &project,
+            uploader: Some("npm-widget"),
+            evidence: Evidence::Verified(&attestations),
+        });
+        assert_eq!(d.outcome, ProvenanceOutcome::Accepted);
+        assert_eq!(d.signer_publisher.as_deref(), Some("npm-widget"));
+        // The PyPI publish predicate is not an npm one.
+        let pypi_kind = vec![AttestationFacts {
+            predicate_type: PUBLISH.into(),
+            signer,
+        }];
+        let d = rules.decide_provenance(&ProvenanceFacts {
+            registry: "npm",
+            project: &project,
+            uploader: Some("npm-widget"),
+            evidence: Evidence::Verified(&pypi_kind),
+        });
+        assert_eq!(refused(&d).0, ProvenanceRefusal::Predicate);
+    }
+
+    #[test]
+    fn a_known_registry_without_rules_gets_its_protocols_defaults() {
+        let rules = compiled("", "");
+        let project = ProjectName::parse(Protocol::Npm, "left-pad").expect("valid");
+        assert_eq!(
+            rules.provenance_mode("npm", &project),
+            (ProvenanceMode::Optional, RuleId::new(RuleId::DEFAULT))
+        );
+        let npm_provenance = vec![AttestationFacts {
+            predicate_type: "https://slsa.dev/provenance/v0.2".into(),
+            signer: github_signer(),
+        }];
+        let d = rules.decide_provenance(&ProvenanceFacts {
+            registry: "npm",
+            project: &project,
+            uploader: None,
+            evidence: Evidence::Verified(&npm_provenance),
+        });
+        // The predicate passes; with no publishers, the signer cannot be trusted.
+        let (code, message) = refused(&d);
+        assert_eq!(code, ProvenanceRefusal::Signer);
+        assert!(
+            message.contains("no trusted publisher is configured for project left-pad"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn shadow_turns_refusals_into_records() {
+        let shadow = compiled("provenance = \"required\"\nprovenance_shadow = true", "");
+        let d = decide(&shadow, "pypi-attestations", None, Evidence::None);
+        assert!(d.shadow);
+        assert!(!d.is_refused());
+        assert_eq!(d.refusal().map(|(code, _)| code), Some(ProvenanceRefusal::Missing));
+        assert!(matches!(
+            d.outcome,
+            ProvenanceOutcome::Recorded {
+                would_refuse: Some((ProvenanceRefusal::Missing, _))
+            }
+        ));
+        // Passing provenance is accepted as usual under shadow.
+        let good = attested(github_signer());
+        let d = decide(&shadow, "pypi-attestations", None, Evidence::Verified(&good));
+        assert_eq!((d.outcome, d.shadow), (ProvenanceOutcome::Accepted, true));
+        // A rule's own shadow flag overrides the registry's, both ways.
+        let rules = "[[registries.pypi.provenance_rules]]\nid = \"enforced\"\nnames = [\"pypi-*\"]\nmode = \"required\"\nshadow = false\n\
+                     [[registries.pypi.provenance_rules]]\nid = \"trial\"\nnames = [\"gitlab-*\"]\nmode = \"required\"\nshadow = true\n";
+        let mixed = compiled("provenance_shadow = true", rules);
+        let d = decide(&mixed, "pypi-attestations", None, Evidence::None);
+        assert_eq!((d.rule.as_str(), d.shadow), ("enforced", false));
+        assert_eq!(refused(&d).0, ProvenanceRefusal::Missing);
+        let unshadowed = compiled("", rules);
+        let d = decide(&unshadowed, "gitlab-oidc-project", None, Evidence::Invalid("bad"));
+        assert_eq!((d.rule.as_str(), d.shadow), ("trial", true));
+        assert_eq!(d.refusal().map(|(code, _)| code), Some(ProvenanceRefusal::Invalid));
+        assert!(!d.is_refused());
+    }
+
+    #[test]
+    fn audit_mode_records_what_it_would_refuse() {
+        let audit = compiled("provenance = \"audit\"", "");
+        let d = decide(
+            &audit,
+            "pypi-attestations",
+            None,
+            Evidence::Verified(&attested(github_signer())),
+        );
+        assert_eq!(d.outcome, ProvenanceOutcome::Recorded { would_refuse: None });
+        assert_eq!(d.signer_publisher.as_deref(), Some("pypi-attestations"));
+        let d = decide(
+            &audit,
+            "unclaimed",
+            None,
+            Evidence::Verified(&attested(github_signer())),
+        );
+        assert!(!d.is_refused());
+        assert_eq!(d.refusal().map(|(code, _)| code.code()), Some("provenance_signer"));
+        assert_eq!(d.signer_publisher, None);
+    }
+
+    #[test]
+    fn the_uploading_publisher_must_be_the_signer() {
+        let rules = compiled("provenance = \"required\"", "");
+        let good = attested(github_signer());
+        let d = decide(
+            &rules,
+            "pypi-attestations",
+            Some("pypi-attestations"),
+            Evidence::Verified(&good),
+        );
+        assert_eq!(d.outcome, ProvenanceOutcome::Accepted);
+        assert_eq!(d.signer_publisher.as_deref(), Some("pypi-attestations"));
+
+        // gitlab-oidc also covers pypi-attestations, but did not sign these attestations.
+        let d = decide(
+            &rules,
+            "pypi-attestations",
+            Some("gitlab-oidc"),
+            Evidence::Verified(&good),
+        );
+        let (code, message) = refused(&d);
+        assert_eq!(code.code(), "provenance_signer");
+        assert!(
+            message.starts_with(
+                "the attestation was signed by \"https://github.com/trailofbits/pypi-attestations/.github/workflows/release.yml@refs/tags/v0.0.19\" but the upload was authenticated by trusted publisher gitlab-oidc: "
+            ),
+            "{message}"
+        );
+        assert!(
+            message.contains("issued for tokens of \"https://token.actions.githubusercontent.com\""),
+            "{message}"
+        );
+        assert_eq!(d.signer_publisher, None);
+
+        let d = decide(&rules, "pypi-attestations", Some("nobody"), Evidence::Verified(&good));
+        assert!(refused(&d).1.contains("\"nobody\", which this registry does not have"));
+        let d = decide(&rules, "pypi-attestations", Some("gcb"), Evidence::Verified(&good));
+        assert!(refused(&d)
+            .1
+            .contains("gcb, which does not cover project pypi-attestations"));
+    }
+
+    #[test]
+    fn without_an_uploader_the_first_matching_publisher_of_the_project_is_the_signer() {
+        let rules = compiled("", "");
+        // pypi-attestations is covered by the GitHub publisher first, then the GitLab one.
+        let d = decide(
+            &rules,
+            "pypi-attestations",
+            None,
+            Evidence::Verified(&attested(github_signer())),
+        );
+        assert_eq!(d.signer_publisher.as_deref(), Some("pypi-attestations"));
+        let d = decide(
+            &rules,
+            "pypi-attestations",
+            None,
+            Evidence::Verified(&attested(gitlab_signer())),
+        );
+        assert_eq!(d.outcome, ProvenanceOutcome::Accepted);
+        assert_eq!(d.signer_publisher.as_deref(), Some("gitlab-oidc"));
+        // No candidate matches: each says why.
+        let mut stranger = github_signer();
+        stranger.source_repository_owner_identifier = Some("666".into());
+        let d = decide(
+            &rules,
+            "pypi-attestations",
+            None,
+            Evidence::Verified(&attested(stranger)),
+        );
+        let (code, message) = refused(&d);
+        assert_eq!(code, ProvenanceRefusal::Signer);
+        assert!(
+            message.contains("which is not a trusted publisher of project pypi-attestations"),
+            "{message}"
+        );
+        assert!(
+            message.contains("pypi-attestations: the repository owner id is \"666\", not 2314423"),
+            "{message}"
+        );
+        assert!(
+            message.contains("gitlab-oidc: the certificate was issued for tokens of"),
+            "{message}"
+        );
+        // Every attestation must match the same publisher.
+        let mixed = vec![
+            AttestationFacts {
+                predicate_type: PUBLISH.into(),
+                signer: github_signer(),
+            },
+            AttestationFacts {
+                predicate_type: PUBLISH.into(),
+                signer: gitlab_signer(),
+            },
+        ];
+        assert!(decide(&rules, "pypi-attestations", None, Evidence::Verified(&mixed)).is_refused());
+    }
+
+    #[test]
+    fn a_project_without_publishers_cannot_have_a_trusted_signer() {
+        let rules = compiled("", "");
+        let d = decide(
+            &rules,
+            "unclaimed",
+            None,
+            Evidence::Verified(&attested(github_signer())),
+        );
+        let (code, message) = refused(&d);
+        assert_eq!(code, ProvenanceRefusal::Signer);
+        assert!(
+            message.contains("no trusted publisher is configured for project unclaimed"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn exact_claim_publishers_cannot_vouch_for_attestations() {
+        let rules = compiled("", "");
+        let buildkite = SignerIdentity {
+            issuer: Some("https://agent.buildkite.com".into()),
+            sans: vec!["https://buildkite.com/acme/release".into()],
+            build_trigger: Some("push".into()),
+            ..SignerIdentity::default()
+        };
+        let d = decide(&rules, "bk-thing", Some("bk"), Evidence::Verified(&attested(buildkite)));
+        let (code, message) = refused(&d);
+        assert_eq!(code, ProvenanceRefusal::Signer);
+        assert!(
+            message.ends_with("attestations from buildkite publishers cannot be matched to a signer"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn signer_checks_through_decisions() {
+        let rules = compiled("", "");
+        let verify = |project: &str, signer: SignerIdentity| {
+            decide(&rules, project, None, Evidence::Verified(&attested(signer)))
+        };
+        // GitHub owner id mismatch.
+        let mut replaced = github_signer();
+        replaced.source_repository_owner_identifier = Some("1".into());
+        assert!(refused(&verify("pypi-attestations", replaced))
+            .1
+            .contains("owner id is \"1\""));
+        // Self-hosted runner.
+        let mut self_hosted = github_signer();
+        self_hosted.runner_environment = Some("self-hosted".into());
+        assert!(refused(&verify("pypi-attestations", self_hosted))
+            .1
+            .contains("self-hosted runners are not allowed"));
+        // GitLab path match and mismatch.
+        assert_eq!(
+            verify("gitlab-oidc-project", gitlab_signer()).outcome,
+            ProvenanceOutcome::Accepted
+        );
+        let mut other_file = gitlab_signer();
+        other_file.build_config_uri =
+            Some("https://gitlab.com/facutuesca/gitlab-oidc-project//deploy.yml@refs/heads/main".into());
+        assert!(refused(&verify("gitlab-oidc-project", other_file))
+            .1
+            .contains("not .gitlab-ci.yml"));
+        // Google email.
+        assert_eq!(
+            verify("gcb-thing", google_signer("builder@proj.iam.gserviceaccount.com")).outcome,
+            ProvenanceOutcome::Accepted
+        );
+        assert!(refused(&verify("gcb-thing", google_signer("intruder@evil.example")))
+            .1
+            .contains("\"intruder@evil.example\""));
+    }
+
+    #[test]
+    fn build_triggers_are_checked_and_pull_request_target_never_passes() {
+        let rules = compiled(
+            "",
+            "[[registries.pypi.provenance_rules]]\nid = \"releases\"\nnames = [\"gitlab-*\"]\nmode = \"required\"\nbuild_triggers = [\"release\", \"workflow_dispatch\"]\n",
+        );
+        // No rule list: anything but pull_request_target, which is a trigger refusal.
+        let mut prt = github_signer();
+        prt.build_trigger = Some("pull_request_target".into());
+        let d = decide(&rules, "pypi-attestations", None, Evidence::Verified(&attested(prt)));
+        let (code, message) = refused(&d);
+        assert_eq!(code.code(), "provenance_trigger");
+        assert!(
+            message.contains("pull_request_target, which is never accepted"),
+            "{message}"
+        );
+        // A rule's list.
+        let d = decide(
+            &rules,
+            "gitlab-oidc-project",
+            None,
+            Evidence::Verified(&attested(gitlab_signer())),
+        );
+        let (code, message) = refused(&d);
+        assert_eq!(code, ProvenanceRefusal::Trigger);
+        assert_eq!(
+            message,
+            "the attestation was signed in a build triggered by \"push\"; releases accepts only builds triggered by release, workflow_dispatch for project gitlab-oidc-project"
+        );
+        let mut released = gitlab_signer();
+        released.build_trigger = Some("workflow_dispatch".into());
+        let d = decide(
+            &rules,
+            "gitlab-oidc-project",
+            None,
+            Evidence::Verified(&attested(released)),
+        );
+        assert_eq!(d.outcome, ProvenanceOutcome::Accepted);
+        let mut unstated = gitlab_signer();
+        unstated.build_trigger = None;
+        let d = decide(
+            &rules,
+            "gitlab-oidc-project",
+            None,
+            Evidence::Verified(&attested(unstated)),
+        );
+        assert!(refused(&d).1.contains("does not carry a build trigger"));
+    }
+
+    #[test]
+    fn a_disabled_issuer_vouches_for_nobody() {
+        let text = "[issuers.github]\nurl = \"https://token.actions.githubusercontent.com\"\nkind = \"github\"\nenabled = false\n\
+                    [registries.pypi]\naudience = \"upload.example.org\"\n\
+                    [[registries.pypi.publishers]]\nid = \"pa\"\nissuer = \"github\"\nprojects = [\"pypi-attestations\"]\n\
+                    repository = \"trailofbits/pypi-attestations\"\nrepository_owner_id = \"2314423\"\nworkflow = \"release.yml\"\n";
+        let rules = crate::compile::compile(
+            &[crate::compile::RuleSource {
+                name: "r.toml".into(),
+                text: text.into(),
+            }],
+            &[crate::compile::KnownRegistry {
+                name: "pypi".into(),
+                protocol: Protocol::Pypi,
+            }],
+        )
+        .expect("compiles");
+        let d = decide(
+            &rules,
+            "pypi-attestations",
+            Some("pa"),
+            Evidence::Verified(&attested(github_signer())),
+        );
+        assert!(refused(&d).1.contains("its issuer \"github\" is disabled"));
+    }
+
+    #[test]
+    fn the_first_matching_provenance_rule_decides() {
+        let ordered = r#"
+[[registries.pypi.provenance_rules]]
+id = "acme-legacy"
+names = ["acme-legacy-*"]
+mode = "audit"
+[[registries.pypi.provenance_rules]]
+id = "acme"
+names = ["Acme_*", "widgets?"]
+mode = "required"
+[[registries.pypi.provenance_rules]]
+id = "everything-else"
+names = ["*"]
+mode = "optional"
+"#;
+        let rules = compiled("provenance = \"required\"", ordered);
+        let mode = |project: &str| {
+            let (mode, rule) = rules.provenance_mode("pypi", &name(project));
+            (mode, rule.as_str().to_owned())
+        };
+        assert_eq!(
+            mode("acme-legacy-tool"),
+            (ProvenanceMode::Audit, "acme-legacy".to_owned())
+        );
+        assert_eq!(
+            mode("Acme.Legacy.Tool"),
+            (ProvenanceMode::Audit, "acme-legacy".to_owned())
+        );
+        assert_eq!(mode("acme-widgets"), (ProvenanceMode::Required, "acme".to_owned()));
+        assert_eq!(mode("widgets2"), (ProvenanceMode::Required, "acme".to_owned()));
+        assert_eq!(
+            mode("requests"),
+            (ProvenanceMode::Optional, "everything-else".to_owned())
+        );
+        let d = decide(&rules, "acme-legacy-tool", None, Evidence::None);
+        assert_eq!(
+            (d.rule.as_str(), d.outcome),
+            ("acme-legacy", ProvenanceOutcome::NotPresent)
+        );
+        let d = decide(&rules, "acme-widgets", None, Evidence::None);
+        assert_eq!(d.rule.as_str(), "acme");
+        assert!(refused(&d).1.contains("project acme-widgets (acme)"));
+        // Without the catch-all, the registry default decides.
+        let rules = compiled(
+            "provenance = \"required\"",
+            &ordered[..ordered
+                .find("[[registries.pypi.provenance_rules]]\nid = \"everything-else\"")
+                .expect("present")],
+        );
+        assert_eq!(
+            rules.provenance_mode("pypi", &name("requests")),
+            (ProvenanceMode::Required, RuleId::new(RuleId::DEFAULT))
+        );
+    }
+
+    #[test]
+    fn refusal_codes_are_stable() {
+        let codes: Vec<&str> = [
+            ProvenanceRefusal::Missing,
+            ProvenanceRefusal::Invalid,
+            ProvenanceRefusal::Predicate,
+            ProvenanceRefusal::Signer,
+            ProvenanceRefusal::Trigger,
+        ]
+        .iter()
+        .map(ProvenanceRefusal::code)
+        .collect();
+        assert_eq!(
+            codes,
+            [
+                "provenance_missing",
+                "provenance_invalid",
+                "provenance_predicate",
+                "provenance_signer",
+                "provenance_trigger"
+            ]
+        );
+        assert_eq!(ProvenanceMode::Audit.to_string(), "audit");
+    }
+}

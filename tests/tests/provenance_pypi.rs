@@ -1,0 +1,369 @@
+//! PEP 740 attestations on the PyPI upload path, through the gateway in front of a real
+//! pypiserver, with the real attestations and distributions of `../shared/fixtures/pep740`:
+//! genuine ones pass (twine `--attestations`), forged, misdirected or missing ones are refused
+//! before the backend commits anything, audit and shadow modes pass and record.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use portcullis_e2e::gateway::{Gateway, RegistrySpec};
+use portcullis_e2e::http::{self, Form};
+use portcullis_e2e::pypiserver::{self, Pypiserver};
+use portcullis_e2e::tools::tools;
+use portcullis_e2e::{fixtures, sha256_hex};
+
+const SDIST: &str = "pypi_attestations-0.0.19.tar.gz";
+const GITLAB_SDIST: &str = "gitlab_oidc_project-0.0.3.tar.gz";
+
+fn case(name: &str) -> PathBuf {
+    fixtures().join("pep740").join(name)
+}
+
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The publish attestation of pypi-attestations 0.0.19 and its sdist.
+fn genuine() -> (Vec<u8>, String) {
+    let dir = case("github-publish-pypi-attestations-0.0.19");
+    let attestation = String::from_utf8(read(&dir.join(format!("{SDIST}.publish.attestation")))).expect("utf-8");
+    (read(&dir.join("artifact")), attestation)
+}
+
+fn rules(mode: &str, shadow: bool) -> String {
+    format!(
+        r#"
+[issuers.github]
+url = "https://token.actions.githubusercontent.com"
+kind = "github"
+
+[issuers.gitlab]
+url = "https://gitlab.com"
+kind = "gitlab"
+
+[registries.pypi]
+audience = "portcullis-test"
+
+[[registries.pypi.provenance_rules]]
+id = "attested"
+names = ["pypi-attestations", "gitlab-oidc-project"]
+mode = "{mode}"
+shadow = {shadow}
+
+[[registries.pypi.publishers]]
+id = "tob-release"
+issuer = "github"
+projects = ["pypi-attestations"]
+repository = "trailofbits/pypi-attestations"
+repository_owner_id = "2314423"
+workflow = "release.yml"
+
+[[registries.pypi.publishers]]
+id = "gitlab-elsewhere"
+issuer = "gitlab"
+projects = ["gitlab-oidc-project"]
+project_path = "someone/else"
+ci_config_path = ".gitlab-ci.yml"
+"#
+    )
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    work: PathBuf,
+    backend: Pypiserver,
+    gateway: Gateway,
+}
+
+fn setup(mode: &str, shadow: bool, root: &str) -> Setup {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let work = dir.path().to_path_buf();
+    let backend = Pypiserver::start(&work.join("pypiserver"));
+    let root = fixtures().join("trusted-roots").join(root);
+    let gateway = Gateway::builder()
+        .registry(RegistrySpec::new("pypi", "pypi", backend.addr()))
+        .rules(&rules(mode, shadow))
+        .config(&format!(
+            "[provenance]\ntrusted_root = {:?}\n",
+            root.display().to_string()
+        ))
+        .start(&work.join("gateway"));
+    Setup {
+        _dir: dir,
+        work,
+        backend,
+        gateway,
+    }
+}
+
+fn upload(
+    s: &Setup,
+    name: &str,
+    version: &str,
+    filename: &str,
+    content: &[u8],
+    attestations: Option<&str>,
+) -> http::Response {
+    let extra: Vec<(&str, &str)> = attestations.map(|a| vec![("attestations", a)]).unwrap_or_default();
+    let form = Form::pypi_upload_with(name, version, filename, content, &extra);
+    let auth = http::basic_auth(pypiserver::USER, pypiserver::PASSWORD);
+    http::request(
+        s.gateway.addr(),
+        "POST",
+        "/",
+        &[("content-type", &form.content_type()), ("authorization", &auth)],
+        &form.body,
+    )
+}
+
+fn settled(backend: &Pypiserver) -> Vec<String> {
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    backend.stored()
+}
+
+#[test]
+fn twine_uploads_the_real_attestation_and_it_is_accepted() {
+    let s = setup("required", false, "public-good-production.trusted_root.json");
+    let (sdist, attestation) = genuine();
+    let dist = s.work.join("dist");
+    std::fs::create_dir_all(&dist).expect("dist");
+    std::fs::write(dist.join(SDIST), &sdist).expect("sdist");
+    std::fs::write(dist.join(format!("{SDIST}.publish.attestation")), &attestation).expect("attestation");
+    let out = Command::new(tools().twine())
+        .args([
+            "upload",
+            "--attestations",
+            "--disable-progress-bar",
+            "--non-interactive",
+            "--repository-url",
+        ])
+        .arg(s.gateway.url() + "/")
+        .args(["-u", pypiserver::USER, "-p", pypiserver::PASSWORD])
+        .arg(dist.join(SDIST))
+        .arg(dist.join(format!("{SDIST}.publish.attestation")))
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run twine");
+    assert!(
+        out.status.success(),
+        "twine:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(s.backend.stored(), vec![SDIST.to_owned()]);
+    assert_eq!(sha256_hex(&read(&s.backend.packages.join(SDIST))), sha256_hex(&sdist));
+    let decision = &s.gateway.decisions(1)[0];
+    let detail = decision["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("provenance=accepted"), "{decision}");
+    assert!(detail.contains("signer_publisher=tob-release"), "{decision}");
+    assert!(
+        s.gateway
+            .metric("portcullis_provenance_decisions_total{mode=\"required\",outcome=\"accepted\",registry=\"pypi\"}")
+            >= 1.0
+    );
+
+    // The gateway serves the accepted attestation back in PyPI's Integrity API shape; the
+    // backend has no idea of it.
+    let served = http::get(
+        s.gateway.addr(),
+        &format!("/integrity/pypi-attestations/0.0.19/{SDIST}/provenance"),
+    );
+    assert_eq!(served.status, 200, "{}", served.text());
+    assert_eq!(
+        served.header("content-type"),
+        Some("application/vnd.pypi.integrity.v1+json")
+    );
+    let document = served.json();
+    assert_eq!(document["version"], 1);
+    let bundle = &document["attestation_bundles"][0];
+    assert_eq!(bundle["publisher"]["kind"], "GitHub");
+    assert_eq!(bundle["publisher"]["repository"], "trailofbits/pypi-attestations");
+    let original: serde_json::Value = serde_json::from_str(&attestation).expect("json");
+    assert_eq!(
+        bundle["attestations"],
+        serde_json::json!([original]),
+        "the attestation as uploaded"
+    );
+    let missing = http::get(
+        s.gateway.addr(),
+        "/integrity/pypi-attestations/0.0.19/other-0.0.19.tar.gz/provenance",
+    );
+    assert_eq!(missing.status, 404);
+}
+
+#[test]
+fn forged_misdirected_and_missing_attestations_are_refused_and_nothing_is_stored() {
+    let s = setup("required", false, "public-good-production.trusted_root.json");
+    let (sdist, attestation) = genuine();
+    let mut changed = sdist.clone();
+    let middle = changed.len() / 2;
+    changed[middle] ^= 0x01;
+    let gitlab_dir = case("gitlab-publish-gitlab-oidc-project-0.0.3");
+    let gitlab_attestation =
+        String::from_utf8(read(&gitlab_dir.join(format!("{GITLAB_SDIST}.publish.attestation")))).expect("utf-8");
+    let gitlab_sdist = read(&gitlab_dir.join("artifact"));
+    let mut tampered: serde_json::Value = serde_json::from_str(&attestation).expect("json");
+    let hash = tampered["verification_material"]["transparency_entries"][0]["inclusionProof"]["hashes"][0]
+        .as_str()
+        .expect("a proof hash")
+        .to_owned();
+    let flipped = format!("{}{}", if hash.starts_with('A') { "B" } else { "A" }, &hash[1..]);
+    tampered["verification_material"]["transparency_entries"][0]["inclusionProof"]["hashes"][0] = flipped.into();
+    let tampered = tampered.to_string();
+    let list = |a: &str| format!("[{a}]");
+    // (what, file bytes, project, file name, attestations field, expected code)
+    type Case<'a> = (&'a str, Vec<u8>, &'a str, &'a str, Option<String>, &'a str);
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "the artifact changed by one byte",
+            changed,
+            "pypi-attestations",
+            SDIST,
+            Some(list(&attestation)),
+            "provenance_invalid",
+        ),
+        (
+            "the attestation of another file",
+            sdist.clone(),
+            "pypi-attestations",
+            SDIST,
+            Some(list(&gitlab_attestation)),
+            "provenance_invalid",
+        ),
+        (
+            "a tampered inclusion proof",
+            sdist.clone(),
+            "pypi-attestations",
+            SDIST,
+            Some(list(&tampered)),
+            "provenance_invalid",
+        ),
+        (
+            "two attestations of one predicate type",
+            sdist.clone(),
+            "pypi-attestations",
+            SDIST,
+            Some(format!("[{attestation},{attestation}]")),
+            "provenance_invalid",
+        ),
+        (
+            "an empty attestation list",
+            sdist.clone(),
+            "pypi-attestations",
+            SDIST,
+            Some("[]".into()),
+            "provenance_invalid",
+        ),
+        (
+            "no attestation where required",
+            sdist.clone(),
+            "pypi-attestations",
+            SDIST,
+            None,
+            "provenance_missing",
+        ),
+        (
+            "a genuine attestation by the wrong signer",
+            gitlab_sdist,
+            "gitlab-oidc-project",
+            GITLAB_SDIST,
+            Some(list(&gitlab_attestation)),
+            "provenance_signer",
+        ),
+    ];
+    for (what, content, name, filename, attestations, code) in &cases {
+        let version = if name.starts_with("gitlab") { "0.0.3" } else { "0.0.19" };
+        let response = upload(&s, name, version, filename, content, attestations.as_deref());
+        assert_eq!(response.status, 400, "{what}: {}", response.text());
+        assert_eq!(response.json()["code"], *code, "{what}: {}", response.text());
+        assert!(
+            response
+                .reason
+                .starts_with("Invalid attestations supplied during upload"),
+            "{what}: the reason phrase carries the message for twine: {:?}",
+            response.reason
+        );
+    }
+    assert!(settled(&s.backend).is_empty(), "{:?}", s.backend.stored());
+    // The genuine upload still passes afterwards (refusals are not cached as verdicts on it).
+    let ok = upload(
+        &s,
+        "pypi-attestations",
+        "0.0.19",
+        SDIST,
+        &sdist,
+        Some(&list(&attestation)),
+    );
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    assert_eq!(settled(&s.backend), vec![SDIST.to_owned()]);
+}
+
+#[test]
+fn a_production_attestation_does_not_verify_under_another_trusted_root() {
+    // The staging root trusts other CAs and logs: the production-signed attestation's
+    // certificate chain and log entry do not verify under it.
+    let s = setup("required", false, "public-good-staging.trusted_root.json");
+    let (sdist, attestation) = genuine();
+    let response = upload(
+        &s,
+        "pypi-attestations",
+        "0.0.19",
+        SDIST,
+        &sdist,
+        Some(&format!("[{attestation}]")),
+    );
+    assert_eq!(response.status, 400, "{}", response.text());
+    assert_eq!(response.json()["code"], "provenance_invalid");
+    assert!(settled(&s.backend).is_empty());
+}
+
+#[test]
+fn audit_and_shadow_modes_pass_and_record() {
+    let (sdist, attestation) = genuine();
+    let mut changed = sdist.clone();
+    changed[10] ^= 0x01;
+
+    let audit = setup("audit", false, "public-good-production.trusted_root.json");
+    let response = upload(
+        &audit,
+        "pypi-attestations",
+        "0.0.19",
+        SDIST,
+        &changed,
+        Some(&format!("[{attestation}]")),
+    );
+    assert_eq!(response.status, 200, "audit never refuses: {}", response.text());
+    assert_eq!(settled(&audit.backend), vec![SDIST.to_owned()]);
+    let detail = audit.gateway.decisions(1)[0]["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        detail.contains("provenance=audit") && detail.contains("provenance_invalid"),
+        "{detail}"
+    );
+    assert_eq!(
+        audit.gateway.metric_reaching(
+            "portcullis_provenance_decisions_total{mode=\"audit\",outcome=\"audit\",registry=\"pypi\"}",
+            1.0
+        ),
+        1.0
+    );
+
+    let shadow = setup("required", true, "public-good-production.trusted_root.json");
+    let response = upload(&shadow, "pypi-attestations", "0.0.19", SDIST, &sdist, None);
+    assert_eq!(response.status, 200, "shadow never refuses: {}", response.text());
+    assert_eq!(settled(&shadow.backend), vec![SDIST.to_owned()]);
+    let detail = shadow.gateway.decisions(1)[0]["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        detail.contains("provenance=shadow") && detail.contains("provenance_missing"),
+        "{detail}"
+    );
+    assert!(shadow
+        .gateway
+        .log()
+        .contains("provenance would have refused this upload"));
+}
