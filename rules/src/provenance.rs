@@ -92,6 +92,13 @@ pub struct RawProvenanceRule {
     /// Accepted values of the signing certificate's Build Trigger; unset means any but
     /// `pull_request_target`, which is never accepted.
     pub build_triggers: Option<Vec<String>>,
+    /// Accept provenance from another source repository than the project's earlier uploads
+    /// (default false: a change of source repository is refused).
+    #[serde(default)]
+    pub allow_repository_change: bool,
+    /// Accept uploads without provenance after uploads with it (default false: no downgrade).
+    #[serde(default)]
+    pub allow_downgrade: bool,
 }
 
 /// Whether and how a project's uploads need provenance.
@@ -163,6 +170,17 @@ pub struct ProvenanceFacts<'a> {
     pub uploader: Option<&'a str>,
     /// The attestations.
     pub evidence: Evidence<'a>,
+    /// What earlier committed uploads of the project carried (from the ledger).
+    pub history: &'a ProjectHistory,
+}
+
+/// What the ledger says about a project's earlier committed uploads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProjectHistory {
+    /// How many earlier uploads carried verified provenance.
+    pub uploads_with_provenance: u64,
+    /// The source repositories their provenance named, oldest first.
+    pub source_repositories: Vec<String>,
 }
 
 /// Why provenance was (or would have been) refused.
@@ -179,6 +197,10 @@ pub enum ProvenanceRefusal {
     Signer,
     /// An attestation was signed in a build whose trigger is not accepted.
     Trigger,
+    /// The project published with provenance before and this upload carries none.
+    Downgrade,
+    /// The provenance names another source repository than the project's earlier uploads.
+    Repository,
 }
 
 impl ProvenanceRefusal {
@@ -190,6 +212,8 @@ impl ProvenanceRefusal {
             ProvenanceRefusal::Predicate => "provenance_predicate",
             ProvenanceRefusal::Signer => "provenance_signer",
             ProvenanceRefusal::Trigger => "provenance_trigger",
+            ProvenanceRefusal::Downgrade => "provenance_downgrade",
+            ProvenanceRefusal::Repository => "provenance_repository",
         }
     }
 }
@@ -264,6 +288,8 @@ pub(crate) struct ProvenanceRule {
     pub(crate) shadow: bool,
     pub(crate) predicates: Arc<[String]>,
     pub(crate) build_triggers: Option<Vec<String>>,
+    pub(crate) allow_repository_change: bool,
+    pub(crate) allow_downgrade: bool,
 }
 
 /// Compiled provenance policy of one registry.
@@ -299,6 +325,8 @@ fn default_rule(mode: ProvenanceMode, shadow: bool, predicates: Arc<[String]>) -
         shadow,
         predicates,
         build_triggers: None,
+        allow_repository_change: false,
+        allow_downgrade: false,
     }
 }
 
@@ -366,6 +394,8 @@ pub(crate) fn compile_provenance(
             shadow: rule.shadow.unwrap_or(shadow),
             predicates: rule_predicates,
             build_triggers,
+            allow_repository_change: rule.allow_repository_change,
+            allow_downgrade: rule.allow_downgrade,
         });
     }
     Ok(ProvenancePolicy {
@@ -444,6 +474,34 @@ enum Finding {
     Failed(ProvenanceRefusal, String),
 }
 
+/// A source repository that differs from every one the project's earlier provenance named,
+/// unless the rule allows a change.
+fn repository_change(rule: &ProvenanceRule, facts: &ProvenanceFacts<'_>) -> Option<(ProvenanceRefusal, String)> {
+    let known = &facts.history.source_repositories;
+    if rule.allow_repository_change || known.is_empty() {
+        return None;
+    }
+    let Evidence::Verified(attestations) = facts.evidence else {
+        return None;
+    };
+    attestations
+        .iter()
+        .filter_map(|a| a.signer.source_repository_uri.as_deref())
+        .find(|repo| !known.iter().any(|k| k.eq_ignore_ascii_case(repo)))
+        .map(|repo| {
+            (
+                ProvenanceRefusal::Repository,
+                format!(
+                    "the provenance names source repository {:?}, but project {} was published from {} before ({}); an operator must allow the change (allow_repository_change)",
+                    foreign(repo),
+                    facts.project,
+                    known.iter().map(|k| format!("{:?}", foreign(k))).collect::<Vec<_>>().join(", "),
+                    rule.id
+                ),
+            )
+        })
+}
+
 /// Who signed, for messages: the first SAN, else the source repository.
 fn describe_signer(signer: &SignerIdentity) -> String {
     match signer.sans.first().or(signer.source_repository_uri.as_ref()) {
@@ -478,6 +536,13 @@ impl CompiledRules {
                     facts.project, rule.id
                 ),
             )),
+            Finding::Absent if facts.history.uploads_with_provenance > 0 && !rule.allow_downgrade => Some((
+                ProvenanceRefusal::Downgrade,
+                format!(
+                    "project {} has published {} upload(s) with provenance, so uploads without it are refused ({}); upload with attestations",
+                    facts.project, facts.history.uploads_with_provenance, rule.id
+                ),
+            )),
             Finding::Absent => {
                 return ProvenanceDecision {
                     rule: rule.id.clone(),
@@ -489,7 +554,7 @@ impl CompiledRules {
             }
             Finding::Passed { publisher } => {
                 signer_publisher = Some(publisher);
-                None
+                repository_change(rule, facts)
             }
             Finding::Failed(code, message) => Some((code, message)),
         };
@@ -683,6 +748,7 @@ mod tests {
             project: &project,
             uploader,
             evidence,
+            history: &ProjectHistory::default(),
         })
     }
 
@@ -985,6 +1051,7 @@ workflow = "publish.yml"
             project: &project,
             uploader: Some("npm-widget"),
             evidence: Evidence::Verified(&attestations),
+            history: &ProjectHistory::default(),
         });
         assert_eq!(d.outcome, ProvenanceOutcome::Accepted);
         assert_eq!(d.signer_publisher.as_deref(), Some("npm-widget"));
@@ -998,6 +1065,7 @@ workflow = "publish.yml"
             project: &project,
             uploader: Some("npm-widget"),
             evidence: Evidence::Verified(&pypi_kind),
+            history: &ProjectHistory::default(),
         });
         assert_eq!(refused(&d).0, ProvenanceRefusal::Predicate);
     }
@@ -1019,6 +1087,7 @@ workflow = "publish.yml"
             project: &project,
             uploader: None,
             evidence: Evidence::Verified(&npm_provenance),
+            history: &ProjectHistory::default(),
         });
         // The predicate passes; with no publishers, the signer cannot be trusted.
         let (code, message) = refused(&d);
@@ -1408,5 +1477,65 @@ mode = "optional"
             ]
         );
         assert_eq!(ProvenanceMode::Audit.to_string(), "audit");
+    }
+
+    #[test]
+    fn no_downgrade_and_source_repository_pinning_use_the_ledger_history() {
+        let rules = compiled("", "");
+        let project = name("pypi-attestations");
+        let attestations = attested(github_signer());
+        let with = |history: &ProjectHistory, evidence: Evidence<'_>| {
+            rules.decide_provenance(&ProvenanceFacts {
+                registry: "pypi",
+                project: &project,
+                uploader: None,
+                evidence,
+                history,
+            })
+        };
+        let fresh = ProjectHistory::default();
+        assert_eq!(with(&fresh, Evidence::None).outcome, ProvenanceOutcome::NotPresent);
+        let attested_before = ProjectHistory {
+            uploads_with_provenance: 2,
+            source_repositories: vec!["https://github.com/trailofbits/pypi-attestations".into()],
+        };
+        let d = with(&attested_before, Evidence::None);
+        assert_eq!(refused(&d).0, ProvenanceRefusal::Downgrade, "{d:?}");
+        assert_eq!(refused(&d).0.code(), "provenance_downgrade");
+        assert_eq!(
+            with(&attested_before, Evidence::Verified(&attestations)).outcome,
+            ProvenanceOutcome::Accepted
+        );
+        let moved = ProjectHistory {
+            uploads_with_provenance: 1,
+            source_repositories: vec!["https://github.com/someone/fork".into()],
+        };
+        let d = with(&moved, Evidence::Verified(&attestations));
+        let (code, message) = refused(&d);
+        assert_eq!(code, ProvenanceRefusal::Repository);
+        assert!(message.contains("someone/fork"), "{message}");
+
+        // A rule may allow both.
+        let lenient = compiled(
+            "",
+            "[[registries.pypi.provenance_rules]]\nid = \"lenient\"\nnames = [\"pypi-attestations\"]\nmode = \"optional\"\nallow_downgrade = true\nallow_repository_change = true\n",
+        );
+        let with_lenient = |history: &ProjectHistory, evidence: Evidence<'_>| {
+            lenient.decide_provenance(&ProvenanceFacts {
+                registry: "pypi",
+                project: &project,
+                uploader: None,
+                evidence,
+                history,
+            })
+        };
+        assert_eq!(
+            with_lenient(&attested_before, Evidence::None).outcome,
+            ProvenanceOutcome::NotPresent
+        );
+        assert_eq!(
+            with_lenient(&moved, Evidence::Verified(&attestations)).outcome,
+            ProvenanceOutcome::Accepted
+        );
     }
 }

@@ -367,3 +367,52 @@ fn audit_and_shadow_modes_pass_and_record() {
         .log()
         .contains("provenance would have refused this upload"));
 }
+
+#[test]
+fn a_project_that_published_with_provenance_cannot_drop_it() {
+    let s = setup("optional", false, "public-good-production.trusted_root.json");
+    let (sdist, attestation) = genuine();
+    // Optional: a first upload without provenance of another project passes.
+    let plain = upload(
+        &s,
+        "pypi-attestations-extras",
+        "1.0",
+        "pypi_attestations_extras-1.0.tar.gz",
+        b"plain",
+        None,
+    );
+    assert_eq!(plain.status, 200, "{}", plain.text());
+    // The attested release is recorded in the ledger...
+    let attested = upload(
+        &s,
+        "pypi-attestations",
+        "0.0.19",
+        SDIST,
+        &sdist,
+        Some(&format!("[{attestation}]")),
+    );
+    assert_eq!(attested.status, 200, "{}", attested.text());
+    // ...so the next release without provenance is a downgrade, refused before the backend
+    // commits it.
+    let next = upload(
+        &s,
+        "pypi-attestations",
+        "0.0.20",
+        "pypi_attestations-0.0.20.tar.gz",
+        b"no provenance",
+        None,
+    );
+    assert_eq!(next.status, 400, "{}", next.text());
+    assert_eq!(next.json()["code"], "provenance_downgrade");
+    assert!(
+        next.reason.contains("has published 1 upload(s) with provenance"),
+        "{}",
+        next.reason
+    );
+    let mut stored = settled(&s.backend);
+    stored.sort();
+    assert_eq!(
+        stored,
+        vec![SDIST.to_owned(), "pypi_attestations_extras-1.0.tar.gz".to_owned()]
+    );
+}

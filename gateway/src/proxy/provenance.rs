@@ -1,7 +1,7 @@
 //! Verify (cached) and decide: the provenance an upload carries, checked before its held-back
 //! tail is released.
 
-use portcullis_rules::provenance::{Evidence, ProvenanceFacts, ProvenanceMode, ProvenanceOutcome};
+use portcullis_rules::provenance::{Evidence, ProjectHistory, ProvenanceFacts, ProvenanceMode, ProvenanceOutcome};
 
 use super::authenticate::unix_now;
 use super::ctx::{Auth, RequestCtx};
@@ -54,11 +54,27 @@ impl Gateway {
                 .map(|s| s.publisher.as_str()),
             _ => None,
         };
+        // What earlier committed uploads carried: no downgrade, no silent change of source
+        // repository. Fail closed when the ledger cannot answer.
+        let earlier = self
+            .exchanger
+            .state()
+            .project_provenance(&registry.name, upload.project.as_str())
+            .await
+            .map_err(|e| {
+                tracing::warn!(request_id = %ctx.id, error = %e, "the ledger could not tell the project's history");
+                Refusal::StateUnavailable
+            })?;
+        let history = ProjectHistory {
+            uploads_with_provenance: earlier.uploads_with_provenance,
+            source_repositories: earlier.source_repositories,
+        };
         let decision = rules.rules.decide_provenance(&ProvenanceFacts {
             registry: &registry.name,
             project: &upload.project,
             uploader,
             evidence,
+            history: &history,
         });
         let predicates = match &checked {
             Checked::Verified(facts) => facts
