@@ -52,11 +52,21 @@ fn accepted_uploads_arrive_whole_and_refused_ones_end_in_a_reset() {
     let content: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     for chunked in [false, true] {
         let path_marker = if chunked { "chunked" } else { "length" };
-        let ok = Form::pypi_upload(&format!("fine-{path_marker}"), "1.0", "fine-1.0.tar.gz", &content);
+        let ok = Form::pypi_upload(
+            &format!("fine-{path_marker}"),
+            "1.0",
+            &format!("fine_{path_marker}-1.0.tar.gz"),
+            &content,
+        );
         let r = send(&gateway, &ok, chunked);
         assert_eq!(r.status, 200, "{}", r.text());
 
-        let refused = Form::pypi_upload(&format!("blocked-{path_marker}"), "1.0", "blocked-1.0.tar.gz", &content);
+        let refused = Form::pypi_upload(
+            &format!("blocked-{path_marker}"),
+            "1.0",
+            &format!("blocked_{path_marker}-1.0.tar.gz"),
+            &content,
+        );
         let r = send(&gateway, &refused, chunked);
         assert_eq!(r.status, 403, "{}", r.text());
         assert_eq!(r.json()["code"], "project_denied");

@@ -667,8 +667,8 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        self.ledger_finish(session, e, ctx).await;
         self.record(session, e, ctx);
+        self.ledger_finish(session, e, ctx).await;
         ctx.in_flight = None;
     }
 }
