@@ -9,6 +9,7 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod explain;
 pub mod health;
 pub mod logging;
 pub mod metrics;
@@ -104,6 +105,7 @@ pub fn build_server(config: &Config, options: RunOptions) -> Result<Portcullis, 
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
+    let journal = Arc::new(crate::explain::DecisionJournal::new());
     let gateway = Gateway::new(
         &config.registries,
         rules.clone(),
@@ -114,6 +116,7 @@ pub fn build_server(config: &Config, options: RunOptions) -> Result<Portcullis, 
             cache: crate::provenance::cache::VerificationCache::new(config.provenance.cache, metrics.clone()),
             root: config.provenance.trusted_root.clone(),
         }),
+        journal.clone(),
     );
     let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "portcullis proxy");
     for listener in &config.listeners {
@@ -134,7 +137,8 @@ pub fn build_server(config: &Config, options: RunOptions) -> Result<Portcullis, 
     let mut admin = Service::new(
         "portcullis admin".to_owned(),
         AdminApp::new(metrics.clone(), rules.clone(), health.clone())
-            .with_token_admin(exchanger.clone(), config.admin_token.clone()),
+            .with_token_admin(exchanger.clone(), config.admin_token.clone())
+            .with_journal(journal),
     );
     admin.add_tcp(&config.admin_address.to_string());
 

@@ -276,6 +276,15 @@ fn forged_misdirected_and_missing_attestations_are_refused_and_nothing_is_stored
         let response = upload(&s, name, version, filename, content, attestations.as_deref());
         assert_eq!(response.status, 400, "{what}: {}", response.text());
         assert_eq!(response.json()["code"], *code, "{what}: {}", response.text());
+        // Every refusal can be explained by its request id.
+        let id = response.json()["request_id"].as_str().expect("request id").to_owned();
+        let explained = portcullis_e2e::wait_until(std::time::Duration::from_secs(5), || {
+            http::get(s.gateway.admin(), &format!("/decisions/{id}")).status == 200
+        });
+        assert!(explained, "{what}: no explanation for {id}");
+        let explanation = http::get(s.gateway.admin(), &format!("/decisions/{id}")).json();
+        assert_eq!(explanation["refusal"]["code"], *code, "{what}: {explanation}");
+        assert_eq!(explanation["outcome"], "refuse", "{what}");
         assert!(
             response
                 .reason

@@ -10,6 +10,7 @@ use pingora::protocols::http::ServerSession;
 use serde_json::json;
 
 use crate::config::Secret;
+use crate::explain::DecisionJournal;
 use crate::health::UpstreamHealth;
 use crate::metrics::Metrics;
 use crate::reload::RulesHandle;
@@ -24,6 +25,7 @@ pub struct AdminApp {
     health: Arc<UpstreamHealth>,
     exchanger: Option<Arc<Exchanger>>,
     admin_token: Option<Secret>,
+    journal: Option<Arc<DecisionJournal>>,
 }
 
 impl AdminApp {
@@ -35,7 +37,14 @@ impl AdminApp {
             health,
             exchanger: None,
             admin_token: None,
+            journal: None,
         }
+    }
+
+    /// Enables `GET /decisions/<request id>` from the proxy's decision journal.
+    pub fn with_journal(mut self, journal: Arc<DecisionJournal>) -> Self {
+        self.journal = Some(journal);
+        self
     }
 
     /// Enables `POST /tokens/revoke`, guarded by `admin_token` (off without one).
@@ -96,9 +105,19 @@ impl AdminApp {
                     }),
                 )
             }
+            _ if path.starts_with("/decisions/") => {
+                let id = &path["/decisions/".len()..];
+                match self.journal.as_ref().and_then(|j| j.explain(id)) {
+                    Some(explanation) => Self::json(200, explanation),
+                    None => Self::json(
+                        404,
+                        json!({"code": "not_found", "message": format!("no decision is kept for request {:?} (recent requests only)", id.chars().take(64).collect::<String>())}),
+                    ),
+                }
+            }
             _ => Self::json(
                 404,
-                json!({"code": "not_found", "message": "admin endpoints: /metrics /healthz /readyz /rules, POST /tokens/revoke"}),
+                json!({"code": "not_found", "message": "admin endpoints: /metrics /healthz /readyz /rules /decisions/<request id>, POST /tokens/revoke"}),
             ),
         }
     }

@@ -29,6 +29,7 @@ use self::ctx::{Auth, CredentialAction, DecisionRecord, InFlight, RequestCtx, Wr
 use self::upstream::UpstreamPeers;
 use crate::config::Registry;
 use crate::error::Refusal;
+use crate::explain::DecisionJournal;
 use crate::metrics::Metrics;
 use crate::protocol::pypi::{FormAction, FormInspector};
 use crate::protocol::{self, RequestClass};
@@ -51,6 +52,7 @@ pub struct Gateway {
     exchanger: Arc<Exchanger>,
     failed_exchanges: FailedExchanges,
     provenance: Arc<ProvenanceVerifier>,
+    journal: Arc<DecisionJournal>,
 }
 
 const VIA: &str = "1.1 portcullis";
@@ -69,6 +71,7 @@ impl Gateway {
         exchanger: Arc<Exchanger>,
         failure_memory: std::time::Duration,
         provenance: Arc<ProvenanceVerifier>,
+        journal: Arc<DecisionJournal>,
     ) -> Self {
         let routes = registries
             .iter()
@@ -84,6 +87,7 @@ impl Gateway {
             exchanger,
             failed_exchanges: FailedExchanges::new(failure_memory),
             provenance,
+            journal,
         }
     }
 
@@ -260,7 +264,7 @@ impl Gateway {
             Outcome::Refuse { kind, message } => Some(Refusal::from_rules(*kind, message.clone())),
         };
         if let (None, Some(upload)) = (&refusal, &upload) {
-            match self.check_pypi_provenance(ctx, &registry, upload).await {
+            match self.check_pypi_provenance(&mut *ctx, &registry, upload).await {
                 Ok(found) => {
                     detail = Some(format!("{} {}", detail.unwrap_or_default(), found.summary));
                     // The ledger records the upload before its last bytes are released; the
@@ -314,8 +318,57 @@ impl Gateway {
         Ok(())
     }
 
+    /// Journals the explanation of a write or a refusal (`GET /decisions/<id>` on the admin
+    /// listener).
+    fn journal(&self, session: &Session, ctx: &RequestCtx) {
+        if ctx.decision.is_none() && ctx.refusal.is_none() {
+            return;
+        }
+        let req = session.req_header();
+        let (credential, token_id, publisher) = match &ctx.auth {
+            Auth::UploadToken(t) => {
+                let project = ctx.decision.as_ref().map(|d| d.project.as_str()).unwrap_or_default();
+                (
+                    "upload_token",
+                    t.id.clone(),
+                    t.scope_for_project(self.registry_label(ctx), project)
+                        .map(|s| s.publisher.clone()),
+                )
+            }
+            Auth::Legacy => ("legacy", String::new(), None),
+            Auth::None => ("none", String::new(), None),
+        };
+        let explanation = serde_json::json!({
+            "request_id": ctx.id,
+            "registry": self.registry_label(ctx),
+            "method": req.method.as_str(),
+            "path": req.uri.path(),
+            "status": session.response_written().map_or(0, |r| r.status.as_u16()),
+            "outcome": if ctx.refusal.is_none() && ctx.decision.as_ref().is_none_or(|d| d.decision.is_allowed()) { "allow" } else { "refuse" },
+            "refusal": ctx.refusal.as_ref().map(|r| serde_json::json!({"code": r.code(), "message": r.to_string()})),
+            "rules": ctx.rules.as_ref().map(|r| serde_json::json!({"revision": r.rules.revision(), "loaded_at": r.loaded_at})),
+            "decision": ctx.decision.as_ref().map(|d| serde_json::json!({
+                "rule": d.decision.rule.as_str(),
+                "action": d.action.as_str(),
+                "project": d.project.as_str(),
+                "detail": d.detail,
+                "body_sha256": d.body_sha256,
+            })),
+            "facts": {
+                "body_bytes": ctx.body_bytes,
+                "credential": credential,
+                "token_id": token_id,
+                "publisher": publisher,
+            },
+            "provenance_steps": ctx.provenance_steps,
+            "ledger_id": ctx.ledger_id,
+        });
+        self.journal.record(&ctx.id, explanation);
+    }
+
     /// Records metrics and the access / decision log line of a finished request.
     fn record(&self, session: &Session, error: Option<&Error>, ctx: &RequestCtx) {
+        self.journal(session, ctx);
         let registry = self.registry_label(ctx);
         let class = ctx.class.method_class();
         let status = session.response_written().map_or(0, |r| r.status.as_u16());

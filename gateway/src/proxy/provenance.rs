@@ -29,7 +29,7 @@ impl Gateway {
     /// was found for the decision log and the ledger, or the refusal.
     pub(super) async fn check_pypi_provenance(
         &self,
-        ctx: &RequestCtx,
+        ctx: &mut RequestCtx,
         registry: &Registry,
         upload: &UploadFacts,
     ) -> Result<ProvenanceRecord, Refusal> {
@@ -69,6 +69,7 @@ impl Gateway {
             uploads_with_provenance: earlier.uploads_with_provenance,
             source_repositories: earlier.source_repositories,
         };
+        ctx.provenance_steps = steps(&checked, upload, &history);
         let decision = rules.rules.decide_provenance(&ProvenanceFacts {
             registry: &registry.name,
             project: &upload.project,
@@ -84,6 +85,13 @@ impl Gateway {
                 .join(","),
             _ => String::new(),
         };
+        ctx.provenance_steps.push(format!(
+            "rule {} (mode {}{}): {:?}",
+            decision.rule.as_str(),
+            decision.mode.as_str(),
+            if decision.shadow { ", shadow" } else { "" },
+            decision.outcome
+        ));
         let (outcome, refusal, would) = match &decision.outcome {
             ProvenanceOutcome::Accepted => ("accepted", None, None),
             ProvenanceOutcome::NotPresent => ("not_present", None, None),
@@ -148,4 +156,35 @@ impl Gateway {
             attestations,
         })
     }
+}
+
+/// The verification steps behind a provenance decision, for the explanation.
+fn steps(checked: &Checked, upload: &UploadFacts, history: &ProjectHistory) -> Vec<String> {
+    let mut steps = vec![format!(
+        "ledger: {} earlier upload(s) of the project with provenance, source repositories {:?}",
+        history.uploads_with_provenance, history.source_repositories
+    )];
+    match checked {
+        Checked::None => steps.push("the upload carries no attestations".to_owned()),
+        Checked::Invalid(reason) => steps.push(format!("attestations refused by verification: {reason}")),
+        Checked::Verified(facts) => {
+            for (index, fact) in facts.iter().enumerate() {
+                let signer = &fact.signer;
+                steps.push(format!(
+                    "attestation {index}: Sigstore verification passed (certificate chain at signing time, SCT, \
+                     transparency log entry and inclusion proof, DSSE signature); statement {} with one subject \
+                     {:?} sha256 {}; signer {:?} from {:?}, source repository {:?}, build config {:?}, trigger {:?}",
+                    fact.predicate_type,
+                    upload.filename,
+                    hex::encode(upload.content_sha256),
+                    signer.sans.first(),
+                    signer.issuer,
+                    signer.source_repository_uri,
+                    signer.build_config_uri,
+                    signer.build_trigger,
+                ));
+            }
+        }
+    }
+    steps
 }
