@@ -34,15 +34,27 @@ impl Gateway {
         upload: &UploadFacts,
     ) -> Result<ProvenanceRecord, Refusal> {
         let rules = ctx.rules.clone().ok_or(Refusal::Internal)?;
-        let checked = pep740::check(
-            &self.provenance.cache,
-            self.provenance.root.as_ref(),
-            upload.attestations.as_deref(),
-            &upload.filename,
-            upload.content_sha256,
-            unix_now(),
-        )
-        .await;
+        // Without a trusted root nothing can be verified: attestations are then ignored (and
+        // said so in the explanation), unless the rules require provenance for the project.
+        let unverifiable = self.provenance.root.is_none() && upload.attestations.is_some();
+        let checked = if unverifiable {
+            let (mode, _) = rules.rules.provenance_mode(&registry.name, &upload.project);
+            if mode == ProvenanceMode::Required {
+                Checked::Invalid("this gateway has no Sigstore trusted root configured, so attestations cannot be verified".into())
+            } else {
+                Checked::None
+            }
+        } else {
+            pep740::check(
+                &self.provenance.cache,
+                self.provenance.root.as_ref(),
+                upload.attestations.as_deref(),
+                &upload.filename,
+                upload.content_sha256,
+                unix_now(),
+            )
+            .await
+        };
         let evidence = match &checked {
             Checked::None => Evidence::None,
             Checked::Verified(facts) => Evidence::Verified(facts),
@@ -70,6 +82,12 @@ impl Gateway {
             source_repositories: earlier.source_repositories,
         };
         ctx.provenance_steps = steps(&checked, upload, &history);
+        if unverifiable {
+            ctx.provenance_steps.push(
+                "attestations present but not verified: no Sigstore trusted root is configured ([provenance] trusted_root)"
+                    .to_owned(),
+            );
+        }
         let decision = rules.rules.decide_provenance(&ProvenanceFacts {
             registry: &registry.name,
             project: &upload.project,
