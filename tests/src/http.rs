@@ -345,3 +345,29 @@ pub fn stream_download(addr: SocketAddr, path: &str) -> (u16, u64) {
     }
     (status, total)
 }
+
+/// A valid npm publish document for `name@1.0.0` with a tarball of `tarball_bytes` bytes, as
+/// libnpmpublish builds it (integrity, shasum, base64 attachment).
+pub fn npm_publish_doc(name: &str, tarball_bytes: usize) -> Vec<u8> {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let tarball: Vec<u8> = (0..tarball_bytes).map(|i| (i % 251) as u8).collect();
+    let integrity = format!(
+        "sha512-{}",
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha512::digest(&tarball))
+    );
+    let shasum = hex::encode(<sha1::Sha1 as sha1::Digest>::digest(&tarball));
+    let file = format!("{name}-1.0.0.tgz");
+    serde_json::to_vec(&serde_json::json!({
+        "_id": name,
+        "name": name,
+        "dist-tags": {"latest": "1.0.0"},
+        "versions": {"1.0.0": {"name": name, "version": "1.0.0", "dist": {"integrity": integrity, "shasum": shasum}}},
+        "_attachments": {file: {
+            "content_type": "application/octet-stream",
+            "data": base64::engine::general_purpose::STANDARD.encode(&tarball),
+            "length": tarball.len(),
+        }},
+    }))
+    .expect("json")
+}

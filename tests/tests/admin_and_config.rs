@@ -21,8 +21,9 @@ fn admin_endpoints_report_health_rules_and_metrics() {
     assert_eq!(http::get(admin, "/nope").status, 404);
     assert_eq!(http::request(admin, "POST", "/rules", &[], b"").status, 405);
 
+    let publish = http::npm_publish_doc("some-pkg", 10);
     assert_eq!(
-        http::request(gateway.addr(), "PUT", "/some-pkg", &[], b"{}").status,
+        http::request(gateway.addr(), "PUT", "/some-pkg", &[], &publish).status,
         200
     );
     assert_eq!(http::get(gateway.addr(), "/some-pkg").status, 200);
@@ -31,11 +32,15 @@ fn admin_endpoints_report_health_rules_and_metrics() {
         1.0,
     );
     let metrics = gateway.metrics();
+    let body_bytes = format!(
+        "portcullis_request_body_bytes_total{{method_class=\"write\",registry=\"npm\"}} {}",
+        publish.len()
+    );
+    assert!(metrics.contains(&body_bytes), "missing {body_bytes} in:\n{metrics}");
     for name in [
         "portcullis_requests_total{method_class=\"write\",registry=\"npm\",status=\"200\"} 1",
         "portcullis_requests_total{method_class=\"read\",registry=\"npm\",status=\"200\"} 1",
         "portcullis_decisions_total{outcome=\"allow\",registry=\"npm\",rule=\"default\"} 1",
-        "portcullis_request_body_bytes_total{method_class=\"write\",registry=\"npm\"} 2",
         "portcullis_upstream_latency_seconds_count{registry=\"npm\"} 2",
         "portcullis_request_duration_seconds_bucket",
         "portcullis_upload_size_bytes_count{registry=\"npm\"} 1",

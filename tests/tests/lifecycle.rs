@@ -41,7 +41,7 @@ fn tls_listener_and_tls_upstream_with_sni_and_private_ca() {
         .rules("")
         .start(&dir.path().join("outer"));
 
-    let body = vec![b'z'; 300_000];
+    let body = http::npm_publish_doc("tls-pkg", 200_000);
     let r = http::request(
         outer.addr(),
         "PUT",
@@ -109,7 +109,7 @@ fn a_backend_slower_than_the_read_timeout_gets_a_json_504() {
 fn sigterm_lets_an_upload_in_flight_finish() {
     let (sink, _dir, mut gateway) = npm_over_sink("");
     let addr = gateway.addr();
-    let body = vec![b'q'; 512 * 1024];
+    let body = http::npm_publish_doc("draining", 380_000);
     let mut stream = http::connect(addr);
     write!(
         stream,
@@ -152,7 +152,9 @@ fn graceful_upgrade_hands_over_the_listeners_without_failing_a_request() {
             std::thread::spawn(move || {
                 let deadline = Instant::now() + Duration::from_secs(30);
                 while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                    match std::panic::catch_unwind(|| http::request(addr, "PUT", "/upgrading", &[], b"{}").status) {
+                    match std::panic::catch_unwind(|| {
+                        http::request(addr, "PUT", "/upgrading", &[], &http::npm_publish_doc("upgrading", 10)).status
+                    }) {
                         Ok(200) => ok.fetch_add(1, Ordering::Relaxed),
                         _ => failed.fetch_add(1, Ordering::Relaxed),
                     };

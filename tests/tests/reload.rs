@@ -40,7 +40,7 @@ fn reloads_under_traffic_fail_no_request() {
                             "PUT",
                             &format!("/pkg-{w}-{i}"),
                             &[("Content-Type", "application/json")],
-                            b"{\"name\":\"x\"}",
+                            &http::npm_publish_doc(&format!("pkg-{w}-{i}"), 10),
                         )
                     };
                     if r.status == 200 {
@@ -98,7 +98,7 @@ fn a_request_is_decided_under_the_revision_it_started_with() {
     let (_sink, _dir, gateway) = npm_over_sink("[registries.npm]\n");
     let before = gateway.revision();
     let addr = gateway.addr();
-    let body = vec![b'a'; 256 * 1024];
+    let body = http::npm_publish_doc("late-pkg", 190_000);
     let mut stream = http::connect(addr);
     write!(
         stream,
@@ -119,7 +119,7 @@ fn a_request_is_decided_under_the_revision_it_started_with() {
         r.text()
     );
     // A new request sees the new rules.
-    let r = http::request(addr, "PUT", "/late-pkg", &[], b"{}");
+    let r = http::request(addr, "PUT", "/late-pkg", &[], &http::npm_publish_doc("late-pkg", 10));
     assert_eq!(r.status, 403);
     let decisions = gateway.decisions(2);
     assert_eq!(decisions.len(), 2);
@@ -139,7 +139,14 @@ fn a_bad_rules_file_keeps_the_last_good_rules() {
         >= 1.0));
     assert_eq!(gateway.revision(), good);
     assert_eq!(
-        http::request(gateway.addr(), "PUT", "/anything", &[], b"{}").status,
+        http::request(
+            gateway.addr(),
+            "PUT",
+            "/anything",
+            &[],
+            &http::npm_publish_doc("anything", 10)
+        )
+        .status,
         403,
         "last good rules still apply"
     );

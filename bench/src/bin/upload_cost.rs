@@ -165,7 +165,11 @@ fn main() {
         }
     }
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results/upload-cost.json");
-    std::fs::write(&out, serde_json::to_string_pretty(&json!({"rows": rows})).expect("json")).expect("write");
+    std::fs::write(
+        &out,
+        serde_json::to_string_pretty(&json!({"rows": rows})).expect("json"),
+    )
+    .expect("write");
     println!("| case | target | p50 ms | p99 ms | gateway CPU µs/upload |");
     println!("|---|---|---:|---:|---:|");
     for r in &rows {

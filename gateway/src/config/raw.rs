@@ -206,6 +206,9 @@ pub struct RawRegistry {
     /// token: `refuse` (default when backend credentials are set) or `pass` (legacy mode:
     /// forwarded unchanged, logged and counted; the default without backend credentials).
     pub client_credentials: Option<ClientCredentials>,
+    /// npm: remove the `.sigstore` provenance attachment from publishes before they reach the
+    /// backend (the gateway keeps and serves it), for backends that refuse it (Verdaccio 6).
+    pub strip_npm_provenance: Option<bool>,
 }
 
 /// The backend's credential.

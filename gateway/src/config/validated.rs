@@ -261,6 +261,8 @@ pub struct Registry {
     pub backend_credential: Option<BackendCredential>,
     /// What happens to writes with a client credential that is not an upload token.
     pub client_credentials: ClientCredentials,
+    /// npm: strip the provenance attachment from forwarded publishes.
+    pub strip_npm_provenance: bool,
 }
 
 /// A registry's backend.
@@ -704,6 +706,12 @@ fn validate_registry(ctx: &Ctx<'_>, field: &str, raw: raw::RawRegistry) -> Resul
             "\"refuse\" needs backend_credentials: the gateway must have a credential to send instead",
         ));
     }
+    if raw.strip_npm_provenance.is_some() && raw.protocol != Protocol::Npm {
+        return Err(ctx.err(
+            format!("{field}.strip_npm_provenance"),
+            "applies to npm registries only",
+        ));
+    }
     Ok(Registry {
         name: raw.name,
         protocol: raw.protocol,
@@ -712,6 +720,7 @@ fn validate_registry(ctx: &Ctx<'_>, field: &str, raw: raw::RawRegistry) -> Resul
         upstream,
         backend_credential,
         client_credentials,
+        strip_npm_provenance: raw.strip_npm_provenance.unwrap_or(false),
     })
 }
 

@@ -2,6 +2,7 @@
 //! a project (and which), or something the gateway must refuse to guess about.
 
 pub mod npm;
+pub mod npm_body;
 pub mod path;
 pub mod pypi;
 

@@ -294,7 +294,10 @@ impl FormState {
 pub fn check_filename(filename: &str, project: &ProjectName, version: &str) -> Result<(), Refusal> {
     let (stem, wheel) = if let Some(stem) = filename.strip_suffix(".whl") {
         (stem, true)
-    } else if let Some(stem) = filename.strip_suffix(".tar.gz").or_else(|| filename.strip_suffix(".zip")) {
+    } else if let Some(stem) = filename
+        .strip_suffix(".tar.gz")
+        .or_else(|| filename.strip_suffix(".zip"))
+    {
         (stem, false)
     } else {
         return Err(Refusal::MalformedUpload(format!(

@@ -2,6 +2,7 @@
 //! cached so that retries and multi-artifact releases verify once.
 
 pub mod cache;
+pub mod npm;
 pub mod pep740;
 
 use std::sync::Arc;

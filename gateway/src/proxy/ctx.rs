@@ -120,6 +120,8 @@ pub struct WriteState {
     pub sha512: Option<Sha512>,
     /// The PyPI form parser, for PyPI posts.
     pub form: Option<FormInspector>,
+    /// The npm publish document scanner, for npm publishes.
+    pub npm: Option<crate::protocol::npm_body::PublishInspector>,
     /// What the write does, once known.
     pub action: Option<WriteAction>,
     /// The project, once known.
@@ -139,6 +141,7 @@ impl WriteState {
             sha256: Sha256::new(),
             sha512: sha512.then(Sha512::new),
             form,
+            npm: None,
             action,
             project,
         }

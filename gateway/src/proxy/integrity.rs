@@ -27,6 +27,27 @@ pub fn integrity_path(path: &str) -> Option<(&str, &str, &str)> {
     Some((project, version, filename))
 }
 
+/// `(package, version)` of an npm attestations path (`/-/npm/v1/attestations/<name>@<version>`,
+/// scoped names as `@scope%2fname` or `@scope/name`).
+pub fn npm_attestations_path(path: &str) -> Option<(String, String)> {
+    let rest = path.strip_prefix("/-/npm/v1/attestations/")?;
+    let decoded = crate::protocol::path::percent_decode(rest)?;
+    let (name, version) = decoded.rsplit_once('@')?;
+    if name.is_empty() || version.is_empty() || version.contains('/') {
+        return None;
+    }
+    Some((name.to_owned(), version.to_owned()))
+}
+
+/// The predicate type of a DSSE bundle's statement, when it has one.
+fn bundle_predicate_type(bundle: &Value) -> Option<String> {
+    use base64::Engine as _;
+    let payload = bundle["dsseEnvelope"]["payload"].as_str()?;
+    let statement = base64::engine::general_purpose::STANDARD.decode(payload).ok()?;
+    let statement: Value = serde_json::from_slice(&statement).ok()?;
+    statement["predicateType"].as_str().map(str::to_owned)
+}
+
 /// The publisher object of a provenance document, from what the signer's certificate said.
 fn publisher_object(signer_issuer_kind: &str, source_repository: Option<&str>, signer: Option<&str>) -> Value {
     let repository = source_repository.and_then(|uri| {
@@ -61,6 +82,65 @@ fn kind_of(signer: Option<&str>, source_repository: Option<&str>) -> &'static st
 }
 
 impl Gateway {
+    /// Answers npm's attestations endpoint from the ledger: the provenance bundle accepted with
+    /// the version's tarball.
+    pub(super) async fn serve_npm_attestations(
+        &self,
+        session: &mut Session,
+        ctx: &RequestCtx,
+        registry: &Registry,
+        package: &str,
+        version: &str,
+    ) -> Result<(), Refusal> {
+        let project = ProjectName::parse(Protocol::Npm, package).map_err(|e| Refusal::BadPath(e.to_string()))?;
+        let tarball = format!("{}-{version}.tgz", project.as_str());
+        let stored = self
+            .exchanger
+            .state()
+            .provenance_of(&registry.name, project.as_str(), version, &tarball)
+            .await
+            .map_err(|_| Refusal::StateUnavailable)?;
+        let (status, body) = match stored {
+            Some(p) if p.kind == "npm-sigstore" => {
+                let bundle: Value = serde_json::from_slice(&p.provenance).unwrap_or(Value::Null);
+                let document = json!({
+                    "attestations": [{
+                        "predicateType": bundle_predicate_type(&bundle),
+                        "bundle": bundle,
+                    }],
+                });
+                (200, serde_json::to_vec(&document).unwrap_or_default())
+            }
+            _ => (
+                404,
+                serde_json::to_vec(&json!({"error": format!("no attestations for {package}@{version}")}))
+                    .unwrap_or_default(),
+            ),
+        };
+        self.write_json(session, ctx, status, "application/json", body).await
+    }
+
+    /// Writes a small JSON answer served by the gateway itself.
+    async fn write_json(
+        &self,
+        session: &mut Session,
+        ctx: &RequestCtx,
+        status: u16,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<(), Refusal> {
+        let write = async {
+            let mut resp = ResponseHeader::build(status, Some(5))?;
+            resp.insert_header(http::header::CONTENT_TYPE, content_type)?;
+            resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+            resp.insert_header("x-request-id", ctx.id.as_str())?;
+            resp.insert_header(http::header::VIA, VIA)?;
+            session.write_response_header(Box::new(resp), false).await?;
+            session.write_response_body(Some(Bytes::from(body)), true).await
+        };
+        write.await.map_err(|_: Box<pingora::Error>| Refusal::Internal)
+    }
+
     /// Answers an Integrity API request from the ledger.
     pub(super) async fn serve_integrity(
         &self,
@@ -130,6 +210,19 @@ mod tests {
         assert_eq!(integrity_path("/integrity/demo/1.0/provenance"), None);
         assert_eq!(integrity_path("/integrity/demo/1.0/a/b/provenance"), None);
         assert_eq!(integrity_path("/simple/demo/"), None);
+    }
+
+    #[test]
+    fn npm_attestation_paths_take_scoped_names() {
+        assert_eq!(
+            npm_attestations_path("/-/npm/v1/attestations/sigstore@2.3.1"),
+            Some(("sigstore".into(), "2.3.1".into()))
+        );
+        assert_eq!(
+            npm_attestations_path("/-/npm/v1/attestations/@acme%2fwidget@1.0.0"),
+            Some(("@acme/widget".into(), "1.0.0".into()))
+        );
+        assert_eq!(npm_attestations_path("/-/npm/v1/attestations/nope"), None);
     }
 
     #[test]

@@ -24,16 +24,6 @@ impl Gateway {
         upload: &UploadFacts,
         provenance: ProvenanceRecord,
     ) -> Result<i64, Refusal> {
-        let (credential, publisher) = match &ctx.auth {
-            Auth::UploadToken(token) => (
-                "upload_token",
-                token
-                    .scope_for_project(&registry.name, upload.project.as_str())
-                    .map(|s| s.publisher.clone()),
-            ),
-            Auth::Legacy => ("legacy", None),
-            Auth::None => ("none", None),
-        };
         let entry = LedgerEntry {
             registry: registry.name.clone(),
             project: upload.project.as_str().to_owned(),
@@ -41,8 +31,8 @@ impl Gateway {
             filename: upload.filename.clone(),
             sha256: hex::encode(upload.content_sha256),
             size: upload.content_bytes,
-            credential: credential.to_owned(),
-            publisher,
+            credential: String::new(),
+            publisher: None,
             signer: provenance.signer,
             source_repository: provenance.source_repository,
             provenance_kind: provenance.attestations.as_ref().map(|_| "pep740".to_owned()),
@@ -50,10 +40,55 @@ impl Gateway {
             request_id: ctx.id.clone(),
             created_at: unix_now(),
         };
+        self.ledger_insert(ctx, entry, upload.project.as_str()).await
+    }
+
+    /// Fills in who uploaded and writes the pending row; fails closed.
+    async fn ledger_insert(&self, ctx: &RequestCtx, mut entry: LedgerEntry, project: &str) -> Result<i64, Refusal> {
+        let (credential, publisher) = match &ctx.auth {
+            Auth::UploadToken(token) => (
+                "upload_token",
+                token
+                    .scope_for_project(&entry.registry, project)
+                    .map(|s| s.publisher.clone()),
+            ),
+            Auth::Legacy => ("legacy", None),
+            Auth::None => ("none", None),
+        };
+        entry.credential = credential.to_owned();
+        entry.publisher = publisher;
         self.exchanger.state().ledger_begin(&entry).await.map_err(|e| {
             tracing::warn!(request_id = %ctx.id, error = %e, "the ledger could not record an upload; refused");
             Refusal::StateUnavailable
         })
+    }
+
+    /// Writes the pending ledger row of an accepted npm publish.
+    pub(super) async fn ledger_begin_npm(
+        &self,
+        ctx: &RequestCtx,
+        registry: &Registry,
+        project: &portcullis_rules::ProjectName,
+        tarball: &crate::protocol::npm_body::TarballFacts,
+        provenance: ProvenanceRecord,
+    ) -> Result<i64, Refusal> {
+        let entry = LedgerEntry {
+            registry: registry.name.clone(),
+            project: project.as_str().to_owned(),
+            version: tarball.version.clone(),
+            filename: tarball.attachment.clone(),
+            sha256: hex::encode(tarball.sha256),
+            size: tarball.bytes,
+            credential: String::new(),
+            publisher: None,
+            signer: provenance.signer,
+            source_repository: provenance.source_repository,
+            provenance_kind: provenance.attestations.as_ref().map(|_| "npm-sigstore".to_owned()),
+            provenance: provenance.attestations,
+            request_id: ctx.id.clone(),
+            created_at: unix_now(),
+        };
+        self.ledger_insert(ctx, entry, project.as_str()).await
     }
 
     /// Marks the request's ledger row committed (the backend answered 2xx) or failed.

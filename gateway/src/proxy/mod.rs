@@ -156,7 +156,16 @@ impl Gateway {
                     });
                     return Err(refusal);
                 }
-                ctx.write = Some(WriteState::new(true, None, Some(*action), Some(project.clone())));
+                let mut write = WriteState::new(true, None, Some(*action), Some(project.clone()));
+                if registry.protocol == Protocol::Npm && *action == WriteAction::Upload {
+                    // PUT /<pkg>: a publish or a metadata change, scanned as it streams.
+                    write.npm = Some(crate::protocol::npm_body::PublishInspector::new(
+                        project.as_str(),
+                        crate::protocol::npm_body::Limits::default(),
+                        registry.strip_npm_provenance,
+                    ));
+                }
+                ctx.write = Some(write);
             }
             RequestClass::PypiForm => {
                 let content_type = req
@@ -222,6 +231,21 @@ impl Gateway {
                 form.feed(chunk.clone()).await?;
             }
         }
+        // npm publishes: the scanner checks the document as it passes and may rewrite it
+        // (provenance stripping); what it returns is what goes upstream.
+        let (chunk, npm_facts) = match write.npm.as_mut() {
+            None => (chunk, None),
+            Some(inspector) => {
+                let forwarded = inspector.feed(&chunk).map_err(Refusal::from)?;
+                if end_of_stream {
+                    let inspector = write.npm.take().ok_or(Refusal::Internal)?;
+                    let (rest, facts) = inspector.finish().map_err(Refusal::from)?;
+                    (concat(forwarded, rest), Some(facts))
+                } else {
+                    (forwarded, None)
+                }
+            }
+        };
         if !end_of_stream {
             return Ok(Some(write.holdback.push(chunk)));
         }
@@ -246,8 +270,16 @@ impl Gateway {
                     (WriteAction::Change, removal.project().clone(), detail)
                 }
             },
-            None => match (write.action, write.project.clone()) {
-                (Some(a), Some(p)) => (a, p, None),
+            None => match (write.action, write.project.clone(), &npm_facts) {
+                (Some(_), Some(p), Some(facts)) => match &facts.tarball {
+                    Some(t) => {
+                        let detail = format!("{} {} sha512={}", t.version, t.attachment, hex::encode(t.sha512));
+                        (WriteAction::Upload, p, Some(detail))
+                    }
+                    // A PUT of the document without a tarball: deprecate or another metadata change.
+                    None => (WriteAction::Change, p, Some("metadata change".to_owned())),
+                },
+                (Some(a), Some(p), None) => (a, p, None),
                 _ => return Err(Refusal::Internal),
             },
         };
@@ -263,6 +295,23 @@ impl Gateway {
             Outcome::Allow => None,
             Outcome::Refuse { kind, message } => Some(Refusal::from_rules(*kind, message.clone())),
         };
+        if let (None, Some(facts)) = (&refusal, &npm_facts) {
+            if let Some(tarball) = &facts.tarball {
+                match self
+                    .check_npm_provenance(&mut *ctx, &registry, &project, facts, tarball)
+                    .await
+                {
+                    Ok(found) => {
+                        detail = Some(format!("{} {}", detail.unwrap_or_default(), found.summary));
+                        match self.ledger_begin_npm(ctx, &registry, &project, tarball, found).await {
+                            Ok(id) => ctx.ledger_id = Some(id),
+                            Err(r) => refusal = Some(r),
+                        }
+                    }
+                    Err(r) => refusal = Some(r),
+                }
+            }
+        }
         if let (None, Some(upload)) = (&refusal, &upload) {
             match self.check_pypi_provenance(&mut *ctx, &registry, upload).await {
                 Ok(found) => {
@@ -532,6 +581,20 @@ impl ProxyHttp for Gateway {
             Err(refusal) => Err(refusal),
         };
         if routed.is_ok() && ctx.class == RequestClass::Read {
+            if let Some(registry) = self.registry(ctx).filter(|r| r.protocol == Protocol::Npm).cloned() {
+                let path = ctx.upstream_path.clone().unwrap_or_default();
+                let path = path.split('?').next().unwrap_or_default();
+                if let Some((package, version)) = integrity::npm_attestations_path(path) {
+                    if let Err(refusal) = self
+                        .serve_npm_attestations(session, ctx, &registry, &package, &version)
+                        .await
+                    {
+                        self.respond_refusal(session, ctx, &refusal).await?;
+                        ctx.refusal = Some(refusal);
+                    }
+                    return Ok(true);
+                }
+            }
             if let Some(registry) = self.registry(ctx).filter(|r| r.protocol == Protocol::Pypi).cloned() {
                 let path = ctx.upstream_path.clone().unwrap_or_default();
                 let path = path.split('?').next().unwrap_or_default();
@@ -596,6 +659,13 @@ impl ProxyHttp for Gateway {
         let via = appended(upstream_request.headers.get(http::header::VIA), VIA);
         upstream_request.insert_header(http::header::VIA, via)?;
         upstream_request.insert_header("x-request-id", ctx.id.as_str())?;
+        if ctx.write.as_ref().is_some_and(|w| w.npm.is_some())
+            && self.registry(ctx).is_some_and(|r| r.strip_npm_provenance)
+        {
+            // The forwarded publish may be shorter than the client's: send it chunked.
+            upstream_request.remove_header(&http::header::CONTENT_LENGTH);
+            upstream_request.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+        }
         match ctx.credential {
             CredentialAction::Keep => {}
             CredentialAction::Remove => {

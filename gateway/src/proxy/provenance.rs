@@ -40,7 +40,9 @@ impl Gateway {
         let checked = if unverifiable {
             let (mode, _) = rules.rules.provenance_mode(&registry.name, &upload.project);
             if mode == ProvenanceMode::Required {
-                Checked::Invalid("this gateway has no Sigstore trusted root configured, so attestations cannot be verified".into())
+                Checked::Invalid(
+                    "this gateway has no Sigstore trusted root configured, so attestations cannot be verified".into(),
+                )
             } else {
                 Checked::None
             }
@@ -55,6 +57,26 @@ impl Gateway {
             )
             .await
         };
+        let subject = Subject {
+            project: &upload.project,
+            file: &upload.filename,
+            sha256: upload.content_sha256,
+            document: upload.attestations.as_deref(),
+        };
+        self.apply_provenance_rules(ctx, registry, &subject, checked, unverifiable)
+            .await
+    }
+
+    /// Applies the provenance rules to what verification found (`checked`) for `subject`.
+    pub(super) async fn apply_provenance_rules(
+        &self,
+        ctx: &mut RequestCtx,
+        registry: &Registry,
+        subject: &Subject<'_>,
+        checked: Checked,
+        unverifiable: bool,
+    ) -> Result<ProvenanceRecord, Refusal> {
+        let rules = ctx.rules.clone().ok_or(Refusal::Internal)?;
         let evidence = match &checked {
             Checked::None => Evidence::None,
             Checked::Verified(facts) => Evidence::Verified(facts),
@@ -62,7 +84,7 @@ impl Gateway {
         };
         let uploader = match &ctx.auth {
             Auth::UploadToken(token) => token
-                .scope_for_project(&registry.name, upload.project.as_str())
+                .scope_for_project(&registry.name, subject.project.as_str())
                 .map(|s| s.publisher.as_str()),
             _ => None,
         };
@@ -71,7 +93,7 @@ impl Gateway {
         let earlier = self
             .exchanger
             .state()
-            .project_provenance(&registry.name, upload.project.as_str())
+            .project_provenance(&registry.name, subject.project.as_str())
             .await
             .map_err(|e| {
                 tracing::warn!(request_id = %ctx.id, error = %e, "the ledger could not tell the project's history");
@@ -81,7 +103,7 @@ impl Gateway {
             uploads_with_provenance: earlier.uploads_with_provenance,
             source_repositories: earlier.source_repositories,
         };
-        ctx.provenance_steps = steps(&checked, upload, &history);
+        ctx.provenance_steps = steps(&checked, subject, &history);
         if unverifiable {
             ctx.provenance_steps.push(
                 "attestations present but not verified: no Sigstore trusted root is configured ([provenance] trusted_root)"
@@ -90,7 +112,7 @@ impl Gateway {
         }
         let decision = rules.rules.decide_provenance(&ProvenanceFacts {
             registry: &registry.name,
-            project: &upload.project,
+            project: subject.project,
             uploader,
             evidence,
             history: &history,
@@ -142,7 +164,7 @@ impl Gateway {
                 target: "portcullis::provenance",
                 request_id = %ctx.id,
                 registry = registry.name.as_str(),
-                project = upload.project.as_str(),
+                project = subject.project.as_str(),
                 rule = decision.rule.as_str(),
                 shadow = decision.shadow,
                 would_refuse = would.as_str(),
@@ -163,7 +185,7 @@ impl Gateway {
             Checked::Verified(facts) => (
                 facts.first().and_then(|f| f.signer.sans.first().cloned()),
                 facts.first().and_then(|f| f.signer.source_repository_uri.clone()),
-                upload.attestations.clone(),
+                subject.document.map(<[u8]>::to_vec),
             ),
             _ => (None, None, None),
         };
@@ -176,8 +198,70 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// Verifies an npm publish's provenance attachment and applies the provenance rules.
+    pub(super) async fn check_npm_provenance(
+        &self,
+        ctx: &mut RequestCtx,
+        registry: &Registry,
+        project: &portcullis_rules::ProjectName,
+        facts: &crate::protocol::npm_body::PublishFacts,
+        tarball: &crate::protocol::npm_body::TarballFacts,
+    ) -> Result<ProvenanceRecord, Refusal> {
+        let rules = ctx.rules.clone().ok_or(Refusal::Internal)?;
+        let unverifiable = self.provenance.root.is_none() && facts.provenance.is_some();
+        let checked = match (&self.provenance.root, unverifiable) {
+            (_, true) => {
+                let (mode, _) = rules.rules.provenance_mode(&registry.name, project);
+                if mode == ProvenanceMode::Required {
+                    Checked::Invalid(
+                        "this gateway has no Sigstore trusted root configured, so provenance cannot be verified".into(),
+                    )
+                } else {
+                    Checked::None
+                }
+            }
+            (Some(root), false) => {
+                crate::provenance::npm::check(
+                    &self.provenance.cache,
+                    root,
+                    facts.provenance.as_deref(),
+                    &facts.name,
+                    &tarball.version,
+                    tarball.sha256,
+                    tarball.sha512,
+                    facts.repository_url.as_deref(),
+                    unix_now(),
+                )
+                .await
+            }
+            (None, false) => Checked::None,
+        };
+        let subject = Subject {
+            project,
+            file: &tarball.attachment,
+            sha256: tarball.sha256,
+            document: facts.provenance.as_deref(),
+        };
+        self.apply_provenance_rules(ctx, registry, &subject, checked, unverifiable)
+            .await
+    }
+}
+
+/// What an upload's provenance is about.
+pub(super) struct Subject<'a> {
+    /// The project.
+    pub project: &'a portcullis_rules::ProjectName,
+    /// The file (PyPI) or tarball attachment (npm).
+    pub file: &'a str,
+    /// Its SHA-256.
+    pub sha256: [u8; 32],
+    /// The provenance document as uploaded (attestations field, or the npm bundle).
+    pub document: Option<&'a [u8]>,
+}
+
 /// The verification steps behind a provenance decision, for the explanation.
-fn steps(checked: &Checked, upload: &UploadFacts, history: &ProjectHistory) -> Vec<String> {
+fn steps(checked: &Checked, upload: &Subject<'_>, history: &ProjectHistory) -> Vec<String> {
     let mut steps = vec![format!(
         "ledger: {} earlier upload(s) of the project with provenance, source repositories {:?}",
         history.uploads_with_provenance, history.source_repositories
@@ -193,8 +277,8 @@ fn steps(checked: &Checked, upload: &UploadFacts, history: &ProjectHistory) -> V
                      transparency log entry and inclusion proof, DSSE signature); statement {} with one subject \
                      {:?} sha256 {}; signer {:?} from {:?}, source repository {:?}, build config {:?}, trigger {:?}",
                     fact.predicate_type,
-                    upload.filename,
-                    hex::encode(upload.content_sha256),
+                    upload.file,
+                    hex::encode(upload.sha256),
                     signer.sans.first(),
                     signer.issuer,
                     signer.source_repository_uri,

@@ -1,0 +1,2860 @@
+//! Streaming inspection of an npm publish document (`PUT /<pkg>` with a JSON body).
+//!
+//! `npm publish` sends one JSON object (libnpmpublish): `_id`, `name`, `dist-tags`, `versions`
+//! (one manifest), `access` and `_attachments`, whose `<name>-<version>.tgz` member carries the
+//! package tarball as base64 in `data` — hundreds of MiB for big packages — and, with
+//! `--provenance`, a `<name>-<version>.sigstore` member whose `data` is the Sigstore bundle as a
+//! JSON string. `npm deprecate` PUTs the whole packument back, without attachments.
+//!
+//! [`PublishInspector`] is a push (incremental) JSON scanner: it is fed the body chunk by chunk,
+//! decodes and hashes the tarball on the fly (SHA-512 and SHA-1, never accumulating it), keeps
+//! only the small values the checks need, and at the end checks the document against the
+//! package named by the path ([`PublishInspector::finish`]). Memory stays bounded by
+//! [`Limits`] whatever the tarball size. Duplicate keys are refused anywhere in the document:
+//! backends keep the last duplicate, so the gateway and the backend could read different values.
+//!
+//! With `strip_provenance`, the `.sigstore` member is removed from the forwarded bytes (some
+//! backends refuse publishes that carry it) while the JSON stays valid.
+
+use std::collections::HashSet;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use bytes::Bytes;
+use sha1::Sha1;
+use sha2::{Digest, Sha256, Sha512};
+
+use crate::error::Refusal;
+
+/// Longest attachment name accepted, in bytes (an npm name is at most 214 bytes, a version
+/// at most 256). It also bounds what is held back while stripping provenance.
+pub const MAX_ATTACHMENT_NAME_BYTES: usize = 512;
+
+/// Longest key kept for paths in error messages, in characters.
+const MAX_LABEL_CHARS: usize = 64;
+
+/// Most characters accepted in an attachment's `length` (a `u64` has at most 20 digits).
+const MAX_LENGTH_CHARS: usize = 20;
+
+/// Base64 characters decoded at once (a multiple of 4); the output block lives on the stack.
+const B64_BLOCK: usize = 16 * 1024;
+
+/// Bounds on what a publish document may contain; they bound the inspector's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest string (key or value, decoded bytes) other than the tarball data; READMEs can
+    /// be big. Default 4 MiB.
+    pub max_string_bytes: usize,
+    /// Longest provenance bundle (the decoded `.sigstore` `data` string). Default 1 MiB.
+    pub max_provenance_bytes: usize,
+    /// Deepest nesting of objects and arrays (the document itself is depth 1). Default 64.
+    pub max_depth: usize,
+    /// Most keys in one object. Default 10 000.
+    pub max_object_keys: usize,
+    /// Total of the small values kept for the facts and the checks (names, version keys,
+    /// dist-tags, integrity strings, deprecation messages, repository URLs). Default 16 MiB.
+    pub max_metadata_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_string_bytes: 4 << 20,
+            max_provenance_bytes: 1 << 20,
+            max_depth: 64,
+            max_object_keys: 10_000,
+            max_metadata_bytes: 16 << 20,
+        }
+    }
+}
+
+/// What kind of write the document is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishKind {
+    /// A new version with its `.tgz` attachment.
+    Publish,
+    /// No attachments (absent or empty `_attachments`): a whole-packument PUT such as
+    /// `npm deprecate` or `npm dist-tag` on old registries.
+    MetadataOnly,
+}
+
+/// Facts about the attached tarball, computed by the gateway from the decoded bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TarballFacts {
+    /// The attachment's name (`<name>-<version>.tgz`).
+    pub attachment: String,
+    /// The version published.
+    pub version: String,
+    /// Size of the decoded tarball.
+    pub bytes: u64,
+    /// SHA-256 of the decoded tarball (the ledger's digest, and a subject digest some
+    /// statements use).
+    pub sha256: [u8; 32],
+    /// SHA-512 of the decoded tarball.
+    pub sha512: [u8; 64],
+    /// SHA-1 of the decoded tarball.
+    pub sha1: [u8; 20],
+    /// The attachment's `length`, when sent (checked equal to `bytes`).
+    pub declared_length: Option<u64>,
+}
+
+/// What an npm publish document asks for, once the whole body passed the checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishFacts {
+    /// The top-level `name` (equal to the package of the path).
+    pub name: String,
+    /// The keys of `versions`, in document order.
+    pub versions: Vec<String>,
+    /// The `dist-tags` members (tag, version), in document order.
+    pub dist_tags: Vec<(String, String)>,
+    /// Publish or metadata-only.
+    pub kind: PublishKind,
+    /// The tarball, for a [`PublishKind::Publish`].
+    pub tarball: Option<TarballFacts>,
+    /// The `<name>-<version>.sigstore` attachment's `data`, decoded from its JSON string: the
+    /// Sigstore bundle JSON.
+    pub provenance: Option<Vec<u8>>,
+    /// Whether the `.sigstore` member was removed from the forwarded bytes.
+    pub provenance_stripped: bool,
+    /// `repository.url` (or `repository` when it is a string) of the version, when the
+    /// document has exactly one version.
+    pub repository_url: Option<String>,
+    /// `(version, message)` for every version carrying a `deprecated` string (an empty message
+    /// is npm's way to lift a deprecation).
+    pub deprecated: Vec<(String, String)>,
+}
+
+/// Why a publish document is refused. Each variant has a stable [`code`](PublishError::code).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    /// The body is empty.
+    #[error("the publish body is empty; send the package document as JSON")]
+    Empty,
+    /// The body is not well-formed JSON.
+    #[error("the publish body is not valid JSON at byte {offset}: {reason}")]
+    Syntax {
+        /// Byte offset in the body.
+        offset: u64,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The body ended before the JSON document did.
+    #[error("the publish body ended before its JSON document was complete; send the whole document")]
+    Truncated,
+    /// The document is not a JSON object.
+    #[error("the publish body must be a JSON object (the package document npm sends)")]
+    NotAnObject,
+    /// A string is not valid Unicode.
+    #[error("the string at {path} is not valid Unicode ({reason}); send UTF-8 JSON without lone surrogate escapes")]
+    InvalidUnicode {
+        /// Where in the document.
+        path: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A key appears twice in one object.
+    #[error("the key {key:?} appears more than once in {path}; send each key once")]
+    DuplicateKey {
+        /// The object.
+        path: String,
+        /// The repeated key (shortened).
+        key: String,
+    },
+    /// Objects and arrays nest too deep.
+    #[error("the JSON nesting at {path} is deeper than {limit} levels")]
+    TooDeep {
+        /// Where in the document.
+        path: String,
+        /// The limit.
+        limit: usize,
+    },
+    /// An object has too many keys.
+    #[error("the object {path} has more than {limit} keys")]
+    TooManyKeys {
+        /// The object.
+        path: String,
+        /// The limit.
+        limit: usize,
+    },
+    /// A string other than the tarball data is too long.
+    #[error("the string at {path} is longer than {limit} bytes")]
+    StringTooLong {
+        /// Where in the document.
+        path: String,
+        /// The limit.
+        limit: usize,
+    },
+    /// The values kept for the checks add up to too much.
+    #[error("the package document's metadata is larger than {limit} bytes; publish fewer or smaller versions")]
+    MetadataTooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// The provenance bundle is too large.
+    #[error("the provenance bundle is larger than {limit} bytes")]
+    ProvenanceTooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// A value has the wrong JSON type.
+    #[error("{path} must be {expected}")]
+    WrongType {
+        /// Where in the document.
+        path: String,
+        /// The type expected.
+        expected: &'static str,
+    },
+    /// The document has no top-level `name`.
+    #[error("the package document has no \"name\"; it must be {expected:?}")]
+    NameMissing {
+        /// The package of the path.
+        expected: String,
+    },
+    /// The top-level `name` is not the package of the path.
+    #[error("the package document is for {found:?} but was sent to the URL of {expected:?}; publish each package to its own URL")]
+    NameMismatch {
+        /// The document's name (shortened).
+        found: String,
+        /// The package of the path.
+        expected: String,
+    },
+    /// The top-level `_id` is not the package of the path.
+    #[error("the package document's \"_id\" is {found:?} but the package is {expected:?}")]
+    IdMismatch {
+        /// The document's `_id` (shortened).
+        found: String,
+        /// The package of the path.
+        expected: String,
+    },
+    /// An attachment that is neither a `.tgz` nor a `.sigstore`.
+    #[error("the attachment {name:?} is not accepted: only the package tarball (<name>-<version>.tgz) and its provenance (<name>-<version>.sigstore) may be attached")]
+    UnexpectedAttachment {
+        /// The attachment's name (shortened).
+        name: String,
+    },
+    /// More than one `.tgz` attachment.
+    #[error("the package document carries more than one .tgz attachment; publish one tarball at a time")]
+    MultipleTarballs,
+    /// More than one `.sigstore` attachment.
+    #[error("the package document carries more than one .sigstore attachment; attach one provenance bundle")]
+    MultipleProvenance,
+    /// An attachment is not named after the package and the version published.
+    #[error("the attachment {found:?} must be named {expected:?} (package name, version, extension)")]
+    AttachmentName {
+        /// The attachment's name (shortened).
+        found: String,
+        /// The name expected.
+        expected: String,
+    },
+    /// A `.sigstore` attachment without a tarball.
+    #[error("the package document carries provenance ({name:?}) but no .tgz tarball")]
+    ProvenanceWithoutTarball {
+        /// The `.sigstore` attachment's name (shortened).
+        name: String,
+    },
+    /// An attachment without `data`.
+    #[error("the attachment {name:?} has no \"data\"")]
+    AttachmentDataMissing {
+        /// The attachment's name (shortened).
+        name: String,
+    },
+    /// A publish with other than exactly one version.
+    #[error("a publish must carry exactly one version in \"versions\", this one carries {found}")]
+    VersionCount {
+        /// How many versions the document carries.
+        found: usize,
+    },
+    /// The published manifest's `name` or `version` contradicts the document.
+    #[error("versions[{version:?}].{field} is {found:?} but must be {expected:?}")]
+    VersionField {
+        /// The version key (shortened).
+        version: String,
+        /// `name` or `version`.
+        field: &'static str,
+        /// The manifest's value (shortened).
+        found: String,
+        /// The value expected.
+        expected: String,
+    },
+    /// The tarball data is not canonical base64.
+    #[error("the tarball data is not valid base64 (standard alphabet with padding): {reason}")]
+    BadBase64 {
+        /// What is wrong.
+        reason: String,
+    },
+    /// An attachment's `length` is not a non-negative integer.
+    #[error("the attachment {name:?} has a \"length\" that is not a non-negative integer")]
+    BadLength {
+        /// The attachment's name (shortened).
+        name: String,
+    },
+    /// The tarball's `length` differs from its decoded size.
+    #[error("the tarball attachment declares length {declared} but its data decodes to {actual} bytes")]
+    LengthMismatch {
+        /// The attachment's `length`.
+        declared: u64,
+        /// The decoded size.
+        actual: u64,
+    },
+    /// The published version has no sha512 integrity.
+    #[error(
+        "versions[{version:?}].dist.integrity has no sha512 hash; send the tarball's sha512 integrity as npm does"
+    )]
+    IntegrityMissing {
+        /// The version key (shortened).
+        version: String,
+    },
+    /// The sha512 integrity does not match the tarball.
+    #[error("versions[{version:?}].dist.integrity does not match the attached tarball, whose integrity is {actual}")]
+    IntegrityMismatch {
+        /// The version key (shortened).
+        version: String,
+        /// The tarball's `sha512-<base64>`.
+        actual: String,
+    },
+    /// The shasum does not match the tarball.
+    #[error("versions[{version:?}].dist.shasum is {found:?} but the attached tarball's SHA-1 is {actual}")]
+    ShasumMismatch {
+        /// The version key (shortened).
+        version: String,
+        /// The shasum sent (shortened).
+        found: String,
+        /// The tarball's SHA-1, hex.
+        actual: String,
+    },
+}
+
+impl PublishError {
+    /// A stable, bounded snake_case code for logs, metrics and responses.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PublishError::Empty => "npm_body_empty",
+            PublishError::Syntax { .. } => "npm_body_syntax",
+            PublishError::Truncated => "npm_body_truncated",
+            PublishError::NotAnObject => "npm_body_not_object",
+            PublishError::InvalidUnicode { .. } => "npm_body_invalid_unicode",
+            PublishError::DuplicateKey { .. } => "npm_body_duplicate_key",
+            PublishError::TooDeep { .. } => "npm_body_too_deep",
+            PublishError::TooManyKeys { .. } => "npm_body_too_many_keys",
+            PublishError::StringTooLong { .. } => "npm_body_string_too_long",
+            PublishError::MetadataTooLarge { .. } => "npm_body_metadata_too_large",
+            PublishError::ProvenanceTooLarge { .. } => "npm_provenance_too_large",
+            PublishError::WrongType { .. } => "npm_body_wrong_type",
+            PublishError::NameMissing { .. } => "npm_name_missing",
+            PublishError::NameMismatch { .. } => "npm_name_mismatch",
+            PublishError::IdMismatch { .. } => "npm_id_mismatch",
+            PublishError::UnexpectedAttachment { .. } => "npm_unexpected_attachment",
+            PublishError::MultipleTarballs => "npm_multiple_tarballs",
+            PublishError::MultipleProvenance => "npm_multiple_provenance",
+            PublishError::AttachmentName { .. } => "npm_attachment_name",
+            PublishError::ProvenanceWithoutTarball { .. } => "npm_provenance_without_tarball",
+            PublishError::AttachmentDataMissing { .. } => "npm_attachment_data_missing",
+            PublishError::VersionCount { .. } => "npm_version_count",
+            PublishError::VersionField { .. } => "npm_version_field",
+            PublishError::BadBase64 { .. } => "npm_tarball_bad_base64",
+            PublishError::BadLength { .. } => "npm_attachment_bad_length",
+            PublishError::LengthMismatch { .. } => "npm_tarball_length_mismatch",
+            PublishError::IntegrityMissing { .. } => "npm_integrity_missing",
+            PublishError::IntegrityMismatch { .. } => "npm_integrity_mismatch",
+            PublishError::ShasumMismatch { .. } => "npm_shasum_mismatch",
+        }
+    }
+}
+
+impl From<PublishError> for Refusal {
+    fn from(error: PublishError) -> Self {
+        let message = error.to_string();
+        match error {
+            PublishError::LengthMismatch { .. }
+            | PublishError::IntegrityMismatch { .. }
+            | PublishError::ShasumMismatch { .. } => Refusal::DigestMismatch(message),
+            PublishError::StringTooLong { .. }
+            | PublishError::MetadataTooLarge { .. }
+            | PublishError::ProvenanceTooLarge { .. } => Refusal::TooLarge { message },
+            _ => Refusal::MalformedUpload(message),
+        }
+    }
+}
+
+/// Cuts user-controlled text for messages.
+fn short(text: &str) -> String {
+    if text.chars().count() <= 120 {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(120).collect();
+    cut.push('…');
+    cut
+}
+
+/// What an object is, as far as the checks care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ctx {
+    Root,
+    DistTags,
+    Versions,
+    Version(usize),
+    Dist(usize),
+    Repository(usize),
+    Attachments,
+    Attachment(usize),
+    Other,
+}
+
+/// What the value of the current member (or the next value) is for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+enum Slot {
+    #[default]
+    Other,
+    Root,
+    Name,
+    Id,
+    DistTags,
+    DistTag(String),
+    Versions,
+    Version(usize),
+    VersionName(usize),
+    VersionVersion(usize),
+    Deprecated(usize),
+    Dist(usize),
+    Integrity(usize),
+    Shasum(usize),
+    Repository(usize),
+    RepositoryUrl(usize),
+    Attachments,
+    Attachment(usize),
+    Data(usize),
+    Length(usize),
+}
+
+impl Slot {
+    /// The JSON type the checks need, for messages.
+    fn expected(&self) -> &'static str {
+        match self {
+            Slot::Root | Slot::DistTags | Slot::Versions | Slot::Version(_) | Slot::Dist(_) => "an object",
+            Slot::Attachments | Slot::Attachment(_) => "an object",
+            Slot::Length(_) => "a non-negative integer",
+            _ => "a string",
+        }
+    }
+
+    /// The context of an object in this slot, or `None` when an object is the wrong type.
+    fn object_ctx(&self) -> Option<Ctx> {
+        Some(match self {
+            Slot::Root => Ctx::Root,
+            Slot::DistTags => Ctx::DistTags,
+            Slot::Versions => Ctx::Versions,
+            Slot::Version(v) => Ctx::Version(*v),
+            Slot::Dist(v) => Ctx::Dist(*v),
+            Slot::Repository(v) => Ctx::Repository(*v),
+            Slot::Attachments => Ctx::Attachments,
+            Slot::Attachment(a) => Ctx::Attachment(*a),
+            Slot::Other | Slot::RepositoryUrl(_) => Ctx::Other,
+            _ => return None,
+        })
+    }
+
+    /// Whether a value that is not a string or an object is acceptable (and ignored) here.
+    fn takes_anything(&self) -> bool {
+        matches!(self, Slot::Other | Slot::Repository(_) | Slot::RepositoryUrl(_))
+    }
+}
+
+/// An open object or array.
+#[derive(Debug)]
+struct Frame {
+    is_object: bool,
+    ctx: Ctx,
+    /// Truncated SHA-256 of every key seen (collisions can only refuse, never miss a duplicate).
+    keys: HashSet<[u8; 16]>,
+    /// Members (or elements) started so far.
+    count: usize,
+    /// The current member's key, shortened, for messages.
+    label: String,
+    /// What the current member's value is for.
+    slot: Slot,
+}
+
+impl Frame {
+    fn new(is_object: bool, ctx: Ctx) -> Self {
+        Frame {
+            is_object,
+            ctx,
+            keys: HashSet::new(),
+            count: 0,
+            label: String::new(),
+            slot: Slot::Other,
+        }
+    }
+}
+
+/// JSON number grammar states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Num {
+    Minus,
+    Zero,
+    Int,
+    Dot,
+    Frac,
+    Exp,
+    ExpSign,
+    ExpDigits,
+}
+
+impl Num {
+    fn next(self, b: u8) -> Option<Num> {
+        use Num::*;
+        match (self, b) {
+            (Minus, b'0') => Some(Zero),
+            (Minus | Int, b'1'..=b'9') | (Int, b'0') => Some(Int),
+            (Zero | Int, b'.') => Some(Dot),
+            (Zero | Int | Frac, b'e' | b'E') => Some(Exp),
+            (Dot | Frac, b'0'..=b'9') => Some(Frac),
+            (Exp, b'+' | b'-') => Some(ExpSign),
+            (Exp | ExpSign | ExpDigits, b'0'..=b'9') => Some(ExpDigits),
+            _ => None,
+        }
+    }
+
+    fn complete(self) -> bool {
+        matches!(self, Num::Zero | Num::Int | Num::Frac | Num::ExpDigits)
+    }
+}
+
+/// Where the tokenizer is.
+#[derive(Debug, Clone, Copy)]
+enum Lex {
+    /// A value must come (after ':' or ',' in an array, or the document).
+    Value,
+    /// Right after '[': a value or ']'.
+    ValueOrEnd,
+    /// Right after '{': a key or '}'.
+    KeyOrEnd,
+    /// After ',' in an object: a key.
+    Key,
+    /// After a key: ':'.
+    Colon,
+    /// After a value in a container: ',' or its closer.
+    CommaOrEnd,
+    /// Inside a string.
+    Str,
+    /// Inside a number.
+    Num(Num),
+    /// Inside `true`, `false` or `null`, at this position of the word.
+    Lit(&'static [u8], usize),
+    /// After the document.
+    Done,
+}
+
+/// Escape decoding inside a string.
+#[derive(Debug, Clone, Copy)]
+enum Esc {
+    None,
+    Backslash,
+    Hex {
+        n: u8,
+        acc: u32,
+    },
+    /// After a high surrogate escape: `\` of the low one must come.
+    LowBackslash,
+    /// After a high surrogate escape and `\`: `u` must come.
+    LowU,
+}
+
+/// Where a decoded string goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sink {
+    /// Validated and counted, not kept.
+    Skip,
+    /// Kept in the capture buffer.
+    Capture(CapKind),
+    /// Base64-decoded and hashed.
+    Tarball,
+}
+
+/// What a captured string is, for its limit and its error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CapKind {
+    Key,
+    AttachmentKey,
+    Value,
+    Provenance,
+}
+
+/// The string being scanned.
+#[derive(Debug, Clone, Copy)]
+struct StrState {
+    esc: Esc,
+    /// A high surrogate waiting for its low half (0: none).
+    high: u32,
+    utf8: [u8; 4],
+    have: u8,
+    need: u8,
+    sink: Sink,
+    limit: usize,
+    skipped: usize,
+    is_key: bool,
+}
+
+impl StrState {
+    fn new(sink: Sink, limit: usize, is_key: bool) -> Self {
+        StrState {
+            esc: Esc::None,
+            high: 0,
+            utf8: [0; 4],
+            have: 0,
+            need: 0,
+            sink,
+            limit,
+            skipped: 0,
+            is_key,
+        }
+    }
+}
+
+/// What happens to the bytes being scanned, when stripping provenance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Pass,
+    Hold,
+    Drop,
+}
+
+/// The forwarded bytes.
+#[derive(Debug)]
+struct Forward {
+    strip: bool,
+    mode: Mode,
+    /// Start in the current chunk of the bytes not yet given to `out`/`held`.
+    mark: usize,
+    out: Vec<u8>,
+    /// An `_attachments` member key, held until it is known.
+    held: Vec<u8>,
+    /// A ',' before the held member was withheld.
+    pending_comma: bool,
+    /// `_attachments` members forwarded so far.
+    emitted: usize,
+    /// The `.sigstore` member's value is being dropped.
+    dropping_member: bool,
+    stripped: bool,
+}
+
+impl Forward {
+    fn flush(&mut self, chunk: &[u8], upto: usize) {
+        if !self.strip {
+            return;
+        }
+        let run = &chunk[self.mark..upto];
+        match self.mode {
+            Mode::Pass => self.out.extend_from_slice(run),
+            Mode::Hold => self.held.extend_from_slice(run),
+            Mode::Drop => {}
+        }
+        self.mark = upto;
+    }
+
+    fn switch(&mut self, chunk: &[u8], at: usize, mode: Mode) {
+        if !self.strip {
+            return;
+        }
+        self.flush(chunk, at);
+        self.mode = mode;
+    }
+
+    /// The held `_attachments` member key ends before `end`: drop the member or release it.
+    fn resolve_member(&mut self, chunk: &[u8], end: usize, drop: bool) {
+        if !self.strip {
+            return;
+        }
+        if drop {
+            self.switch(chunk, end, Mode::Drop);
+            self.held.clear();
+            self.dropping_member = true;
+            self.stripped = true;
+        } else {
+            self.switch(chunk, end, Mode::Pass);
+            if self.pending_comma && self.emitted > 0 {
+                self.out.push(b',');
+            }
+            self.out.append(&mut self.held);
+            self.emitted += 1;
+        }
+        self.pending_comma = false;
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AttachmentKind {
+    Tarball,
+    Provenance,
+}
+
+#[derive(Debug)]
+struct AttachmentEntry {
+    name: String,
+    kind: AttachmentKind,
+    has_data: bool,
+    length: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+struct VersionEntry {
+    version: String,
+    name: Option<String>,
+    version_field: Option<String>,
+    integrity: Option<String>,
+    shasum: Option<String>,
+    repository: Option<String>,
+    deprecated: Option<String>,
+}
+
+/// Streaming base64 state: at most 3 characters wait for their group between chunks.
+#[derive(Debug, Default)]
+struct B64 {
+    pend: [u8; 4],
+    npend: usize,
+    /// A padded group was decoded: nothing may follow.
+    done: bool,
+}
+
+struct TarHash {
+    sha256: Sha256,
+    sha512: Sha512,
+    sha1: Sha1,
+    bytes: u64,
+}
+
+/// An incremental scanner of an npm publish document, fed the body chunk by chunk.
+///
+/// [`feed`](Self::feed) returns the bytes to forward for each chunk; an error means the body
+/// must not reach the backend (abort the upstream request). [`finish`](Self::finish) runs the
+/// checks that need the whole document and returns the [`PublishFacts`].
+///
+/// With `strip_provenance`, the forwarded body is shorter than the body received: the caller
+/// must forward it chunked (drop `Content-Length`). Whitespace between a ',' and the next
+/// member key inside `_attachments` is then not forwarded either; everything else streams
+/// through unchanged.
+pub struct PublishInspector {
+    package: String,
+    limits: Limits,
+    allow_foreign_attachments: bool,
+    lex: Lex,
+    stack: Vec<Frame>,
+    s: StrState,
+    value_slot: Slot,
+    cap: Vec<u8>,
+    num: Vec<u8>,
+    b64: B64,
+    tar: Option<TarHash>,
+    fwd: Forward,
+    /// Offset of the current chunk in the body.
+    offset: u64,
+    failed: Option<PublishError>,
+    metadata_bytes: usize,
+    name: Option<String>,
+    dist_tags: Vec<(String, String)>,
+    versions: Vec<VersionEntry>,
+    attachments: Vec<AttachmentEntry>,
+    provenance: Option<Vec<u8>>,
+}
+
+impl PublishInspector {
+    /// Starts inspecting a publish to `package` (the decoded name from the path, e.g.
+    /// `@scope/name`); `strip_provenance` removes the `.sigstore` attachment from the
+    /// forwarded bytes.
+    pub fn new(package: &str, limits: Limits, strip_provenance: bool) -> Self {
+        PublishInspector {
+            package: package.to_owned(),
+            limits,
+            allow_foreign_attachments: false,
+            lex: Lex::Value,
+            stack: Vec::new(),
+            s: StrState::new(Sink::Skip, 0, false),
+            value_slot: Slot::Other,
+            cap: Vec::new(),
+            num: Vec::new(),
+            b64: B64::default(),
+            tar: None,
+            fwd: Forward {
+                strip: strip_provenance,
+                mode: Mode::Pass,
+                mark: 0,
+                out: Vec::new(),
+                held: Vec::new(),
+                pending_comma: false,
+                emitted: 0,
+                dropping_member: false,
+                stripped: false,
+            },
+            offset: 0,
+            failed: None,
+            metadata_bytes: 0,
+            name: None,
+            dist_tags: Vec::new(),
+            versions: Vec::new(),
+            attachments: Vec::new(),
+            provenance: None,
+        }
+    }
+
+    /// Feeds the next chunk; returns the bytes to forward upstream for it (identical to the
+    /// input unless stripping provenance). Fails as soon as the document is known to be bad;
+    /// after a failure every call fails the same way.
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<Bytes, PublishError> {
+        if let Some(error) = &self.failed {
+            return Err(error.clone());
+        }
+        if let Err(error) = self.scan(chunk) {
+            self.fwd.out = Vec::new();
+            self.fwd.held = Vec::new();
+            self.cap = Vec::new();
+            self.failed = Some(error.clone());
+            return Err(error);
+        }
+        self.offset += chunk.len() as u64;
+        if !self.fwd.strip {
+            return Ok(Bytes::copy_from_slice(chunk));
+        }
+        self.fwd.flush(chunk, chunk.len());
+        self.fwd.mark = 0;
+        Ok(Bytes::from(std::mem::take(&mut self.fwd.out)))
+    }
+
+    /// At the end of the body: the final bytes to forward (empty for a complete document) and
+    /// the facts, after all checks.
+    pub fn finish(mut self) -> Result<(Bytes, PublishFacts), PublishError> {
+        if let Some(error) = self.failed.take() {
+            return Err(error);
+        }
+        match self.lex {
+            Lex::Done => {}
+            Lex::Value if self.stack.is_empty() => return Err(PublishError::Empty),
+            _ => return Err(PublishError::Truncated),
+        }
+        let tail = Bytes::from(std::mem::take(&mut self.fwd.out));
+        Ok((tail, self.into_facts()?))
+    }
+
+    /// Bytes held in the inspector's buffers and kept values (approximate; the tarball is
+    /// never among them). Bounded by the [`Limits`].
+    pub fn buffered_bytes(&self) -> usize {
+        let frames: usize = self
+            .stack
+            .iter()
+            .map(|f| f.keys.capacity() * 16 + f.label.capacity())
+            .sum();
+        self.cap.capacity()
+            + self.num.capacity()
+            + self.fwd.out.capacity()
+            + self.fwd.held.capacity()
+            + self.b64.npend
+            + self.metadata_bytes
+            + self.provenance.as_ref().map_or(0, Vec::capacity)
+            + frames
+    }
+
+    #[cfg(test)]
+    fn allowing_foreign_attachments(mut self) -> Self {
+        self.allow_foreign_attachments = true;
+        self
+    }
+
+    fn scan(&mut self, chunk: &[u8]) -> Result<(), PublishError> {
+        let mut i = 0;
+        while i < chunk.len() {
+            i = match self.lex {
+                Lex::Str => self.string_bytes(chunk, i)?,
+                Lex::Num(state) => self.number_byte(chunk, i, state)?,
+                Lex::Lit(word, pos) => self.literal_byte(chunk, i, word, pos)?,
+                _ => self.structural(chunk, i)?,
+            };
+        }
+        Ok(())
+    }
+
+    fn syntax(&self, i: usize, reason: &'static str) -> PublishError {
+        PublishError::Syntax {
+            offset: self.offset + i as u64,
+            reason,
+        }
+    }
+
+    fn structural(&mut self, chunk: &[u8], i: usize) -> Result<usize, PublishError> {
+        let b = chunk[i];
+        if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            return Ok(i + 1);
+        }
+        match self.lex {
+            Lex::Value => self.begin_value(i, b),
+            Lex::ValueOrEnd if b == b']' => Ok(self.close(chunk, i)),
+            Lex::ValueOrEnd => self.begin_value(i, b),
+            Lex::KeyOrEnd if b == b'}' => Ok(self.close(chunk, i)),
+            Lex::KeyOrEnd | Lex::Key if b == b'"' => self.begin_key(chunk, i),
+            Lex::KeyOrEnd | Lex::Key => Err(self.syntax(i, "expected a quoted key")),
+            Lex::Colon if b == b':' => {
+                self.lex = Lex::Value;
+                Ok(i + 1)
+            }
+            Lex::Colon => Err(self.syntax(i, "expected ':' after a key")),
+            Lex::CommaOrEnd => self.comma_or_end(chunk, i, b),
+            Lex::Done => Err(self.syntax(i, "unexpected data after the JSON document")),
+            Lex::Str | Lex::Num(_) | Lex::Lit(..) => Err(self.syntax(i, "unexpected byte")),
+        }
+    }
+
+    fn comma_or_end(&mut self, chunk: &[u8], i: usize, b: u8) -> Result<usize, PublishError> {
+        let Some(top) = self.stack.last() else {
+            return Err(self.syntax(i, "unexpected byte"));
+        };
+        let (is_object, ctx) = (top.is_object, top.ctx);
+        match b {
+            b',' => {
+                if is_object {
+                    if ctx == Ctx::Attachments {
+                        // Withheld until the next member's key tells whether it is dropped.
+                        self.fwd.switch(chunk, i, Mode::Drop);
+                        self.fwd.pending_comma = true;
+                    }
+                    self.lex = Lex::Key;
+                } else {
+                    self.lex = Lex::Value;
+                }
+                Ok(i + 1)
+            }
+            b'}' if is_object => Ok(self.close(chunk, i)),
+            b']' if !is_object => Ok(self.close(chunk, i)),
+            _ if is_object => Err(self.syntax(i, "expected ',' or '}' after a value")),
+            _ => Err(self.syntax(i, "expected ',' or ']' after a value")),
+        }
+    }
+
+    /// Closes the container whose closer is at `i`.
+    fn close(&mut self, chunk: &[u8], i: usize) -> usize {
+        self.stack.pop();
+        self.value_done(chunk, i + 1);
+        i + 1
+    }
+
+    /// A value ended just before `end`.
+    fn value_done(&mut self, chunk: &[u8], end: usize) {
+        match self.stack.last() {
+            None => self.lex = Lex::Done,
+            Some(top) => {
+                self.lex = Lex::CommaOrEnd;
+                if self.fwd.dropping_member && top.ctx == Ctx::Attachments {
+                    self.fwd.switch(chunk, end, Mode::Pass);
+                    self.fwd.dropping_member = false;
+                }
+            }
+        }
+    }
+
+    fn path_of(frames: &[Frame]) -> String {
+        let mut path = String::new();
+        for frame in frames {
+            if frame.is_object {
+                let simple = !frame.label.is_empty()
+                    && !frame.label.starts_with(|c: char| c.is_ascii_digit())
+                    && frame
+                        .label
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '$'));
+                if simple {
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(&frame.label);
+                } else {
+                    path.push_str(&format!("[{:?}]", frame.label));
+                }
+            } else {
+                path.push_str(&format!("[{}]", frame.count.saturating_sub(1)));
+            }
+        }
+        if path.is_empty() {
+            "the document".to_owned()
+        } else {
+            path
+        }
+    }
+
+    /// The path of the value being scanned.
+    fn value_path(&self) -> String {
+        Self::path_of(&self.stack)
+    }
+
+    /// The path of the innermost open object.
+    fn object_path(&self) -> String {
+        Self::path_of(&self.stack[..self.stack.len().saturating_sub(1)])
+    }
+
+    fn string_path(&self) -> String {
+        if self.s.is_key {
+            format!("a key of {}", self.object_path())
+        } else {
+            self.value_path()
+        }
+    }
+
+    fn wrong_type(&self, slot: &Slot) -> PublishError {
+        PublishError::WrongType {
+            path: self.value_path(),
+            expected: slot.expected(),
+        }
+    }
+
+    fn charge(&mut self, bytes: usize) -> Result<(), PublishError> {
+        self.metadata_bytes += bytes;
+        if self.metadata_bytes > self.limits.max_metadata_bytes {
+            return Err(PublishError::MetadataTooLarge {
+                limit: self.limits.max_metadata_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    fn begin_value(&mut self, i: usize, b: u8) -> Result<usize, PublishError> {
+        let slot = match self.stack.last_mut() {
+            None => Slot::Root,
+            Some(frame) if frame.is_object => std::mem::take(&mut frame.slot),
+            Some(frame) => {
+                frame.count += 1;
+                Slot::Other
+            }
+        };
+        if slot == Slot::Root && b != b'{' {
+            return Err(PublishError::NotAnObject);
+        }
+        match b {
+            b'{' | b'[' => {
+                let is_object = b == b'{';
+                let ctx = if is_object {
+                    slot.object_ctx()
+                } else {
+                    slot.takes_anything().then_some(Ctx::Other)
+                };
+                let Some(ctx) = ctx else {
+                    return Err(self.wrong_type(&slot));
+                };
+                if self.stack.len() >= self.limits.max_depth {
+                    return Err(PublishError::TooDeep {
+                        path: self.value_path(),
+                        limit: self.limits.max_depth,
+                    });
+                }
+                self.stack.push(Frame::new(is_object, ctx));
+                self.lex = if is_object { Lex::KeyOrEnd } else { Lex::ValueOrEnd };
+            }
+            b'"' => {
+                let sink = match &slot {
+                    Slot::Other => Sink::Skip,
+                    Slot::Data(a) => {
+                        let Some(entry) = self.attachments.get_mut(*a) else {
+                            return Err(self.wrong_type(&slot));
+                        };
+                        entry.has_data = true;
+                        if entry.kind == AttachmentKind::Tarball {
+                            self.tar = Some(TarHash {
+                                sha256: Sha256::new(),
+                                sha512: Sha512::new(),
+                                sha1: Sha1::new(),
+                                bytes: 0,
+                            });
+                            Sink::Tarball
+                        } else {
+                            Sink::Capture(CapKind::Provenance)
+                        }
+                    }
+                    Slot::Name
+                    | Slot::Id
+                    | Slot::DistTag(_)
+                    | Slot::VersionName(_)
+                    | Slot::VersionVersion(_)
+                    | Slot::Deprecated(_)
+                    | Slot::Integrity(_)
+                    | Slot::Shasum(_)
+                    | Slot::Repository(_)
+                    | Slot::RepositoryUrl(_) => Sink::Capture(CapKind::Value),
+                    _ => return Err(self.wrong_type(&slot)),
+                };
+                let limit = match sink {
+                    Sink::Capture(CapKind::Provenance) => {
+                        self.limits.max_provenance_bytes.min(self.limits.max_string_bytes)
+                    }
+                    _ => self.limits.max_string_bytes,
+                };
+                self.value_slot = slot;
+                self.start_string(sink, limit, false);
+            }
+            b'-' | b'0'..=b'9' => {
+                let is_length = matches!(slot, Slot::Length(_));
+                if !is_length && !slot.takes_anything() {
+                    return Err(self.wrong_type(&slot));
+                }
+                self.num.clear();
+                if is_length {
+                    self.num.push(b);
+                }
+                self.value_slot = slot;
+                self.lex = Lex::Num(match b {
+                    b'-' => Num::Minus,
+                    b'0' => Num::Zero,
+                    _ => Num::Int,
+                });
+            }
+            b't' | b'f' | b'n' => {
+                if !slot.takes_anything() {
+                    return Err(self.wrong_type(&slot));
+                }
+                let word: &'static [u8] = match b {
+                    b't' => b"true",
+                    b'f' => b"false",
+                    _ => b"null",
+                };
+                self.lex = Lex::Lit(word, 1);
+            }
+            _ => return Err(self.syntax(i, "expected a JSON value")),
+        }
+        Ok(i + 1)
+    }
+
+    fn start_string(&mut self, sink: Sink, limit: usize, is_key: bool) {
+        self.s = StrState::new(sink, limit, is_key);
+        self.cap.clear();
+        self.lex = Lex::Str;
+    }
+
+    fn begin_key(&mut self, chunk: &[u8], i: usize) -> Result<usize, PublishError> {
+        let Some(top) = self.stack.last() else {
+            return Err(self.syntax(i, "unexpected key"));
+        };
+        if top.keys.len() >= self.limits.max_object_keys {
+            return Err(PublishError::TooManyKeys {
+                path: self.object_path(),
+                limit: self.limits.max_object_keys,
+            });
+        }
+        if top.ctx == Ctx::Attachments {
+            self.fwd.switch(chunk, i, Mode::Hold);
+            self.start_string(Sink::Capture(CapKind::AttachmentKey), MAX_ATTACHMENT_NAME_BYTES, true);
+        } else {
+            self.start_string(Sink::Capture(CapKind::Key), self.limits.max_string_bytes, true);
+        }
+        Ok(i + 1)
+    }
+
+    fn take_cap_string(&mut self) -> Result<String, PublishError> {
+        String::from_utf8(std::mem::take(&mut self.cap)).map_err(|_| PublishError::InvalidUnicode {
+            path: self.string_path(),
+            reason: "invalid UTF-8",
+        })
+    }
+
+    /// A key ended at `i` (its closing quote).
+    fn key_done(&mut self, chunk: &[u8], i: usize) -> Result<(), PublishError> {
+        let key = self.take_cap_string()?;
+        let digest = Sha256::digest(key.as_bytes());
+        let mut short_digest = [0u8; 16];
+        short_digest.copy_from_slice(&digest[..16]);
+        let Some(top) = self.stack.last_mut() else {
+            return Err(self.syntax(i, "unexpected key"));
+        };
+        if !top.keys.insert(short_digest) {
+            return Err(PublishError::DuplicateKey {
+                path: self.object_path(),
+                key: short(&key),
+            });
+        }
+        top.count += 1;
+        top.label = key.chars().take(MAX_LABEL_CHARS).collect();
+        let ctx = top.ctx;
+        let slot = self.slot_for(ctx, key)?;
+        if ctx == Ctx::Attachments {
+            let drop = matches!(slot, Slot::Attachment(a)
+                if self.attachments.get(a).is_some_and(|e| e.kind == AttachmentKind::Provenance));
+            self.fwd.resolve_member(chunk, i + 1, drop);
+        }
+        if let Some(top) = self.stack.last_mut() {
+            top.slot = slot;
+        }
+        self.lex = Lex::Colon;
+        Ok(())
+    }
+
+    fn slot_for(&mut self, ctx: Ctx, key: String) -> Result<Slot, PublishError> {
+        Ok(match ctx {
+            Ctx::Root => match key.as_str() {
+                "name" => Slot::Name,
+                "_id" => Slot::Id,
+                "dist-tags" => Slot::DistTags,
+                "versions" => Slot::Versions,
+                "_attachments" => Slot::Attachments,
+                _ => Slot::Other,
+            },
+            Ctx::DistTags => {
+                self.charge(key.len())?;
+                Slot::DistTag(key)
+            }
+            Ctx::Versions => {
+                self.charge(key.len())?;
+                self.versions.push(VersionEntry {
+                    version: key,
+                    ..VersionEntry::default()
+                });
+                Slot::Version(self.versions.len() - 1)
+            }
+            Ctx::Version(v) => match key.as_str() {
+                "name" => Slot::VersionName(v),
+                "version" => Slot::VersionVersion(v),
+                "deprecated" => Slot::Deprecated(v),
+                "dist" => Slot::Dist(v),
+                "repository" => Slot::Repository(v),
+                _ => Slot::Other,
+            },
+            Ctx::Dist(v) => match key.as_str() {
+                "integrity" => Slot::Integrity(v),
+                "shasum" => Slot::Shasum(v),
+                _ => Slot::Other,
+            },
+            Ctx::Repository(v) if key == "url" => Slot::RepositoryUrl(v),
+            Ctx::Attachment(a) => match key.as_str() {
+                "data" => Slot::Data(a),
+                "length" => Slot::Length(a),
+                _ => Slot::Other,
+            },
+            Ctx::Attachments => {
+                let kind = if key.ends_with(".tgz") {
+                    AttachmentKind::Tarball
+                } else if key.ends_with(".sigstore") {
+                    AttachmentKind::Provenance
+                } else if self.allow_foreign_attachments {
+                    return Ok(Slot::Other);
+                } else {
+                    return Err(PublishError::UnexpectedAttachment { name: short(&key) });
+                };
+                if self.attachments.iter().any(|a| a.kind == kind) {
+                    return Err(match kind {
+                        AttachmentKind::Tarball => PublishError::MultipleTarballs,
+                        AttachmentKind::Provenance => PublishError::MultipleProvenance,
+                    });
+                }
+                self.charge(key.len())?;
+                self.attachments.push(AttachmentEntry {
+                    name: key,
+                    kind,
+                    has_data: false,
+                    length: None,
+                });
+                Slot::Attachment(self.attachments.len() - 1)
+            }
+            Ctx::Repository(_) | Ctx::Other => Slot::Other,
+        })
+    }
+
+    fn literal_byte(&mut self, chunk: &[u8], i: usize, word: &'static [u8], pos: usize) -> Result<usize, PublishError> {
+        if word.get(pos) != Some(&chunk[i]) {
+            return Err(self.syntax(i, "invalid literal (expected true, false or null)"));
+        }
+        if pos + 1 == word.len() {
+            self.value_done(chunk, i + 1);
+        } else {
+            self.lex = Lex::Lit(word, pos + 1);
+        }
+        Ok(i + 1)
+    }
+
+    fn number_byte(&mut self, chunk: &[u8], i: usize, state: Num) -> Result<usize, PublishError> {
+        let b = chunk[i];
+        if let Some(next) = state.next(b) {
+            if let Slot::Length(a) = self.value_slot {
+                if self.num.len() >= MAX_LENGTH_CHARS {
+                    return Err(self.bad_length(a));
+                }
+                self.num.push(b);
+            }
+            self.lex = Lex::Num(next);
+            return Ok(i + 1);
+        }
+        if !state.complete() {
+            return Err(self.syntax(i, "incomplete number"));
+        }
+        if let Slot::Length(a) = std::mem::take(&mut self.value_slot) {
+            let length = std::str::from_utf8(&self.num)
+                .ok()
+                .filter(|digits| digits.bytes().all(|d| d.is_ascii_digit()))
+                .and_then(|digits| digits.parse::<u64>().ok())
+                .ok_or_else(|| self.bad_length(a))?;
+            if let Some(entry) = self.attachments.get_mut(a) {
+                entry.length = Some(length);
+            }
+        }
+        // The delimiter is not part of the number: it is scanned next.
+        self.value_done(chunk, i);
+        Ok(i)
+    }
+
+    fn bad_length(&self, a: usize) -> PublishError {
+        PublishError::BadLength {
+            name: self.attachments.get(a).map(|e| short(&e.name)).unwrap_or_default(),
+        }
+    }
+
+    fn invalid_unicode(&self, reason: &'static str) -> PublishError {
+        PublishError::InvalidUnicode {
+            path: self.string_path(),
+            reason,
+        }
+    }
+
+    /// Scans string bytes from `i`; returns where scanning stopped (after the closing quote,
+    /// or the end of the chunk).
+    fn string_bytes(&mut self, chunk: &[u8], mut i: usize) -> Result<usize, PublishError> {
+        while i < chunk.len() {
+            let b = chunk[i];
+            if self.s.need > 0 {
+                if b & 0xC0 != 0x80 {
+                    return Err(self.invalid_unicode("invalid UTF-8"));
+                }
+                self.s.utf8[usize::from(self.s.have)] = b;
+                self.s.have += 1;
+                if self.s.have == self.s.need {
+                    let n = usize::from(self.s.need);
+                    let seq = self.s.utf8;
+                    self.s.need = 0;
+                    self.s.have = 0;
+                    if std::str::from_utf8(&seq[..n]).is_err() {
+                        return Err(self.invalid_unicode("invalid UTF-8"));
+                    }
+                    self.sink(&seq[..n])?;
+                }
+                i += 1;
+                continue;
+            }
+            match self.s.esc {
+                Esc::None => {
+                    let rest = &chunk[i..];
+                    let run = rest
+                        .iter()
+                        .position(|&c| c == b'"' || c == b'\\' || !(0x20..0x80).contains(&c))
+                        .unwrap_or(rest.len());
+                    if run > 0 {
+                        self.sink(&rest[..run])?;
+                        i += run;
+                        continue;
+                    }
+                    match b {
+                        b'"' => {
+                            self.string_done(chunk, i)?;
+                            return Ok(i + 1);
+                        }
+                        b'\\' => self.s.esc = Esc::Backslash,
+                        0x00..=0x1F => return Err(self.syntax(i, "unescaped control character in a string")),
+                        _ => {
+                            self.s.need = match b {
+                                0xC2..=0xDF => 2,
+                                0xE0..=0xEF => 3,
+                                0xF0..=0xF4 => 4,
+                                _ => return Err(self.invalid_unicode("invalid UTF-8")),
+                            };
+                            self.s.utf8[0] = b;
+                            self.s.have = 1;
+                        }
+                    }
+                }
+                Esc::Backslash => {
+                    let decoded = match b {
+                        b'"' | b'\\' | b'/' => b,
+                        b'b' => 0x08,
+                        b'f' => 0x0C,
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
+                        b'u' => {
+                            self.s.esc = Esc::Hex { n: 0, acc: 0 };
+                            i += 1;
+                            continue;
+                        }
+                        _ => return Err(self.syntax(i, "invalid escape in a string")),
+                    };
+                    self.s.esc = Esc::None;
+                    self.sink(&[decoded])?;
+                }
+                Esc::Hex { n, acc } => {
+                    let digit = match b {
+                        b'0'..=b'9' => b - b'0',
+                        b'a'..=b'f' => b - b'a' + 10,
+                        b'A'..=b'F' => b - b'A' + 10,
+                        _ => return Err(self.syntax(i, "invalid \\u escape in a string")),
+                    };
+                    let acc = (acc << 4) | u32::from(digit);
+                    if n == 3 {
+                        self.unicode_escape(acc)?;
+                    } else {
+                        self.s.esc = Esc::Hex { n: n + 1, acc };
+                    }
+                }
+                Esc::LowBackslash | Esc::LowU => {
+                    let expected = if matches!(self.s.esc, Esc::LowBackslash) {
+                        b'\\'
+                    } else {
+                        b'u'
+                    };
+                    if b != expected {
+                        return Err(self.invalid_unicode("a high surrogate escape without its low half"));
+                    }
+                    self.s.esc = if expected == b'\\' {
+                        Esc::LowU
+                    } else {
+                        Esc::Hex { n: 0, acc: 0 }
+                    };
+                }
+            }
+            i += 1;
+        }
+        Ok(i)
+    }
+
+    fn unicode_escape(&mut self, unit: u32) -> Result<(), PublishError> {
+        let code = if self.s.high != 0 {
+            let high = std::mem::replace(&mut self.s.high, 0);
+            if !(0xDC00..=0xDFFF).contains(&unit) {
+                return Err(self.invalid_unicode("a high surrogate escape without its low half"));
+            }
+            0x10000 + ((high - 0xD800) << 10) + (unit - 0xDC00)
+        } else if (0xD800..=0xDBFF).contains(&unit) {
+            self.s.high = unit;
+            self.s.esc = Esc::LowBackslash;
+            return Ok(());
+        } else if (0xDC00..=0xDFFF).contains(&unit) {
+            return Err(self.invalid_unicode("a lone low surrogate escape"));
+        } else {
+            unit
+        };
+        self.s.esc = Esc::None;
+        let ch = char::from_u32(code).ok_or_else(|| self.invalid_unicode("not a Unicode scalar value"))?;
+        let mut buf = [0u8; 4];
+        let encoded = ch.encode_utf8(&mut buf);
+        self.sink(encoded.as_bytes())
+    }
+
+    fn sink(&mut self, bytes: &[u8]) -> Result<(), PublishError> {
+        match self.s.sink {
+            Sink::Skip => {
+                self.s.skipped += bytes.len();
+                if self.s.skipped > self.limits.max_string_bytes {
+                    return Err(PublishError::StringTooLong {
+                        path: self.string_path(),
+                        limit: self.limits.max_string_bytes,
+                    });
+                }
+            }
+            Sink::Capture(kind) => {
+                if self.cap.len() + bytes.len() > self.s.limit {
+                    return Err(match kind {
+                        CapKind::Key | CapKind::Value => PublishError::StringTooLong {
+                            path: self.string_path(),
+                            limit: self.s.limit,
+                        },
+                        CapKind::AttachmentKey => {
+                            // The name's start, whatever the chunking.
+                            let mut start = self.cap.clone();
+                            start.extend_from_slice(&bytes[..bytes.len().min(MAX_ATTACHMENT_NAME_BYTES)]);
+                            PublishError::UnexpectedAttachment {
+                                name: short(&String::from_utf8_lossy(&start)),
+                            }
+                        }
+                        CapKind::Provenance => PublishError::ProvenanceTooLarge { limit: self.s.limit },
+                    });
+                }
+                self.cap.extend_from_slice(bytes);
+            }
+            Sink::Tarball => self.b64_feed(bytes)?,
+        }
+        Ok(())
+    }
+
+    /// A string ended at `i` (its closing quote).
+    fn string_done(&mut self, chunk: &[u8], i: usize) -> Result<(), PublishError> {
+        if self.s.is_key {
+            return self.key_done(chunk, i);
+        }
+        let slot = std::mem::take(&mut self.value_slot);
+        match self.s.sink {
+            Sink::Tarball if self.b64.npend != 0 => {
+                return Err(PublishError::BadBase64 {
+                    reason: "the data ends inside a 4-character group (is the padding missing?)".into(),
+                });
+            }
+            Sink::Tarball | Sink::Skip => {}
+            Sink::Capture(CapKind::Provenance) => self.provenance = Some(std::mem::take(&mut self.cap)),
+            Sink::Capture(_) => {
+                let value = self.take_cap_string()?;
+                self.store(slot, value)?;
+            }
+        }
+        self.value_done(chunk, i + 1);
+        Ok(())
+    }
+
+    fn store(&mut self, slot: Slot, value: String) -> Result<(), PublishError> {
+        self.charge(value.len())?;
+        match slot {
+            Slot::Name => {
+                if value != self.package {
+                    return Err(PublishError::NameMismatch {
+                        found: short(&value),
+                        expected: self.package.clone(),
+                    });
+                }
+                self.name = Some(value);
+            }
+            Slot::Id if value != self.package => {
+                return Err(PublishError::IdMismatch {
+                    found: short(&value),
+                    expected: self.package.clone(),
+                });
+            }
+            Slot::DistTag(tag) => self.dist_tags.push((tag, value)),
+            Slot::VersionName(v) => self.version_mut(v, |e| e.name = Some(value)),
+            Slot::VersionVersion(v) => self.version_mut(v, |e| e.version_field = Some(value)),
+            Slot::Deprecated(v) => self.version_mut(v, |e| e.deprecated = Some(value)),
+            Slot::Integrity(v) => self.version_mut(v, |e| e.integrity = Some(value)),
+            Slot::Shasum(v) => self.version_mut(v, |e| e.shasum = Some(value)),
+            Slot::Repository(v) | Slot::RepositoryUrl(v) => self.version_mut(v, |e| e.repository = Some(value)),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn version_mut(&mut self, v: usize, update: impl FnOnce(&mut VersionEntry)) {
+        if let Some(entry) = self.versions.get_mut(v) {
+            update(entry);
+        }
+    }
+
+    fn b64_feed(&mut self, mut chars: &[u8]) -> Result<(), PublishError> {
+        if chars.is_empty() {
+            return Ok(());
+        }
+        let after_padding = || PublishError::BadBase64 {
+            reason: "characters follow the padding".into(),
+        };
+        if self.b64.done {
+            return Err(after_padding());
+        }
+        if self.b64.npend > 0 {
+            let take = (4 - self.b64.npend).min(chars.len());
+            self.b64.pend[self.b64.npend..self.b64.npend + take].copy_from_slice(&chars[..take]);
+            self.b64.npend += take;
+            chars = &chars[take..];
+            if self.b64.npend < 4 {
+                return Ok(());
+            }
+            self.b64.npend = 0;
+            let group = self.b64.pend;
+            self.b64_decode(&group)?;
+        }
+        let full = chars.len() / 4 * 4;
+        for block in chars[..full].chunks(B64_BLOCK) {
+            if self.b64.done {
+                return Err(after_padding());
+            }
+            self.b64_decode(block)?;
+        }
+        let rest = &chars[full..];
+        if !rest.is_empty() {
+            if self.b64.done {
+                return Err(after_padding());
+            }
+            self.b64.pend[..rest.len()].copy_from_slice(rest);
+            self.b64.npend = rest.len();
+        }
+        Ok(())
+    }
+
+    /// Decodes whole 4-character groups and hashes the bytes.
+    fn b64_decode(&mut self, block: &[u8]) -> Result<(), PublishError> {
+        let mut out = [0u8; B64_BLOCK / 4 * 3];
+        let n = STANDARD.decode_slice(block, &mut out).map_err(|e| {
+            // Reasons that do not depend on where the chunks were cut.
+            let reason = match e {
+                base64::DecodeSliceError::DecodeError(base64::DecodeError::InvalidByte(_, b'=')) => {
+                    "characters follow the padding".to_owned()
+                }
+                base64::DecodeSliceError::DecodeError(base64::DecodeError::InvalidByte(_, byte)) => {
+                    format!("invalid character {:?}", char::from(byte))
+                }
+                base64::DecodeSliceError::DecodeError(base64::DecodeError::InvalidLastSymbol(..)) => {
+                    "the last character before the padding has stray bits (not canonical)".to_owned()
+                }
+                base64::DecodeSliceError::DecodeError(base64::DecodeError::InvalidPadding) => {
+                    "invalid padding".to_owned()
+                }
+                other => other.to_string(),
+            };
+            PublishError::BadBase64 { reason }
+        })?;
+        if let Some(tar) = &mut self.tar {
+            tar.sha256.update(&out[..n]);
+            tar.sha512.update(&out[..n]);
+            tar.sha1.update(&out[..n]);
+            tar.bytes += n as u64;
+        }
+        if block.last() == Some(&b'=') {
+            self.b64.done = true;
+        }
+        Ok(())
+    }
+
+    fn into_facts(self) -> Result<PublishFacts, PublishError> {
+        let name = self.name.ok_or_else(|| PublishError::NameMissing {
+            expected: self.package.clone(),
+        })?;
+        let tarball_entry = self.attachments.iter().find(|a| a.kind == AttachmentKind::Tarball);
+        let provenance_entry = self.attachments.iter().find(|a| a.kind == AttachmentKind::Provenance);
+        let (kind, tarball) = if self.attachments.is_empty() {
+            (PublishKind::MetadataOnly, None)
+        } else {
+            let Some(tgz) = tarball_entry else {
+                return Err(PublishError::ProvenanceWithoutTarball {
+                    name: provenance_entry.map(|a| short(&a.name)).unwrap_or_default(),
+                });
+            };
+            let [entry] = self.versions.as_slice() else {
+                return Err(PublishError::VersionCount {
+                    found: self.versions.len(),
+                });
+            };
+            let version = &entry.version;
+            let expected = format!("{}-{version}.tgz", self.package);
+            if tgz.name != expected {
+                return Err(PublishError::AttachmentName {
+                    found: short(&tgz.name),
+                    expected,
+                });
+            }
+            if let Some(sig) = provenance_entry {
+                let expected = format!("{}-{version}.sigstore", self.package);
+                if sig.name != expected {
+                    return Err(PublishError::AttachmentName {
+                        found: short(&sig.name),
+                        expected,
+                    });
+                }
+            }
+            if let Some(missing) = self.attachments.iter().find(|a| !a.has_data) {
+                return Err(PublishError::AttachmentDataMissing {
+                    name: short(&missing.name),
+                });
+            }
+            for (field, found, expected) in [
+                ("name", &entry.name, &self.package),
+                ("version", &entry.version_field, version),
+            ] {
+                if let Some(found) = found.as_ref().filter(|f| f != &expected) {
+                    return Err(PublishError::VersionField {
+                        version: short(version),
+                        field,
+                        found: short(found),
+                        expected: expected.clone(),
+                    });
+                }
+            }
+            let hash = self
+                .tar
+                .ok_or_else(|| PublishError::AttachmentDataMissing { name: short(&tgz.name) })?;
+            let sha256: [u8; 32] = hash.sha256.finalize().into();
+            let sha512: [u8; 64] = hash.sha512.finalize().into();
+            let sha1: [u8; 20] = hash.sha1.finalize().into();
+            if let Some(declared) = tgz.length.filter(|declared| *declared != hash.bytes) {
+                return Err(PublishError::LengthMismatch {
+                    declared,
+                    actual: hash.bytes,
+                });
+            }
+            check_integrity(version, entry.integrity.as_deref(), &sha512)?;
+            if let Some(found) = entry.shasum.as_deref() {
+                let actual = hex::encode(sha1);
+                if !found.eq_ignore_ascii_case(&actual) {
+                    return Err(PublishError::ShasumMismatch {
+                        version: short(version),
+                        found: short(found),
+                        actual,
+                    });
+                }
+            }
+            let facts = TarballFacts {
+                attachment: tgz.name.clone(),
+                version: version.clone(),
+                bytes: hash.bytes,
+                sha256,
+                sha512,
+                sha1,
+                declared_length: tgz.length,
+            };
+            (PublishKind::Publish, Some(facts))
+        };
+        let repository_url = match self.versions.as_slice() {
+            [only] => only.repository.clone(),
+            _ => None,
+        };
+        let deprecated = self
+            .versions
+            .iter()
+            .filter_map(|v| v.deprecated.clone().map(|message| (v.version.clone(), message)))
+            .collect();
+        Ok(PublishFacts {
+            name,
+            versions: self.versions.into_iter().map(|v| v.version).collect(),
+            dist_tags: self.dist_tags,
+            kind,
+            tarball,
+            provenance: self.provenance,
+            provenance_stripped: self.fwd.stripped,
+            repository_url,
+            deprecated,
+        })
+    }
+}
+
+/// Checks `dist.integrity` (space-separated SRI hashes): it must list a `sha512-` hash and
+/// every `sha512-` hash it lists must be the tarball's; other algorithms are ignored.
+fn check_integrity(version: &str, integrity: Option<&str>, sha512: &[u8; 64]) -> Result<(), PublishError> {
+    let mut found = false;
+    for item in integrity.unwrap_or("").split_ascii_whitespace() {
+        let Some(value) = item.strip_prefix("sha512-") else {
+            continue;
+        };
+        found = true;
+        // SRI allows `?options` after the digest.
+        let digest = value.split_once('?').map_or(value, |(digest, _)| digest);
+        if STANDARD.decode(digest).ok().as_deref() != Some(sha512.as_slice()) {
+            return Err(PublishError::IntegrityMismatch {
+                version: short(version),
+                actual: format!("sha512-{}", STANDARD.encode(sha512)),
+            });
+        }
+    }
+    if !found {
+        return Err(PublishError::IntegrityMissing {
+            version: short(version),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use serde_json::Value;
+
+    use super::*;
+
+    const SIZES: &[usize] = &[1, 2, 3, 7, 64, 4096];
+
+    fn js(text: &str) -> String {
+        serde_json::to_string(text).expect("JSON string")
+    }
+
+    /// An object with its members in this order (values are JSON text).
+    fn obj<K: AsRef<str>>(members: &[(K, String)]) -> String {
+        let members: Vec<String> = members
+            .iter()
+            .map(|(k, v)| format!("{}:{}", js(k.as_ref()), v))
+            .collect();
+        format!("{{{}}}", members.join(","))
+    }
+
+    fn sri(tarball: &[u8]) -> String {
+        format!("sha512-{}", STANDARD.encode(Sha512::digest(tarball)))
+    }
+
+    fn shasum(tarball: &[u8]) -> String {
+        hex::encode(Sha1::digest(tarball))
+    }
+
+    /// A version manifest as libnpmpublish sends it.
+    fn manifest(name: &str, version: &str, tarball: &[u8]) -> String {
+        let file = name.rsplit('/').next().unwrap_or(name);
+        obj(&[
+            ("name", js(name)),
+            ("version", js(version)),
+            ("description", js("a demo package")),
+            ("main", js("index.js")),
+            (
+                "repository",
+                obj(&[("type", js("git")), ("url", js("git+https://github.com/acme/demo.git"))]),
+            ),
+            ("_id", js(&format!("{name}@{version}"))),
+            (
+                "dist",
+                obj(&[
+                    ("integrity", js(&sri(tarball))),
+                    ("shasum", js(&shasum(tarball))),
+                    (
+                        "tarball",
+                        js(&format!("http://registry.example/{name}/-/{file}-{version}.tgz")),
+                    ),
+                ]),
+            ),
+        ])
+    }
+
+    fn tgz_member(name: &str, version: &str, tarball: &[u8]) -> (String, String) {
+        (
+            format!("{name}-{version}.tgz"),
+            obj(&[
+                ("content_type", js("application/octet-stream")),
+                ("data", js(&STANDARD.encode(tarball))),
+                ("length", tarball.len().to_string()),
+            ]),
+        )
+    }
+
+    fn sigstore_member(name: &str, version: &str, bundle: &[u8]) -> (String, String) {
+        let text = std::str::from_utf8(bundle).expect("the bundle is UTF-8");
+        (
+            format!("{name}-{version}.sigstore"),
+            obj(&[
+                ("content_type", js("application/vnd.dev.sigstore.bundle.v0.3+json")),
+                ("data", js(text)),
+                ("length", text.len().to_string()),
+            ]),
+        )
+    }
+
+    /// A publish document as libnpmpublish builds it, with these attachments.
+    fn document(
+        name: &str,
+        version: &str,
+        manifest: String,
+        attachments: &[(String, String)],
+        attachments_first: bool,
+    ) -> Vec<u8> {
+        let mut members = vec![
+            ("_id", js(name)),
+            ("name", js(name)),
+            ("description", js("a demo package")),
+            ("dist-tags", obj(&[("latest", js(version))])),
+            ("versions", obj(&[(version, manifest)])),
+            ("access", "null".to_owned()),
+        ];
+        let attachments = ("_attachments", obj(attachments));
+        if attachments_first {
+            members.insert(0, attachments);
+        } else {
+            members.push(attachments);
+        }
+        obj(&members).into_bytes()
+    }
+
+    fn publish(name: &str, version: &str, tarball: &[u8], bundle: Option<&[u8]>) -> Vec<u8> {
+        let mut attachments = vec![tgz_member(name, version, tarball)];
+        attachments.extend(bundle.map(|b| sigstore_member(name, version, b)));
+        document(name, version, manifest(name, version, tarball), &attachments, false)
+    }
+
+    fn run(
+        mut inspector: PublishInspector,
+        body: &[u8],
+        chunk: usize,
+    ) -> Result<(Vec<u8>, PublishFacts), PublishError> {
+        let mut forwarded = Vec::new();
+        for piece in body.chunks(chunk.max(1)) {
+            forwarded.extend_from_slice(&inspector.feed(piece)?);
+        }
+        let (tail, facts) = inspector.finish()?;
+        forwarded.extend_from_slice(&tail);
+        Ok((forwarded, facts))
+    }
+
+    fn inspect(package: &str, body: &[u8], chunk: usize) -> Result<(Vec<u8>, PublishFacts), PublishError> {
+        run(PublishInspector::new(package, Limits::default(), false), body, chunk)
+    }
+
+    fn facts(package: &str, body: &[u8]) -> PublishFacts {
+        match inspect(package, body, 4096) {
+            Ok((_, facts)) => facts,
+            Err(e) => panic!(
+                "refused: {e}\n{}",
+                String::from_utf8_lossy(&body[..body.len().min(2000)])
+            ),
+        }
+    }
+
+    fn refused(package: &str, body: &[u8]) -> PublishError {
+        let error = inspect(package, body, 4096).expect_err("the body was accepted");
+        // The same refusal whatever the chunking.
+        for chunk in [1, 7] {
+            assert_eq!(
+                inspect(package, body, chunk).expect_err("accepted in small chunks"),
+                error
+            );
+        }
+        error
+    }
+
+    fn replace(body: &[u8], from: &str, to: &str) -> Vec<u8> {
+        let text = std::str::from_utf8(body).expect("UTF-8 body");
+        assert!(text.contains(from), "{from:?} not in the body");
+        text.replacen(from, to, 1).into_bytes()
+    }
+
+    fn tarball() -> Vec<u8> {
+        // Not a real tarball: the inspector does not look inside. 1000 bytes, all values.
+        (0..1000u32).map(|i| (i * 7 % 256) as u8).collect()
+    }
+
+    fn fixtures() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/npm-provenance")
+    }
+
+    /// (case, package, version, sha512 of `artifact` from the case README).
+    const CASES: &[(&str, &str, &str, &str)] = &[
+        (
+            "npm-publish-attestation-key-sigstore-2.3.1",
+            "sigstore",
+            "2.3.1",
+            "f06fbf5c353cc0db093904b9cac0d53b412d83dff6b80e6047d9786708a38e5c3105cad4e913dfc22dbe8c999b3fe029d47969fe75406843b8163db6fd22f681",
+        ),
+        (
+            "slsa-v0.2-sigstore-1.0.0",
+            "sigstore",
+            "1.0.0",
+            "7bea9f6e7ff37f5fab0b36bf061200fff03099fd2fd696b91d04bc5e4f225eb9fd6e0cadcad54ba980f43fb352a99e8810b4e0abeb5c0ef2cf9108cd1f258b36",
+        ),
+        (
+            "slsa-v1-playwright-cli-0.1.1",
+            "@playwright/cli",
+            "0.1.1",
+            "f64d7565f0f001f3150c322e1155b55afb3c4a80cd5c863574d43ef42f7f492f199849647317acbb97a82fbbcd6bdea7b626d419aab54ccdaa428aaf765fc8f6",
+        ),
+        (
+            "slsa-v1-sigstore-2.3.1",
+            "sigstore",
+            "2.3.1",
+            "f06fbf5c353cc0db093904b9cac0d53b412d83dff6b80e6047d9786708a38e5c3105cad4e913dfc22dbe8c999b3fe029d47969fe75406843b8163db6fd22f681",
+        ),
+    ];
+
+    fn fixture(case: &str) -> (Vec<u8>, Vec<u8>) {
+        let dir = fixtures().join(case);
+        let artifact = std::fs::read(dir.join("artifact")).expect("artifact");
+        let bundle = std::fs::read(dir.join("bundle.sigstore.json")).expect("bundle");
+        (artifact, bundle)
+    }
+
+    #[test]
+    fn real_provenance_publishes_give_the_same_facts_at_every_chunk_size() {
+        for (case, name, version, sha512_hex) in CASES {
+            let (artifact, bundle) = fixture(case);
+            let body = publish(name, version, &artifact, Some(&bundle));
+            let whole = facts(name, &body);
+            assert_eq!(whole.name, *name);
+            assert_eq!(whole.kind, PublishKind::Publish);
+            assert_eq!(whole.versions, vec![version.to_string()]);
+            assert_eq!(whole.dist_tags, vec![("latest".to_owned(), version.to_string())]);
+            assert_eq!(
+                whole.repository_url.as_deref(),
+                Some("git+https://github.com/acme/demo.git")
+            );
+            assert!(whole.deprecated.is_empty());
+            assert!(!whole.provenance_stripped);
+            assert_eq!(whole.provenance.as_deref(), Some(bundle.as_slice()), "{case}");
+            let tarball = whole.tarball.as_ref().expect("tarball facts");
+            assert_eq!(hex::encode(tarball.sha512), *sha512_hex, "{case}");
+            assert_eq!(tarball.sha1, <[u8; 20]>::from(Sha1::digest(&artifact)));
+            assert_eq!(tarball.bytes, artifact.len() as u64);
+            assert_eq!(tarball.declared_length, Some(artifact.len() as u64));
+            assert_eq!(tarball.attachment, format!("{name}-{version}.tgz"));
+            assert_eq!(tarball.version, *version);
+            for &chunk in SIZES.iter().chain([body.len()].iter()) {
+                let (forwarded, facts) = inspect(name, &body, chunk).expect("accepted");
+                assert_eq!(facts, whole, "{case}, chunks of {chunk}");
+                assert!(forwarded == body, "{case}, chunks of {chunk}: the body was changed");
+            }
+        }
+    }
+
+    #[test]
+    fn attachments_may_come_before_versions() {
+        let tarball = tarball();
+        let (artifact, bundle) = fixture("slsa-v1-playwright-cli-0.1.1");
+        for (name, tarball, bundle) in [
+            ("demo", tarball.as_slice(), None),
+            ("@playwright/cli", artifact.as_slice(), Some(bundle.as_slice())),
+        ] {
+            let mut attachments = vec![tgz_member(name, "0.1.1", tarball)];
+            attachments.extend(bundle.map(|b| sigstore_member(name, "0.1.1", b)));
+            let before = document(name, "0.1.1", manifest(name, "0.1.1", tarball), &attachments, true);
+            let after = document(name, "0.1.1", manifest(name, "0.1.1", tarball), &attachments, false);
+            let expected = facts(name, &after);
+            for &chunk in SIZES {
+                assert_eq!(inspect(name, &before, chunk).expect("accepted").1, expected);
+            }
+        }
+    }
+
+    #[test]
+    fn scoped_names_keep_their_scope_in_the_attachment_name() {
+        let tarball = tarball();
+        let body = publish("@acme/widget", "2.0.0-beta.1", &tarball, None);
+        let facts = facts("@acme/widget", &body);
+        assert_eq!(
+            facts.tarball.expect("tarball").attachment,
+            "@acme/widget-2.0.0-beta.1.tgz"
+        );
+        let unscoped = replace(
+            &body,
+            "\"@acme/widget-2.0.0-beta.1.tgz\"",
+            "\"widget-2.0.0-beta.1.tgz\"",
+        );
+        assert!(matches!(
+            refused("@acme/widget", &unscoped),
+            PublishError::AttachmentName { expected, .. } if expected == "@acme/widget-2.0.0-beta.1.tgz"
+        ));
+    }
+
+    #[test]
+    fn integrity_must_carry_the_tarballs_sha512() {
+        let tarball = tarball();
+        let body = publish("demo", "1.0.0", &tarball, None);
+        let good = sri(&tarball);
+        let other = sri(b"other bytes");
+        assert!(matches!(
+            refused("demo", &replace(&body, &good, &other)),
+            PublishError::IntegrityMismatch { .. }
+        ));
+        // Several hashes: other algorithms are ignored, every sha512 must match.
+        let with_sha1 = format!("sha1-{} {good}", STANDARD.encode(Sha1::digest(b"whatever")));
+        assert!(inspect("demo", &replace(&body, &good, &with_sha1), 64).is_ok());
+        let with_options = format!("{good}?foo");
+        assert!(inspect("demo", &replace(&body, &good, &with_options), 64).is_ok());
+        let decoy = format!("{good} {other}");
+        assert!(matches!(
+            refused("demo", &replace(&body, &good, &decoy)),
+            PublishError::IntegrityMismatch { .. }
+        ));
+        let only_sha1 = format!("sha1-{}", STANDARD.encode(Sha1::digest(&tarball)));
+        assert!(matches!(
+            refused("demo", &replace(&body, &good, &only_sha1)),
+            PublishError::IntegrityMissing { .. }
+        ));
+        let no_integrity = replace(&body, &format!("\"integrity\":\"{good}\","), "");
+        assert!(matches!(
+            refused("demo", &no_integrity),
+            PublishError::IntegrityMissing { .. }
+        ));
+    }
+
+    #[test]
+    fn shasum_must_match_when_sent() {
+        let tarball = tarball();
+        let body = publish("demo", "1.0.0", &tarball, None);
+        let good = shasum(&tarball);
+        let bad = hex::encode(Sha1::digest(b"other"));
+        let error = refused("demo", &replace(&body, &good, &bad));
+        assert!(matches!(error, PublishError::ShasumMismatch { ref actual, .. } if *actual == good));
+        assert!(error.to_string().contains(&good));
+        assert!(inspect("demo", &replace(&body, &good, &good.to_uppercase()), 64).is_ok());
+        let without = replace(&body, &format!("\"shasum\":\"{good}\","), "");
+        assert!(inspect("demo", &without, 64).is_ok());
+    }
+
+    #[test]
+    fn attachment_names_must_be_the_package_and_version() {
+        let tarball = tarball();
+        let body = publish("demo", "1.0.0", &tarball, None);
+        let other_package = replace(&body, "\"demo-1.0.0.tgz\"", "\"other-1.0.0.tgz\"");
+        assert!(matches!(
+            refused("demo", &other_package),
+            PublishError::AttachmentName { ref expected, .. } if expected == "demo-1.0.0.tgz"
+        ));
+        let other_version = replace(&body, "\"demo-1.0.0.tgz\"", "\"demo-9.9.9.tgz\"");
+        assert!(matches!(
+            refused("demo", &other_version),
+            PublishError::AttachmentName { .. }
+        ));
+        let not_tgz = replace(&body, "\"demo-1.0.0.tgz\"", "\"demo-1.0.0.tar\"");
+        assert!(matches!(
+            refused("demo", &not_tgz),
+            PublishError::UnexpectedAttachment { ref name } if name == "demo-1.0.0.tar"
+        ));
+        let (_, bundle) = fixture("slsa-v1-sigstore-2.3.1");
+        let with_bundle = publish("demo", "1.0.0", &tarball, Some(&bundle));
+        let wrong_bundle = replace(&with_bundle, "\"demo-1.0.0.sigstore\"", "\"demo-1.0.1.sigstore\"");
+        assert!(matches!(
+            refused("demo", &wrong_bundle),
+            PublishError::AttachmentName { .. }
+        ));
+        let huge = format!("\"{}.tgz\"", "x".repeat(2000));
+        assert!(matches!(
+            refused("demo", &replace(&body, "\"demo-1.0.0.tgz\"", &huge)),
+            PublishError::UnexpectedAttachment { .. }
+        ));
+    }
+
+    #[test]
+    fn one_tarball_one_version_and_data_are_required() {
+        let tarball = tarball();
+        let attachments = [
+            tgz_member("demo", "1.0.0", &tarball),
+            tgz_member("demo", "1.0.1", &tarball),
+        ];
+        let two = document(
+            "demo",
+            "1.0.0",
+            manifest("demo", "1.0.0", &tarball),
+            &attachments,
+            false,
+        );
+        assert_eq!(refused("demo", &two), PublishError::MultipleTarballs);
+
+        let (_, bundle) = fixture("slsa-v1-sigstore-2.3.1");
+        let only_bundle = document(
+            "demo",
+            "1.0.0",
+            manifest("demo", "1.0.0", &tarball),
+            &[sigstore_member("demo", "1.0.0", &bundle)],
+            false,
+        );
+        assert!(matches!(
+            refused("demo", &only_bundle),
+            PublishError::ProvenanceWithoutTarball { .. }
+        ));
+        let two_bundles = document(
+            "demo",
+            "1.0.0",
+            manifest("demo", "1.0.0", &tarball),
+            &[
+                tgz_member("demo", "1.0.0", &tarball),
+                sigstore_member("demo", "1.0.0", &bundle),
+                sigstore_member("demo", "1.0.1", &bundle),
+            ],
+            false,
+        );
+        assert_eq!(refused("demo", &two_bundles), PublishError::MultipleProvenance);
+
+        let body = publish("demo", "1.0.0", &tarball, None);
+        let two_versions = replace(
+            &body,
+            "\"versions\":{",
+            &format!("\"versions\":{{\"0.9.0\":{},", manifest("demo", "0.9.0", &tarball)),
+        );
+        assert_eq!(refused("demo", &two_versions), PublishError::VersionCount { found: 2 });
+        let no_data = replace(&body, &format!("\"data\":{},", js(&STANDARD.encode(&tarball))), "");
+        assert!(matches!(
+            refused("demo", &no_data),
+            PublishError::AttachmentDataMissing { .. }
+        ));
+        let wrong_version_field = replace(&body, "\"version\":\"1.0.0\"", "\"version\":\"1.0.1\"");
+        assert!(matches!(
+            refused("demo", &wrong_version_field),
+            PublishError::VersionField { field: "version", .. }
+        ));
+    }
+
+    #[test]
+    fn the_name_must_be_the_package_of_the_path() {
+        let tarball = tarball();
+        let body = publish("demo", "1.0.0", &tarball, None);
+        // npm sends "_id" first: it is the first to disagree with the path.
+        assert!(matches!(
+            refused("other", &body),
+            PublishError::IdMismatch { ref found, ref expected } if found == "demo" && expected == "other"
+        ));
+        let no_id = replace(&body, "\"_id\":\"demo\",", "");
+        assert!(matches!(
+            refused("other", &no_id),
+            PublishError::NameMismatch { ref found, ref expected } if found == "demo" && expected == "other"
+        ));
+        let id = replace(&body, "\"_id\":\"demo\"", "\"_id\":\"other\"");
+        assert!(matches!(refused("demo", &id), PublishError::IdMismatch { .. }));
+        let no_name = replace(&body, "\"name\":\"demo\",\"description\"", "\"description\"");
+        assert!(matches!(refused("demo", &no_name), PublishError::NameMissing { .. }));
+        let number = replace(&body, "\"name\":\"demo\",\"description\"", "\"name\":1,\"description\"");
+        assert!(matches!(
+            refused("demo", &number),
+            PublishError::WrongType { ref path, expected: "a string" } if path == "name"
+        ));
+        // The manifest's name must be the package too.
+        let manifest_name = replace(
+            &body,
+            "{\"name\":\"demo\",\"version\"",
+            "{\"name\":\"evil\",\"version\"",
+        );
+        assert!(matches!(
+            refused("demo", &manifest_name),
+            PublishError::VersionField { field: "name", .. }
+        ));
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_anywhere() {
+        let tarball = tarball();
+        let body = publish("demo", "1.0.0", &tarball, None);
+        let top = replace(&body, "\"access\":null", "\"access\":null,\"name\":\"demo\"");
+        assert!(matches!(
+            refused("demo", &top),
+            PublishError::DuplicateKey { ref key, ref path } if key == "name" && path == "the document"
+        ));
+        let versions = replace(
+            &body,
+            "\"versions\":{",
+            &format!("\"versions\":{{\"1.0.0\":{},", manifest("demo", "1.0.0", b"evil")),
+        );
+        assert!(matches!(
+            refused("demo", &versions),
+            PublishError::DuplicateKey { ref key, ref path } if key == "1.0.0" && path == "versions"
+        ));
+        let (key, member) = tgz_member("demo", "1.0.0", b"evil");
+        let attachments = replace(
+            &body,
+            "\"_attachments\":{",
+            &format!("\"_attachments\":{{{}:{member},", js(&key)),
+        );
+        assert!(matches!(
+            refused("demo", &attachments),
+            PublishError::DuplicateKey { ref key, ref path } if key == "demo-1.0.0.tgz" && path == "_attachments"
+        ));
+        let deep = replace(
+            &body,
+            "\"main\":\"index.js\"",
+            "\"main\":\"index.js\",\"main\":\"evil.js\"",
+        );
+        assert!(matches!(
+            refused("demo", &deep),
+            PublishError::DuplicateKey { ref path, .. } if path == "versions[\"1.0.0\"]"
+        ));
+        // Keys are compared after unescaping, as JSON.parse does.
+        let escaped = replace(&body, "\"access\":null", "\"access\":null,\"n\\u0061me\":\"demo\"");
+        assert!(matches!(refused("demo", &escaped), PublishError::DuplicateKey { .. }));
+        let in_array = replace(&body, "\"access\":null", "\"access\":null,\"x\":[{\"a\":1,\"a\":2}]");
+        assert!(matches!(
+            refused("demo", &in_array),
+            PublishError::DuplicateKey { ref path, .. } if path == "x[0]"
+        ));
+        // The same key in sibling objects is fine.
+        let siblings = replace(&body, "\"access\":null", "\"access\":null,\"x\":[{\"a\":1},{\"a\":2}]");
+        assert!(inspect("demo", &siblings, 3).is_ok());
+    }
+
+    #[test]
+    fn tarball_data_must_be_canonical_base64() {
+        let tarball = tarball();
+        let body = publish("demo", "1.0.0", &tarball, None);
+        let data = STANDARD.encode(&tarball);
+        for bad in [
+            format!("!{}", &data[1..]),
+            data[..data.len() - 1].to_owned(),
+            format!("{data}AAAA"),
+            data.replace('+', "-").replace('/', "_"),
+            format!("{} {}", &data[..8], &data[8..]),
+        ] {
+            let error = refused("demo", &replace(&body, &data, &bad));
+            assert!(matches!(error, PublishError::BadBase64 { .. }), "{bad:.20}: {error:?}");
+        }
+        // Non-canonical trailing bits ("AB==" decodes to the same byte as "AA==").
+        let small = publish("demo", "1.0.0", &[0], None);
+        assert!(matches!(
+            refused("demo", &replace(&small, "\"AA==\"", "\"AB==\"")),
+            PublishError::BadBase64 { .. }
+        ));
+        // JSON escapes in the data are decoded first, as the backend's JSON parser does.
+        assert!(data.contains('/'), "the test tarball's base64 has a '/'");
+        let escaped = replace(&body, &data, &data.replace('/', "\\/").replacen('A', "\\u0041", 1));
+        assert_eq!(facts("demo", &escaped), facts("demo", &body));
+    }
+
+    #[test]
+    fn length_must_be_the_decoded_size() {
+        let tarball = tarball();
+        let body = publish("demo", "1.0.0", &tarball, None);
+        assert_eq!(
+            refused("demo", &replace(&body, "\"length\":1000", "\"length\":1001")),
+            PublishError::LengthMismatch {
+                declared: 1001,
+                actual: 1000
+            }
+        );
+        for bad in ["1000.0", "-1000", "1e3", "123456789012345678901234"] {
+            assert!(matches!(
+                refused("demo", &replace(&body, "\"length\":1000", &format!("\"length\":{bad}"))),
+                PublishError::BadLength { .. }
+            ));
+        }
+        assert!(matches!(
+            refused("demo", &replace(&body, "\"length\":1000", "\"length\":\"1000\"")),
+            PublishError::WrongType { .. }
+        ));
+        let without = replace(&body, ",\"length\":1000", "");
+        assert_eq!(facts("demo", &without).tarball.expect("tarball").declared_length, None);
+    }
+
+    fn packument(deprecations: &[(&str, &str)], attachments: Option<&str>) -> Vec<u8> {
+        let version = |v: &str| {
+            let mut members = vec![
+                ("name", js("demo")),
+                ("version", js(v)),
+                (
+                    "dist",
+                    obj(&[("shasum", js(&"0".repeat(40))), ("tarball", js("http://r/demo.tgz"))]),
+                ),
+            ];
+            if let Some((_, message)) = deprecations.iter().find(|(d, _)| *d == v) {
+                members.push(("deprecated", js(message)));
+            }
+            obj(&members)
+        };
+        let mut members = vec![
+            ("_id", js("demo")),
+            ("_rev", js("3-0123456789abcdef")),
+            ("name", js("demo")),
+            ("dist-tags", obj(&[("latest", js("1.1.0")), ("next", js("2.0.0-rc.1"))])),
+            (
+                "versions",
+                obj(&[
+                    ("1.0.0", version("1.0.0")),
+                    ("1.1.0", version("1.1.0")),
+                    ("2.0.0-rc.1", version("2.0.0-rc.1")),
+                ]),
+            ),
+            ("time", obj(&[("created", js("2024-01-01T00:00:00.000Z"))])),
+            (
+                "maintainers",
+                "[{\"name\":\"alice\",\"email\":\"a@example.com\"}]".to_owned(),
+            ),
+            ("readme", js("# demo\n\nA package.")),
+            ("users", "{}".to_owned()),
+        ];
+        if let Some(attachments) = attachments {
+            members.push(("_attachments", attachments.to_owned()));
+        }
+        obj(&members).into_bytes()
+    }
+
+    #[test]
+    fn deprecate_is_a_metadata_only_put() {
+        let body = packument(&[("1.0.0", "use 1.1.0 or later"), ("2.0.0-rc.1", "")], None);
+        let expected = PublishFacts {
+            name: "demo".into(),
+            versions: vec!["1.0.0".into(), "1.1.0".into(), "2.0.0-rc.1".into()],
+            dist_tags: vec![("latest".into(), "1.1.0".into()), ("next".into(), "2.0.0-rc.1".into())],
+            kind: PublishKind::MetadataOnly,
+            tarball: None,
+            provenance: None,
+            provenance_stripped: false,
+            repository_url: None,
+            deprecated: vec![
+                ("1.0.0".into(), "use 1.1.0 or later".into()),
+                ("2.0.0-rc.1".into(), String::new()),
+            ],
+        };
+        for &chunk in SIZES {
+            assert_eq!(inspect("demo", &body, chunk).expect("accepted").1, expected);
+        }
+        let empty_attachments = packument(&[("1.0.0", "use 1.1.0 or later"), ("2.0.0-rc.1", "")], Some("{}"));
+        assert_eq!(facts("demo", &empty_attachments), expected);
+        let not_a_string = replace(&body, "\"deprecated\":\"use 1.1.0 or later\"", "\"deprecated\":true");
+        assert!(matches!(
+            refused("demo", &not_a_string),
+            PublishError::WrongType { ref path, .. } if path == "versions[\"1.0.0\"].deprecated"
+        ));
+        assert!(matches!(refused("other", &body), PublishError::IdMismatch { .. }));
+    }
+
+    /// Forwards `body` with provenance stripped and checks the result is the same document
+    /// without the `.sigstore` member, at every chunk size.
+    fn assert_strips(body: &[u8], package: &str, key: &str, bundle: &[u8], foreign: bool) {
+        let mut expected: Value = serde_json::from_slice(body).expect("test body is JSON");
+        let removed = expected
+            .get_mut("_attachments")
+            .and_then(Value::as_object_mut)
+            .and_then(|a| a.remove(key));
+        assert!(removed.is_some(), "{key} is in the test body");
+        for &chunk in SIZES.iter().chain([body.len()].iter()) {
+            let mut inspector = PublishInspector::new(package, Limits::default(), true);
+            if foreign {
+                inspector = inspector.allowing_foreign_attachments();
+            }
+            let (forwarded, facts) = run(inspector, body, chunk).expect("accepted");
+            let parsed: Value = serde_json::from_slice(&forwarded).unwrap_or_else(|e| {
+                panic!(
+                    "chunks of {chunk}: forwarded bytes are not JSON ({e}): {}",
+                    String::from_utf8_lossy(&forwarded[..forwarded.len().min(400)])
+                )
+            });
+            assert_eq!(parsed, expected, "chunks of {chunk}");
+            assert!(facts.provenance_stripped);
+            assert_eq!(facts.provenance.as_deref(), Some(bundle));
+            assert_eq!(facts.kind, PublishKind::Publish);
+        }
+    }
+
+    #[test]
+    fn stripping_provenance_keeps_the_json_valid_wherever_the_member_is() {
+        let (artifact, bundle) = fixture("slsa-v1-sigstore-2.3.1");
+        let (name, version) = ("sigstore", "2.3.1");
+        let tgz = tgz_member(name, version, &artifact);
+        let sig = sigstore_member(name, version, &bundle);
+        let foreign = ("README.txt".to_owned(), obj(&[("data", js("hello"))]));
+        let key = format!("{name}-{version}.sigstore");
+        let build = |attachments: &[(String, String)]| {
+            document(name, version, manifest(name, version, &artifact), attachments, false)
+        };
+        // Last (as npm sends it), first, alone (no tarball after it), middle.
+        assert_strips(&build(&[tgz.clone(), sig.clone()]), name, &key, &bundle, false);
+        assert_strips(&build(&[sig.clone(), tgz.clone()]), name, &key, &bundle, false);
+        assert_strips(
+            &build(&[tgz.clone(), sig.clone(), foreign.clone()]),
+            name,
+            &key,
+            &bundle,
+            true,
+        );
+        assert_strips(
+            &build(&[sig.clone(), foreign.clone(), tgz.clone()]),
+            name,
+            &key,
+            &bundle,
+            true,
+        );
+        // Pretty-printed (whitespace everywhere; serde_json sorts keys: .sigstore first).
+        let pretty: Value = serde_json::from_slice(&build(&[tgz.clone(), sig.clone()])).expect("JSON");
+        let pretty = serde_json::to_vec_pretty(&pretty).expect("JSON");
+        assert_strips(&pretty, name, &key, &bundle, false);
+        // Scoped: the key is held while its escapes are decoded.
+        let (artifact, bundle) = fixture("slsa-v1-playwright-cli-0.1.1");
+        let scoped = document(
+            "@playwright/cli",
+            "0.1.1",
+            manifest("@playwright/cli", "0.1.1", &artifact),
+            &[
+                sigstore_member("@playwright/cli", "0.1.1", &bundle),
+                tgz_member("@playwright/cli", "0.1.1", &artifact),
+            ],
+            false,
+        );
+        let scoped = replace(
+            &scoped,
+            "\"@playwright/cli-0.1.1.sigstore\"",
+            "\"\\u0040playwright\\/cli-0.1.1.sigstore\"",
+        );
+        assert_strips(
+            &scoped,
+            "@playwright/cli",
+            "@playwright/cli-0.1.1.sigstore",
+            &bundle,
+            false,
+        );
+    }
+
+    #[test]
+    fn stripping_without_provenance_forwards_the_body_unchanged() {
+        let tarball = tarball();
+        let body = publish("demo", "1.0.0", &tarball, None);
+        for &chunk in SIZES {
+            let (forwarded, facts) =
+                run(PublishInspector::new("demo", Limits::default(), true), &body, chunk).expect("accepted");
+            assert!(forwarded == body, "chunks of {chunk}");
+            assert!(!facts.provenance_stripped);
+            assert_eq!(facts.provenance, None);
+        }
+    }
+
+    #[test]
+    fn unicode_escapes_and_raw_utf8_are_decoded() {
+        let tarball = tarball();
+        let body = publish("demo", "1.0.0", &tarball, None);
+        // Raw UTF-8 and escapes (including a surrogate pair) in strings the gateway skips.
+        let body = replace(
+            &body,
+            "\"description\":\"a demo package\"",
+            "\"description\":\"caf\\u00e9 \\ud83d\\ude00 caf\u{e9} \u{1F600} \\\"quoted\\\" \\\\ \\/ \\b\\f\\n\\r\\t\"",
+        );
+        // An escaped key still names the field.
+        let escaped_key = replace(
+            &body,
+            "\"name\":\"demo\",\"description\"",
+            "\"n\\u0061me\":\"d\\u0065mo\",\"description\"",
+        );
+        for &chunk in SIZES {
+            assert_eq!(inspect("demo", &escaped_key, chunk).expect("accepted").1.name, "demo");
+        }
+        // The provenance string is unescaped exactly.
+        let bundle_text = "{\"k\":\"caf\u{e9} \u{1F600} \\\" / \n\u{0}\"}";
+        let encoded = "\"{\\\"k\\\":\\\"caf\\u00e9 \\uD83D\\uDE00 \\\\\\\" \\/ \\n\\u0000\\\"}\"";
+        let with_bundle = document(
+            "demo",
+            "1.0.0",
+            manifest("demo", "1.0.0", &tarball),
+            &[
+                tgz_member("demo", "1.0.0", &tarball),
+                ("demo-1.0.0.sigstore".into(), format!("{{\"data\":{encoded}}}")),
+            ],
+            false,
+        );
+        for &chunk in SIZES {
+            let facts = inspect("demo", &with_bundle, chunk).expect("accepted").1;
+            assert_eq!(
+                facts.provenance.as_deref(),
+                Some(bundle_text.as_bytes()),
+                "chunks of {chunk}"
+            );
+        }
+        for bad in ["\\ud800", "\\udc00", "\\ud800\\u0041", "\\ud800x", "\\ud83d\\ud83d"] {
+            let text = replace(&body, "\"access\":null", &format!("\"access\":\"{bad}\""));
+            assert!(
+                matches!(refused("demo", &text), PublishError::InvalidUnicode { .. }),
+                "{bad}"
+            );
+        }
+        let text = std::str::from_utf8(&body).expect("UTF-8");
+        for bad in [
+            &b"\xff"[..],
+            b"\xc0\xaf",
+            b"\xed\xa0\x80",
+            b"\xe9t\xe9",
+            b"\xf4\x90\x80\x80",
+        ] {
+            let (head, tail) = text.split_once("a demo package").expect("description");
+            let mut raw = head.as_bytes().to_vec();
+            raw.extend_from_slice(bad);
+            raw.extend_from_slice(tail.as_bytes());
+            assert!(
+                matches!(refused("demo", &raw), PublishError::InvalidUnicode { .. }),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_json_is_refused() {
+        let body = String::from_utf8(publish("demo", "1.0.0", &tarball(), None)).expect("UTF-8");
+        type Expect = fn(&PublishError) -> bool;
+        let cases: Vec<(String, Expect)> = vec![
+            (format!("{body} x"), |e| matches!(e, PublishError::Syntax { .. })),
+            (format!("{body}{{}}"), |e| matches!(e, PublishError::Syntax { .. })),
+            (body[..body.len() - 1].to_owned(), |e| *e == PublishError::Truncated),
+            (body.replacen(",\"_attachments\"", "\"_attachments\"", 1), |e| {
+                matches!(e, PublishError::Syntax { .. })
+            }),
+            ("{\"name\":\"demo\",}".into(), |e| {
+                matches!(e, PublishError::Syntax { .. })
+            }),
+            ("{\"name\" \"demo\"}".into(), |e| {
+                matches!(e, PublishError::Syntax { .. })
+            }),
+            ("{\"name\":\"demo\",\"a\":01}".into(), |e| {
+                matches!(e, PublishError::Syntax { .. })
+            }),
+            ("{\"name\":\"demo\",\"a\":-}".into(), |e| {
+                matches!(e, PublishError::Syntax { .. })
+            }),
+            ("{\"name\":\"demo\",\"a\":1.}".into(), |e| {
+                matches!(e, PublishError::Syntax { .. })
+            }),
+            ("{\"name\":\"demo\",\"a\":tru}".into(), |e| {
+                matches!(e, PublishError::Syntax { .. })
+            }),
+            ("{\"name\":\"demo\",\"a\":[1,]}".into(), |e| {
+                matches!(e, PublishError::Syntax { .. })
+            }),
+            ("{\"name\":\"demo\",\"a\":[1}".into(), |e| {
+                matches!(e, PublishError::Syntax { .. })
+            }),
+            ("{\"name\":\"demo\",\"a\":\"\u{1}\"}".into(), |e| {
+                matches!(e, PublishError::Syntax { .. })
+            }),
+            ("{\"name\":\"demo\",\"a\":\"\\q\"}".into(), |e| {
+                matches!(e, PublishError::Syntax { .. })
+            }),
+            ("{\"name\":\"demo\",\"a\":\"\\u12g4\"}".into(), |e| {
+                matches!(e, PublishError::Syntax { .. })
+            }),
+            ("{'name':'demo'}".into(), |e| matches!(e, PublishError::Syntax { .. })),
+            ("[]".into(), |e| *e == PublishError::NotAnObject),
+            ("\"demo\"".into(), |e| *e == PublishError::NotAnObject),
+            ("\u{feff}{}".into(), |e| *e == PublishError::NotAnObject),
+            ("".into(), |e| *e == PublishError::Empty),
+            ("  \n".into(), |e| *e == PublishError::Empty),
+            ("{\"name\":\"demo\"".into(), |e| *e == PublishError::Truncated),
+        ];
+        for (text, expected) in cases {
+            let error = refused("demo", text.as_bytes());
+            assert!(expected(&error), "{:.60}: {error:?}", text);
+        }
+        // Exact offsets for a publisher to find the fault.
+        assert_eq!(
+            refused("demo", b"{\"name\":\"demo\",}"),
+            PublishError::Syntax {
+                offset: 15,
+                reason: "expected a quoted key"
+            }
+        );
+        // Numbers, literals and nesting the checks ignore are fine.
+        let fine = b"{\"name\":\"demo\",\"a\":[0,-1.5e+3,2E-2,true,false,null,{},[],\"\"],\"b\":{\"c\":[[1]]}}";
+        assert_eq!(facts("demo", fine).kind, PublishKind::MetadataOnly);
+    }
+
+    #[test]
+    fn nesting_depth_is_limited() {
+        let nested = |levels: usize| {
+            format!(
+                "{{\"name\":\"demo\",\"x\":{}0{}}}",
+                "[".repeat(levels),
+                "]".repeat(levels)
+            )
+            .into_bytes()
+        };
+        // The document is depth 1: 63 arrays inside make 64.
+        assert!(inspect("demo", &nested(63), 1).is_ok());
+        assert!(matches!(
+            refused("demo", &nested(64)),
+            PublishError::TooDeep { limit: 64, ref path } if path.starts_with("x[0]")
+        ));
+        assert!(matches!(
+            refused("demo", &nested(100_000)),
+            PublishError::TooDeep { .. }
+        ));
+    }
+
+    #[test]
+    fn keys_strings_and_provenance_are_limited() {
+        let keys = |n: usize| {
+            let members: Vec<String> = (0..n).map(|i| format!("\"k{i}\":{i}")).collect();
+            format!("{{\"name\":\"demo\",\"x\":{{{}}}}}", members.join(",")).into_bytes()
+        };
+        assert!(inspect("demo", &keys(10_000), 4096).is_ok());
+        assert!(matches!(
+            refused("demo", &keys(10_001)),
+            PublishError::TooManyKeys { limit: 10_000, ref path } if path == "x"
+        ));
+
+        let tarball: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let body = publish("demo", "1.0.0", &tarball, None);
+        let limits = Limits {
+            max_string_bytes: 2048,
+            ..Limits::default()
+        };
+        // The tarball data (13 KiB of base64) is not a string under the limit.
+        assert!(run(PublishInspector::new("demo", limits, false), &body, 100).is_ok());
+        let readme = replace(
+            &body,
+            "\"access\":null",
+            &format!("\"access\":null,\"readme\":{}", js(&"é".repeat(1025))),
+        );
+        assert!(matches!(
+            run(PublishInspector::new("demo", limits, false), &readme, 100),
+            Err(PublishError::StringTooLong { limit: 2048, ref path }) if path == "readme"
+        ));
+        let long_key = replace(
+            &body,
+            "\"access\":null",
+            &format!("\"access\":null,{}:1", js(&"k".repeat(3000))),
+        );
+        assert!(matches!(
+            run(PublishInspector::new("demo", limits, false), &long_key, 100),
+            Err(PublishError::StringTooLong { .. })
+        ));
+
+        let (artifact, bundle) = fixture("slsa-v1-sigstore-2.3.1");
+        let body = publish("sigstore", "2.3.1", &artifact, Some(&bundle));
+        let limits = Limits {
+            max_provenance_bytes: 4096,
+            ..Limits::default()
+        };
+        assert_eq!(
+            run(PublishInspector::new("sigstore", limits, false), &body, 100).expect_err("accepted"),
+            PublishError::ProvenanceTooLarge { limit: 4096 }
+        );
+        let limits = Limits {
+            max_metadata_bytes: 100,
+            ..Limits::default()
+        };
+        assert_eq!(
+            run(PublishInspector::new("sigstore", limits, false), &body, 100).expect_err("accepted"),
+            PublishError::MetadataTooLarge { limit: 100 }
+        );
+    }
+
+    #[test]
+    fn a_failed_inspector_keeps_failing() {
+        let mut inspector = PublishInspector::new("demo", Limits::default(), false);
+        let error = inspector.feed(b"[").expect_err("not an object");
+        assert_eq!(error, PublishError::NotAnObject);
+        assert_eq!(inspector.feed(b"{}").expect_err("still failed"), error);
+        assert_eq!(inspector.finish().expect_err("still failed"), error);
+    }
+
+    #[test]
+    fn codes_are_distinct_bounded_snake_case() {
+        let s = String::new;
+        let errors = [
+            PublishError::Empty,
+            PublishError::Syntax { offset: 0, reason: "" },
+            PublishError::Truncated,
+            PublishError::NotAnObject,
+            PublishError::InvalidUnicode { path: s(), reason: "" },
+            PublishError::DuplicateKey { path: s(), key: s() },
+            PublishError::TooDeep { path: s(), limit: 0 },
+            PublishError::TooManyKeys { path: s(), limit: 0 },
+            PublishError::StringTooLong { path: s(), limit: 0 },
+            PublishError::MetadataTooLarge { limit: 0 },
+            PublishError::ProvenanceTooLarge { limit: 0 },
+            PublishError::WrongType {
+                path: s(),
+                expected: "",
+            },
+            PublishError::NameMissing { expected: s() },
+            PublishError::NameMismatch {
+                found: s(),
+                expected: s(),
+            },
+            PublishError::IdMismatch {
+                found: s(),
+                expected: s(),
+            },
+            PublishError::UnexpectedAttachment { name: s() },
+            PublishError::MultipleTarballs,
+            PublishError::MultipleProvenance,
+            PublishError::AttachmentName {
+                found: s(),
+                expected: s(),
+            },
+            PublishError::ProvenanceWithoutTarball { name: s() },
+            PublishError::AttachmentDataMissing { name: s() },
+            PublishError::VersionCount { found: 0 },
+            PublishError::VersionField {
+                version: s(),
+                field: "name",
+                found: s(),
+                expected: s(),
+            },
+            PublishError::BadBase64 { reason: s() },
+            PublishError::BadLength { name: s() },
+            PublishError::LengthMismatch { declared: 0, actual: 0 },
+            PublishError::IntegrityMissing { version: s() },
+            PublishError::IntegrityMismatch {
+                version: s(),
+                actual: s(),
+            },
+            PublishError::ShasumMismatch {
+                version: s(),
+                found: s(),
+                actual: s(),
+            },
+        ];
+        let codes: HashSet<&str> = errors.iter().map(PublishError::code).collect();
+        assert_eq!(codes.len(), errors.len(), "codes are distinct");
+        for code in codes {
+            assert!(
+                code.len() <= 40
+                    && code.starts_with(|c: char| c.is_ascii_lowercase())
+                    && code
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                "{code}"
+            );
+        }
+        let refusal: Refusal = PublishError::IntegrityMismatch {
+            version: s(),
+            actual: s(),
+        }
+        .into();
+        assert_eq!(refusal.code(), "digest_mismatch");
+        let refusal: Refusal = PublishError::MultipleTarballs.into();
+        assert_eq!(refusal.code(), "malformed_upload");
+    }
+
+    /// Deterministic pseudo-random bytes (xorshift64*).
+    struct Noise(u64);
+
+    impl Noise {
+        fn fill(&mut self, buf: &mut [u8]) {
+            for chunk in buf.chunks_mut(8) {
+                self.0 ^= self.0 >> 12;
+                self.0 ^= self.0 << 25;
+                self.0 ^= self.0 >> 27;
+                let word = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes();
+                chunk.copy_from_slice(&word[..chunk.len()]);
+            }
+        }
+    }
+
+    #[test]
+    fn a_64_mib_tarball_streams_in_bounded_memory() {
+        const SIZE: usize = 64 << 20;
+        const RAW_BLOCK: usize = 48 * 1024;
+        const CHUNK: usize = 64 * 1024;
+        // First pass: the digests npm would put in the manifest.
+        let (mut sha512, mut sha1) = (Sha512::new(), Sha1::new());
+        let mut noise = Noise(0x9E37_79B9_7F4A_7C15);
+        let mut block = vec![0u8; RAW_BLOCK];
+        let mut left = SIZE;
+        while left > 0 {
+            let n = left.min(RAW_BLOCK);
+            noise.fill(&mut block[..n]);
+            sha512.update(&block[..n]);
+            sha1.update(&block[..n]);
+            left -= n;
+        }
+        let sha512: [u8; 64] = sha512.finalize().into();
+        let sha1: [u8; 20] = sha1.finalize().into();
+        let (_, bundle) = fixture("slsa-v1-sigstore-2.3.1");
+        let manifest = obj(&[
+            ("name", js("big")),
+            ("version", js("1.0.0")),
+            (
+                "dist",
+                obj(&[
+                    ("integrity", js(&format!("sha512-{}", STANDARD.encode(sha512)))),
+                    ("shasum", js(&hex::encode(sha1))),
+                ]),
+            ),
+        ]);
+        let prefix = format!(
+            "{{\"_id\":\"big\",\"name\":\"big\",\"dist-tags\":{{\"latest\":\"1.0.0\"}},\"versions\":{{\"1.0.0\":{manifest}}},\"access\":null,\"_attachments\":{{\"big-1.0.0.tgz\":{{\"content_type\":\"application/octet-stream\",\"data\":\""
+        );
+        let (sig_key, sig_value) = sigstore_member("big", "1.0.0", &bundle);
+        let removed = format!(",{}:{sig_value}", js(&sig_key));
+        let suffix = format!("\",\"length\":{SIZE}}}{removed}}}}}");
+
+        // Second pass: stream the body in 64 KiB chunks (not aligned on base64 groups).
+        let mut inspector = PublishInspector::new("big", Limits::default(), true);
+        let mut pending: Vec<u8> = Vec::with_capacity(2 * CHUNK);
+        let (mut body_len, mut forwarded_len, mut max_buffered) = (0usize, 0usize, 0usize);
+        let mut forward = |pending: &mut Vec<u8>, all: bool, inspector: &mut PublishInspector| {
+            while pending.len() >= CHUNK || (all && !pending.is_empty()) {
+                let n = pending.len().min(CHUNK);
+                let out = inspector.feed(&pending[..n]).expect("accepted");
+                pending.drain(..n);
+                body_len += n;
+                forwarded_len += out.len();
+                max_buffered = max_buffered.max(inspector.buffered_bytes());
+            }
+        };
+        pending.extend_from_slice(prefix.as_bytes());
+        let mut noise = Noise(0x9E37_79B9_7F4A_7C15);
+        let mut left = SIZE;
+        while left > 0 {
+            let n = left.min(RAW_BLOCK);
+            noise.fill(&mut block[..n]);
+            pending.extend_from_slice(STANDARD.encode(&block[..n]).as_bytes());
+            forward(&mut pending, false, &mut inspector);
+            left -= n;
+        }
+        pending.extend_from_slice(suffix.as_bytes());
+        forward(&mut pending, true, &mut inspector);
+        assert!(max_buffered < 64 * 1024, "the inspector held {max_buffered} bytes");
+        let (tail, facts) = inspector.finish().expect("accepted");
+        assert!(tail.is_empty());
+        assert_eq!(forwarded_len, body_len - removed.len());
+        let tarball = facts.tarball.expect("tarball facts");
+        assert_eq!(tarball.bytes, SIZE as u64);
+        assert_eq!(tarball.sha512, sha512);
+        assert_eq!(tarball.sha1, sha1);
+        assert_eq!(facts.provenance.as_deref(), Some(bundle.as_slice()));
+        assert!(facts.provenance_stripped);
+    }
+}

@@ -1,0 +1,266 @@
+//! npm provenance on the publish path, through the gateway in front of a real Verdaccio, with
+//! the real `sigstore@2.3.1` tarball and its real provenance bundle
+//! (`../shared/fixtures/npm-provenance/slsa-v1-sigstore-2.3.1`). The npm CLI cannot sign offline,
+//! so the test sends the body `npm publish --provenance` would send. Verdaccio refuses publishes
+//! that carry provenance, so the gateway strips the attachment, keeps the bundle and serves it
+//! at npm's attestations endpoint.
+
+use std::path::PathBuf;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use portcullis_e2e::gateway::{Gateway, RegistrySpec};
+use portcullis_e2e::http;
+use portcullis_e2e::verdaccio::Verdaccio;
+use portcullis_e2e::{fixtures, sha256_hex};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha512};
+
+const RULES: &str = r#"
+[issuers.github]
+url = "https://token.actions.githubusercontent.com"
+kind = "github"
+
+[registries.npm]
+audience = "npm:127.0.0.1"
+
+[[registries.npm.provenance_rules]]
+id = "attested"
+names = ["sigstore", "must-attest"]
+mode = "required"
+
+[[registries.npm.publishers]]
+id = "sigstore-js"
+issuer = "github"
+projects = ["sigstore"]
+repository = "sigstore/sigstore-js"
+repository_owner_id = "71096353"
+workflow = "release.yml"
+"#;
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    work: PathBuf,
+    backend: Verdaccio,
+    gateway: Gateway,
+    token: String,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let work = dir.path().to_path_buf();
+    let backend = Verdaccio::start(&work.join("verdaccio"));
+    let root = fixtures().join("trusted-roots/public-good-production.trusted_root.json");
+    let gateway = Gateway::builder()
+        .registry(RegistrySpec {
+            extra: "strip_npm_provenance = true\n".into(),
+            ..RegistrySpec::new("npm", "npm", backend.addr())
+        })
+        .rules(RULES)
+        .config(&format!(
+            "[provenance]\ntrusted_root = {:?}\n",
+            root.display().to_string()
+        ))
+        .start(&work.join("gateway"));
+    let token = backend.token(backend.addr());
+    Setup {
+        _dir: dir,
+        work,
+        backend,
+        gateway,
+        token,
+    }
+}
+
+fn case() -> PathBuf {
+    fixtures().join("npm-provenance/slsa-v1-sigstore-2.3.1")
+}
+
+/// The publish document as libnpmpublish builds it.
+fn publish_body(name: &str, version: &str, tarball: &[u8], repository: &str, provenance: Option<&str>) -> Vec<u8> {
+    let integrity = format!("sha512-{}", STANDARD.encode(Sha512::digest(tarball)));
+    let shasum = {
+        use sha1::Digest as _;
+        hex::encode(sha1::Sha1::digest(tarball))
+    };
+    let file = format!("{name}-{version}.tgz");
+    let mut attachments = serde_json::Map::new();
+    attachments.insert(
+        file.clone(),
+        json!({"content_type": "application/octet-stream", "data": STANDARD.encode(tarball), "length": tarball.len()}),
+    );
+    if let Some(bundle) = provenance {
+        attachments.insert(
+            format!("{name}-{version}.sigstore"),
+            json!({"content_type": "application/vnd.dev.sigstore.bundle+json;version=0.2", "data": bundle, "length": bundle.len()}),
+        );
+    }
+    serde_json::to_vec(&json!({
+        "_id": name,
+        "name": name,
+        "description": "test",
+        "dist-tags": {"latest": version},
+        "versions": {version: {
+            "name": name, "version": version, "_id": format!("{name}@{version}"),
+            "repository": {"type": "git", "url": repository},
+            "dist": {"integrity": integrity, "shasum": shasum, "tarball": format!("http://localhost/{name}/-/{file}")},
+        }},
+        "access": "public",
+        "_attachments": attachments,
+    }))
+    .expect("json")
+}
+
+fn publish(s: &Setup, name: &str, body: &[u8]) -> http::Response {
+    http::request(
+        s.gateway.addr(),
+        "PUT",
+        &format!("/{name}"),
+        &[
+            ("content-type", "application/json"),
+            ("authorization", &format!("Bearer {}", s.token)),
+        ],
+        body,
+    )
+}
+
+const REPO: &str = "git+https://github.com/sigstore/sigstore-js.git";
+
+#[test]
+fn the_real_provenance_passes_is_stripped_for_verdaccio_and_served_back() {
+    let s = setup();
+    let tarball = std::fs::read(case().join("artifact")).expect("tarball");
+    let bundle = std::fs::read_to_string(case().join("bundle.sigstore.json")).expect("bundle");
+    let response = publish(
+        &s,
+        "sigstore",
+        &publish_body("sigstore", "2.3.1", &tarball, REPO, Some(&bundle)),
+    );
+    assert!(matches!(response.status, 200 | 201), "{}", response.text());
+    let stored = s.backend.storage.join("sigstore/sigstore-2.3.1.tgz");
+    assert_eq!(
+        sha256_hex(&std::fs::read(&stored).expect("stored tarball")),
+        sha256_hex(&tarball),
+        "the tarball landed byte for byte"
+    );
+    let decision = &s.gateway.decisions(1)[0];
+    let detail = decision["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("provenance=accepted"), "{decision}");
+    assert!(detail.contains("signer_publisher=sigstore-js"), "{decision}");
+
+    let served = http::get(s.gateway.addr(), "/-/npm/v1/attestations/sigstore@2.3.1");
+    assert_eq!(served.status, 200, "{}", served.text());
+    let original: Value = serde_json::from_str(&bundle).expect("json");
+    assert_eq!(served.json()["attestations"][0]["bundle"], original);
+    assert_eq!(
+        served.json()["attestations"][0]["predicateType"],
+        "https://slsa.dev/provenance/v1"
+    );
+    let _ = &s.work;
+}
+
+#[test]
+fn forged_misdirected_and_missing_provenance_is_refused_and_nothing_is_stored() {
+    let s = setup();
+    let tarball = std::fs::read(case().join("artifact")).expect("tarball");
+    let bundle = std::fs::read_to_string(case().join("bundle.sigstore.json")).expect("bundle");
+    let mut changed = tarball.clone();
+    changed[100] ^= 0x01;
+    let mut wrong_integrity: Value =
+        serde_json::from_slice(&publish_body("sigstore", "2.3.1", &tarball, REPO, Some(&bundle))).expect("json");
+    wrong_integrity["versions"]["2.3.1"]["dist"]["integrity"] =
+        json!(format!("sha512-{}", STANDARD.encode(Sha512::digest(b"other"))));
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "the tarball changed by one byte",
+            publish_body("sigstore", "2.3.1", &changed, REPO, Some(&bundle)),
+            "provenance_invalid",
+        ),
+        (
+            "repository.url of another repository",
+            publish_body(
+                "sigstore",
+                "2.3.1",
+                &tarball,
+                "git+https://github.com/someone/fork.git",
+                Some(&bundle),
+            ),
+            "provenance_invalid",
+        ),
+        (
+            "no provenance where required",
+            publish_body("sigstore", "2.3.1", &tarball, REPO, None),
+            "provenance_missing",
+        ),
+        (
+            "integrity that is not the tarball's",
+            serde_json::to_vec(&wrong_integrity).expect("json"),
+            "digest_mismatch",
+        ),
+    ];
+    for (what, body, code) in &cases {
+        let response = publish(&s, "sigstore", body);
+        assert_eq!(response.json()["code"], *code, "{what}: {}", response.text());
+        assert!(matches!(response.status, 400 | 403), "{what}: {}", response.status);
+    }
+    // Nothing of the package reached Verdaccio's storage: not the tarball, not even the
+    // package stub it writes before refusing a bad publish (the last bytes were held back).
+    let stored: Vec<String> = s
+        .backend
+        .stored()
+        .into_iter()
+        .filter(|f| f.contains("sigstore"))
+        .collect();
+    assert!(stored.is_empty(), "{stored:?}");
+    let none = http::get(s.gateway.addr(), "/-/npm/v1/attestations/sigstore@2.3.1");
+    assert_eq!(none.status, 404);
+}
+
+#[test]
+fn npm_publish_without_provenance_under_optional_and_required() {
+    let s = setup();
+    let npmrc = s.work.join("npmrc");
+    std::fs::write(
+        &npmrc,
+        format!(
+            "registry={}/\n//{}/:_authToken={}\n",
+            s.gateway.url(),
+            s.gateway.addr(),
+            s.token
+        ),
+    )
+    .expect("npmrc");
+    let package = |name: &str| {
+        let dir = s.work.join(format!("src-{name}"));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(
+            dir.join("package.json"),
+            json!({"name": name, "version": "1.0.0", "main": "index.js", "license": "MIT"}).to_string(),
+        )
+        .expect("package.json");
+        std::fs::write(dir.join("index.js"), "module.exports = 1;\n").expect("index.js");
+        dir
+    };
+    let optional = portcullis_e2e::npm::npm(&s.work, &npmrc, &package("plain-pkg"))
+        .args(["publish", "--provenance=false"])
+        .output()
+        .expect("npm");
+    assert!(
+        optional.status.success(),
+        "optional: {}",
+        String::from_utf8_lossy(&optional.stderr)
+    );
+    let required = portcullis_e2e::npm::npm(&s.work, &npmrc, &package("must-attest"))
+        .args(["publish", "--provenance=false"])
+        .output()
+        .expect("npm");
+    let printed = String::from_utf8_lossy(&required.stderr);
+    assert!(!required.status.success(), "required: {printed}");
+    assert!(
+        printed.contains("provenance is required for project must-attest"),
+        "{printed}"
+    );
+    let stored = s.backend.stored();
+    assert!(stored.iter().any(|f| f.ends_with("plain-pkg-1.0.0.tgz")), "{stored:?}");
+    assert!(!stored.iter().any(|f| f.contains("must-attest")), "{stored:?}");
+}
