@@ -8,8 +8,9 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use portcullis_bench::{cpu_seconds, percentile_ms};
 use portcullis_e2e::gateway::{trusted_publishing_config, Gateway, RegistrySpec};
 use portcullis_e2e::http;
 use portcullis_e2e::oidc::Issuer;
@@ -17,25 +18,6 @@ use portcullis_e2e::sink::Sink;
 use serde_json::json;
 
 const AUDIENCE: &str = "portcullis-bench";
-
-/// User plus system CPU time of a process, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which is in parentheses and may contain spaces).
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 of stat, i.e. 11 and 12 after the name.
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index].as_secs_f64() * 1000.0
-}
 
 fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -114,9 +96,9 @@ fn main() {
             "exchanges": count,
             "failed": failures.load(Ordering::Relaxed),
             "per_second": count as f64 / wall,
-            "p50_ms": percentile(&sorted, 0.50),
-            "p99_ms": percentile(&sorted, 0.99),
-            "max_ms": percentile(&sorted, 1.0),
+            "p50_ms": percentile_ms(&sorted, 0.50),
+            "p99_ms": percentile_ms(&sorted, 0.99),
+            "max_ms": percentile_ms(&sorted, 1.0),
             "gateway_cpu_us_per_exchange": cpu * 1e6 / count as f64,
         });
         println!("{row}");

@@ -10,6 +10,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use portcullis_bench::{cpu_seconds, percentile_ms};
 use portcullis_e2e::gateway::{Gateway, RegistrySpec};
 use portcullis_e2e::http::{self, Form};
 use portcullis_e2e::sink::Sink;
@@ -17,14 +18,6 @@ use serde_json::json;
 
 const MIB: usize = 1 << 20;
 const SDIST: &str = "pypi_attestations-0.0.19.tar.gz";
-
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
 
 fn fixtures() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures")
@@ -79,13 +72,6 @@ fn send(addr: SocketAddr, form: &Form) -> Duration {
     let r = http::request(addr, "POST", "/", &[("content-type", &form.content_type())], &form.body);
     assert_eq!(r.status, 200, "{}", r.text());
     started.elapsed()
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1000.0
 }
 
 fn main() {
@@ -156,8 +142,8 @@ fn main() {
                 "case": case.name,
                 "target": target,
                 "uploads": latencies.len(),
-                "p50_ms": percentile(&latencies, 0.5),
-                "p99_ms": percentile(&latencies, 0.99),
+                "p50_ms": percentile_ms(&latencies, 0.5),
+                "p99_ms": percentile_ms(&latencies, 0.99),
                 "gateway_cpu_us_per_upload": cpu_median,
             });
             println!("{row}");
