@@ -20,20 +20,24 @@ struct Row {
     peak_kib: u64,
 }
 
-fn gateway(sink: &Sink, dir: &std::path::Path) -> Gateway {
-    let mut registry = RegistrySpec::new("pypi", "pypi", sink.addr());
+fn gateway(sink: &Sink, dir: &std::path::Path, protocol: &str) -> Gateway {
+    let mut registry = RegistrySpec::new(protocol, protocol, sink.addr());
     registry.extra = "max_body_bytes = \"8 GiB\"".into();
     registry.upstream_extra = "read_timeout = \"600s\"\nwrite_timeout = \"600s\"".into();
     Gateway::builder()
         .registry(registry)
-        .rules("[registries.pypi]\nmax_upload_bytes = \"8 GiB\"\n")
+        .rules(&format!("[registries.{protocol}]\nmax_upload_bytes = \"8 GiB\"\n"))
         .start(dir)
 }
 
 fn measure(name: &str, body_mib: u64, run: impl FnOnce(&Gateway)) -> Row {
+    measure_on("pypi", name, body_mib, run)
+}
+
+fn measure_on(protocol: &str, name: &str, body_mib: u64, run: impl FnOnce(&Gateway)) -> Row {
     let sink = Sink::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut gw = gateway(&sink, dir.path());
+    let mut gw = gateway(&sink, dir.path(), protocol);
     let baseline_kib = gw.process().rss_kib().unwrap_or(0);
     let started = Instant::now();
     run(&gw);
@@ -42,7 +46,7 @@ fn measure(name: &str, body_mib: u64, run: impl FnOnce(&Gateway)) -> Row {
     let incomplete = sink
         .seen()
         .iter()
-        .filter(|s| s.method == "POST" && s.ending != Ending::Complete)
+        .filter(|s| s.method != "GET" && s.ending != Ending::Complete)
         .count();
     assert_eq!(incomplete, 0, "{name}: an upload did not arrive whole");
     Row {
@@ -74,6 +78,17 @@ fn main() {
             for t in threads {
                 assert_eq!(t.join().expect("upload thread"), 200);
             }
+        }),
+        measure_on("npm", "one 200 MiB npm publish (base64 tarball in JSON)", 267, |gw| {
+            let body = http::npm_publish_doc("big-npm", 200 * MIB as usize);
+            let r = http::request(
+                gw.addr(),
+                "PUT",
+                "/big-npm",
+                &[("content-type", "application/json")],
+                &body,
+            );
+            assert_eq!(r.status, 200, "{}", r.text());
         }),
         measure("one 1 GiB download", 1024, |gw| {
             let (status, bytes) = http::stream_download(gw.addr(), &format!("/blob/{}", 1024 * MIB));

@@ -94,7 +94,9 @@ struct FormState {
     filename: Option<String>,
     content_bytes: u64,
     content_sha256: Option<[u8; 32]>,
+    content_blake2_256: Option<[u8; 32]>,
     sha256_digest: Option<String>,
+    blake2_256_digest: Option<String>,
     attestations: Option<Vec<u8>>,
 }
 
@@ -199,14 +201,17 @@ async fn parse_form(mut form: multer::Multipart<'static>) -> Result<FormAction, 
                 .ok_or_else(|| Refusal::MalformedUpload("the content part has no filename".into()))?
                 .to_owned();
             let mut hasher = Sha256::new();
+            let mut blake2 = blake2::Blake2b::<blake2::digest::consts::U32>::new();
             let mut bytes = 0u64;
             while let Some(chunk) = field.chunk().await.map_err(malformed)? {
                 bytes += chunk.len() as u64;
                 hasher.update(&chunk);
+                blake2.update(&chunk);
             }
             state.filename = Some(filename);
             state.content_bytes = bytes;
             state.content_sha256 = Some(hasher.finalize().into());
+            state.content_blake2_256 = Some(blake2.finalize().into());
             continue;
         }
         let mut value = Vec::new();
@@ -227,6 +232,7 @@ async fn parse_form(mut form: multer::Multipart<'static>) -> Result<FormAction, 
             "name" => state.name = Some(text()?),
             "version" => state.version = Some(text()?),
             "sha256_digest" => state.sha256_digest = Some(text()?),
+            "blake2_256_digest" => state.blake2_256_digest = Some(text()?),
             "attestations" => state.attestations = Some(value),
             _ => {}
         }
@@ -263,6 +269,13 @@ impl FormState {
                     if !claimed.trim().eq_ignore_ascii_case(&hex::encode(sha256)) {
                         return Err(Refusal::DigestMismatch(
                             "the sha256_digest sent does not match the SHA-256 of the uploaded file".into(),
+                        ));
+                    }
+                }
+                if let (Some(claimed), Some(blake2)) = (self.blake2_256_digest, self.content_blake2_256) {
+                    if !claimed.trim().eq_ignore_ascii_case(&hex::encode(blake2)) {
+                        return Err(Refusal::DigestMismatch(
+                            "the blake2_256_digest sent does not match the BLAKE2b-256 of the uploaded file".into(),
                         ));
                     }
                 }
@@ -449,6 +462,24 @@ mod tests {
         assert!(matches!(
             inspect(&upload_form(&[("sha256_digest", None, bad.as_bytes())]), 5).await,
             Err(Refusal::DigestMismatch(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn blake2_digests_are_checked_too() {
+        use blake2::Digest as _;
+        let good = hex::encode(blake2::Blake2b::<blake2::digest::consts::U32>::digest(b"file bytes"));
+        // PyPI's documented test vector style: BLAKE2b with a 32-byte digest, hex.
+        assert_eq!(good.len(), 64);
+        assert!(
+            inspect(&upload_form(&[("blake2_256_digest", None, good.as_bytes())]), 3)
+                .await
+                .is_ok()
+        );
+        let bad = "f".repeat(64);
+        assert!(matches!(
+            inspect(&upload_form(&[("blake2_256_digest", None, bad.as_bytes())]), 3).await,
+            Err(Refusal::DigestMismatch(m)) if m.contains("blake2_256_digest")
         ));
     }
 
