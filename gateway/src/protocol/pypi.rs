@@ -189,6 +189,7 @@ async fn parse_form(mut form: multer::Multipart<'static>) -> Result<FormAction, 
     let mut state = FormState::default();
     let mut seen: HashSet<String> = HashSet::new();
     while let Some(mut field) = form.next_field().await.map_err(malformed)? {
+        check_part_headers(field.headers())?;
         let name = field.name().unwrap_or("").to_owned();
         if SINGLE_FIELDS.contains(&name.as_str()) && !seen.insert(name.clone()) {
             return Err(Refusal::MalformedUpload(format!(
@@ -238,6 +239,57 @@ async fn parse_form(mut form: multer::Multipart<'static>) -> Result<FormAction, 
         }
     }
     state.into_action()
+}
+
+/// A part whose `Content-Disposition` is sent twice, or names a parameter twice
+/// (`name="a"; name="b"`), is refused: parsers disagree on which one counts (pypiserver takes
+/// the last), so the gateway could decide on another value than the backend stores.
+fn check_part_headers(headers: &http::HeaderMap) -> Result<(), Refusal> {
+    let mut dispositions = headers.get_all(http::header::CONTENT_DISPOSITION).iter();
+    let Some(disposition) = dispositions.next() else {
+        return Ok(());
+    };
+    if dispositions.next().is_some() {
+        return Err(Refusal::MalformedUpload(
+            "a form part has two Content-Disposition headers; send one".into(),
+        ));
+    }
+    let text = String::from_utf8_lossy(disposition.as_bytes());
+    let mut seen: Vec<String> = Vec::new();
+    for param in split_params(&text).into_iter().skip(1) {
+        let Some((key, _)) = param.split_once('=') else {
+            continue;
+        };
+        let key = key.trim().to_ascii_lowercase();
+        let key = key.strip_suffix('*').unwrap_or(&key).to_owned();
+        if seen.contains(&key) {
+            return Err(Refusal::MalformedUpload(format!(
+                "a form part's Content-Disposition names the parameter {key:?} twice; send it once"
+            )));
+        }
+        seen.push(key);
+    }
+    Ok(())
+}
+
+/// Splits a header value on `;` outside quoted strings.
+fn split_params(text: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ';' if !quoted => {
+                parts.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&text[start..]);
+    parts
 }
 
 impl FormState {
@@ -463,6 +515,30 @@ mod tests {
             inspect(&upload_form(&[("sha256_digest", None, bad.as_bytes())]), 5).await,
             Err(Refusal::DigestMismatch(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn duplicated_disposition_parameters_are_refused() {
+        let body = format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\":action\"\r\n\r\nfile_upload\r\n\
+             --{BOUNDARY}\r\nContent-Disposition: form-data; name=\"content\"; filename=\"a-1.0.tar.gz\"; filename=\"b-1.0.tar.gz\"\r\n\r\nx\r\n--{BOUNDARY}--\r\n"
+        );
+        let refused = inspect(body.as_bytes(), 16).await;
+        assert!(
+            matches!(&refused, Err(Refusal::MalformedUpload(m)) if m.contains("\"filename\" twice")),
+            "{refused:?}"
+        );
+        let quoted = format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"comment\"; filename=\"a;name=x.txt\"\r\n\r\nx\r\n--{BOUNDARY}--\r\n"
+        );
+        // A `;` inside quotes is not a separator: no duplicate here (the form is refused for
+        // other reasons: it has no :action).
+        let other = inspect(quoted.as_bytes(), 16).await;
+        assert!(
+            !matches!(&other, Err(Refusal::MalformedUpload(m)) if m.contains("twice")),
+            "{other:?}"
+        );
+        assert_eq!(split_params("a; b=\"c;d\"; e"), vec!["a", " b=\"c;d\"", " e"]);
     }
 
     #[tokio::test]
