@@ -50,6 +50,8 @@ pub struct RequestCtx {
     pub publisher: Option<String>,
     /// The ledger row of an upload released to the backend, finished once it answers.
     pub ledger_id: Option<i64>,
+    /// Whether the ledger row was finished.
+    pub ledger_done: bool,
     /// What the provenance check did, step by step, for the explanation.
     pub provenance_steps: Vec<String>,
 }
@@ -99,6 +101,7 @@ impl RequestCtx {
             credential: CredentialAction::Keep,
             publisher: None,
             ledger_id: None,
+            ledger_done: false,
             provenance_steps: Vec::new(),
         }
     }

@@ -92,16 +92,34 @@ impl Gateway {
     }
 
     /// Marks the request's ledger row committed (the backend answered 2xx) or failed.
-    pub(super) async fn ledger_finish(&self, session: &Session, error: Option<&Error>, ctx: &mut RequestCtx) {
-        let Some(id) = ctx.ledger_id.take() else {
+    /// Called when the backend's answer arrives, before the client sees it: a 2xx means the
+    /// backend committed the upload, so the row is marked committed now and the client's next
+    /// request already sees it (no downgrade, source pinning).
+    pub(super) async fn ledger_backend_answered(&self, status: u16, ctx: &mut RequestCtx) {
+        let Some(id) = ctx.ledger_id.filter(|_| !ctx.ledger_done) else {
             return;
         };
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let committed = error.is_none() && ctx.refusal.is_none() && (200..300).contains(&status);
-        let detail = match error {
-            Some(e) => format!("status {status}: {e}"),
-            None => format!("status {status}"),
+        ctx.ledger_done = true;
+        let committed = (200..300).contains(&status);
+        self.ledger_write(ctx, id, committed, format!("backend answered {status}"))
+            .await;
+    }
+
+    /// At the end of the request: a row still pending (the backend never answered) is failed.
+    pub(super) async fn ledger_finish(&self, session: &Session, error: Option<&Error>, ctx: &mut RequestCtx) {
+        let Some(id) = ctx.ledger_id.filter(|_| !ctx.ledger_done) else {
+            return;
         };
+        ctx.ledger_done = true;
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let detail = match error {
+            Some(e) => format!("no backend answer (status {status}): {e}"),
+            None => format!("no backend answer (status {status})"),
+        };
+        self.ledger_write(ctx, id, false, detail).await;
+    }
+
+    async fn ledger_write(&self, ctx: &RequestCtx, id: i64, committed: bool, detail: String) {
         if let Err(e) = self
             .exchanger
             .state()

@@ -711,6 +711,10 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if !(100..200).contains(&upstream_response.status.as_u16()) {
+            self.ledger_backend_answered(upstream_response.status.as_u16(), ctx)
+                .await;
+        }
         if ctx.upstream_header_at.is_none() {
             let now = Instant::now();
             ctx.upstream_header_at = Some(now);
