@@ -152,6 +152,10 @@ fn the_real_provenance_passes_is_stripped_for_verdaccio_and_served_back() {
     assert_eq!(served.status, 200, "{}", served.text());
     let original: Value = serde_json::from_str(&bundle).expect("json");
     assert_eq!(served.json()["attestations"][0]["bundle"], original);
+    assert!(
+        served.text().contains(bundle.as_str()),
+        "the bundle is served byte for byte as published"
+    );
     assert_eq!(
         served.json()["attestations"][0]["predicateType"],
         "https://slsa.dev/provenance/v1"

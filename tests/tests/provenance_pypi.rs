@@ -305,6 +305,13 @@ fn forged_misdirected_and_missing_attestations_are_refused_and_nothing_is_stored
     );
     assert_eq!(ok.status, 200, "{}", ok.text());
     assert_eq!(settled(&s.backend), vec![SDIST.to_owned()]);
+    // ...and its attestations are served back byte for byte as uploaded.
+    let served = http::get(
+        s.gateway.addr(),
+        &format!("/integrity/pypi-attestations/0.0.19/{SDIST}/provenance"),
+    );
+    assert_eq!(served.status, 200);
+    assert!(served.text().contains(&list(&attestation)), "byte for byte");
 }
 
 #[test]

@@ -39,6 +39,15 @@ pub fn npm_attestations_path(path: &str) -> Option<(String, String)> {
     Some((name.to_owned(), version.to_owned()))
 }
 
+/// `head` + `stored` + `tail`: a stored JSON document embedded verbatim in an answer.
+fn splice(head: &str, stored: &[u8], tail: &str) -> Vec<u8> {
+    let mut body = Vec::with_capacity(head.len() + stored.len() + tail.len());
+    body.extend_from_slice(head.as_bytes());
+    body.extend_from_slice(stored);
+    body.extend_from_slice(tail.as_bytes());
+    body
+}
+
 /// The predicate type of a DSSE bundle's statement, when it has one.
 fn bundle_predicate_type(bundle: &Value) -> Option<String> {
     use base64::Engine as _;
@@ -103,13 +112,14 @@ impl Gateway {
         let (status, body) = match stored {
             Some(p) if p.kind == "npm-sigstore" => {
                 let bundle: Value = serde_json::from_slice(&p.provenance).unwrap_or(Value::Null);
-                let document = json!({
-                    "attestations": [{
-                        "predicateType": bundle_predicate_type(&bundle),
-                        "bundle": bundle,
-                    }],
-                });
-                (200, serde_json::to_vec(&document).unwrap_or_default())
+                let predicate = serde_json::to_string(&bundle_predicate_type(&bundle)).unwrap_or_default();
+                // The bundle goes out byte for byte as it was published.
+                let body = splice(
+                    &format!("{{\"attestations\":[{{\"predicateType\":{predicate},\"bundle\":"),
+                    &p.provenance,
+                    "}]}",
+                );
+                (200, body)
             }
             _ => (
                 404,
@@ -160,16 +170,16 @@ impl Gateway {
             .map_err(|_| Refusal::StateUnavailable)?;
         let (status, body) = match stored {
             Some(p) if p.kind == "pep740" => {
-                let attestations: Value = serde_json::from_slice(&p.provenance).unwrap_or(Value::Null);
                 let kind = kind_of(p.signer.as_deref(), p.source_repository.as_deref());
-                let document = json!({
-                    "version": 1,
-                    "attestation_bundles": [{
-                        "publisher": publisher_object(kind, p.source_repository.as_deref(), p.signer.as_deref()),
-                        "attestations": attestations,
-                    }],
-                });
-                (200, serde_json::to_vec(&document).unwrap_or_default())
+                let publisher = publisher_object(kind, p.source_repository.as_deref(), p.signer.as_deref());
+                // The attestations go out byte for byte as they were uploaded (a JSON list the
+                // gateway verified), spliced into the document rather than re-serialised.
+                let body = splice(
+                    &format!("{{\"version\":1,\"attestation_bundles\":[{{\"publisher\":{publisher},\"attestations\":"),
+                    &p.provenance,
+                    "}]}",
+                );
+                (200, body)
             }
             _ => (
                 404,
