@@ -195,10 +195,7 @@ fn verify_bundle(
         }
         _ => anyhow::bail!("give either --certificate-identity with --certificate-oidc-issuer, or --key"),
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    let facts = portcullis_verify::verify(&bundle, &artifact, &root, &policy, now)?;
+    let facts = portcullis_verify::verify(&bundle, &artifact, &root, &policy, portcullis::clock::unix_now())?;
     Ok(format!(
         "verified: signer {:?} issuer {:?} at {} ({}){}",
         facts.identity.sans.first().map(String::as_str).unwrap_or("managed key"),

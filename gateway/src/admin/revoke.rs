@@ -25,12 +25,6 @@ struct RevokeRequest {
     reason: String,
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 /// Compares two byte strings in time independent of where they differ.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -96,7 +90,7 @@ impl AdminApp {
                 json!({"code": "reason_required", "message": "give a reason for the revocation"}),
             );
         }
-        let now = now();
+        let now = crate::clock::unix_now();
         let (token_id, until) = match (&request.token, &request.token_id) {
             (Some(token), None) => {
                 let Some(keys) = exchanger.token_keys() else {

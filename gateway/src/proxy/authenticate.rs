@@ -11,7 +11,6 @@
 //!   exchange's reason.
 
 use std::net::IpAddr;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use pingora::proxy::Session;
 use portcullis_rules::{ProjectName, WriteAction};
@@ -20,17 +19,11 @@ use super::ctx::{Auth, CredentialAction, RequestCtx};
 use super::Gateway;
 use crate::auth::credentials::{client_credential, ClientCredential};
 use crate::auth::upload_token::UploadToken;
+use crate::clock::unix_now;
 use crate::config::raw::ClientCredentials;
 use crate::config::Registry;
 use crate::error::Refusal;
 use crate::protocol::RequestClass;
-
-/// Current Unix time in seconds.
-pub(crate) fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
 
 /// The client's IP address, when the connection has one.
 pub(crate) fn client_ip(session: &Session) -> Option<IpAddr> {

@@ -10,9 +10,10 @@ use pingora::proxy::Session;
 use pingora::Result;
 use portcullis_rules::{ProjectName, Protocol};
 
-use super::authenticate::{client_ip, unix_now};
+use super::authenticate::client_ip;
 use super::ctx::RequestCtx;
 use super::{Gateway, VIA};
+use crate::clock::unix_now;
 use crate::config::Registry;
 use crate::trusted_publishing::wire::{self, Endpoint};
 use crate::trusted_publishing::{ExchangeError, ExchangeRequest};

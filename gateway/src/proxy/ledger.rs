@@ -5,10 +5,10 @@
 use pingora::proxy::Session;
 use pingora::Error;
 
-use super::authenticate::unix_now;
 use super::ctx::{Auth, RequestCtx};
 use super::provenance::ProvenanceRecord;
 use super::Gateway;
+use crate::clock::unix_now;
 use crate::config::Registry;
 use crate::error::Refusal;
 use crate::protocol::pypi::UploadFacts;

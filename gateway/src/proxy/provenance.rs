@@ -3,9 +3,9 @@
 
 use portcullis_rules::provenance::{Evidence, ProjectHistory, ProvenanceFacts, ProvenanceMode, ProvenanceOutcome};
 
-use super::authenticate::unix_now;
 use super::ctx::{Auth, RequestCtx};
 use super::Gateway;
+use crate::clock::unix_now;
 use crate::config::Registry;
 use crate::error::Refusal;
 use crate::protocol::pypi::UploadFacts;

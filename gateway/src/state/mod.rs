@@ -230,10 +230,7 @@ impl BackgroundService for StatePurger {
             tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = tick.tick() => {
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-                    match self.store.purge_expired(now).await {
+                    match self.store.purge_expired(crate::clock::unix_now()).await {
                         Ok(0) => {}
                         Ok(n) => tracing::debug!(removed = n, "purged expired state records"),
                         Err(e) => tracing::warn!(error = %e, "purging expired state records failed"),

@@ -13,12 +13,14 @@
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlSafeStr, SqlitePool};
+
+use crate::clock::unix_now;
 
 use super::{LedgerEntry, LedgerRecord, LedgerState, ProjectProvenance, StateError, StateStore, StoredProvenance};
 
@@ -393,14 +395,6 @@ fn ledger_record(row: &SqliteRow) -> Result<LedgerRecord, StateError> {
         finished_at: row.try_get("finished_at").map_err(decode)?,
         detail: row.try_get("detail").map_err(decode)?,
     })
-}
-
-/// Seconds since the Unix epoch; a clock before 1970 reads as 0.
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 // SQLite primary result codes (the low byte of an extended code).
