@@ -5,14 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::Result;
 use portcullis_rules::{ProjectName, Protocol};
 
 use super::authenticate::client_ip;
 use super::ctx::RequestCtx;
-use super::{Gateway, VIA};
+use super::{Answer, Gateway};
 use crate::clock::unix_now;
 use crate::config::Registry;
 use crate::trusted_publishing::wire::{self, Endpoint};
@@ -224,20 +223,16 @@ impl Gateway {
         }
     }
 
-    /// Writes a JSON response and ends the request.
+    /// Writes a JSON response (never cached) and ends the request.
     async fn respond(&self, session: &mut Session, ctx: &RequestCtx, status: u16, body: Vec<u8>) -> Result<()> {
-        let mut resp = ResponseHeader::build(status, Some(6))?;
-        resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
-        resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-        resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-        resp.insert_header("x-request-id", ctx.id.as_str())?;
-        resp.insert_header(http::header::VIA, VIA)?;
-        if !session.is_body_done() {
-            session.set_keepalive(None);
-        }
-        session.write_response_header(Box::new(resp), false).await?;
-        session.write_response_body(Some(Bytes::from(body)), true).await?;
-        Ok(())
+        let answer = Answer {
+            status,
+            reason: None,
+            content_type: "application/json",
+            no_store: true,
+            body,
+        };
+        self.write_answer(session, ctx, answer).await.map(|_| ())
     }
 }
 

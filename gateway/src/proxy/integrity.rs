@@ -2,14 +2,12 @@
 //! of PyPI's Integrity API (`GET /integrity/<project>/<version>/<filename>/provenance`,
 //! `application/vnd.pypi.integrity.v1+json`), from the gateway's ledger.
 
-use bytes::Bytes;
-use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use portcullis_rules::{ProjectName, Protocol};
 use serde_json::{json, Value};
 
 use super::ctx::RequestCtx;
-use super::{Gateway, VIA};
+use super::{Answer, Gateway};
 use crate::config::Registry;
 use crate::error::Refusal;
 
@@ -139,16 +137,17 @@ impl Gateway {
         content_type: &str,
         body: Vec<u8>,
     ) -> Result<(), Refusal> {
-        let write = async {
-            let mut resp = ResponseHeader::build(status, Some(5))?;
-            resp.insert_header(http::header::CONTENT_TYPE, content_type)?;
-            resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-            resp.insert_header("x-request-id", ctx.id.as_str())?;
-            resp.insert_header(http::header::VIA, VIA)?;
-            session.write_response_header(Box::new(resp), false).await?;
-            session.write_response_body(Some(Bytes::from(body)), true).await
+        let answer = Answer {
+            status,
+            reason: None,
+            content_type,
+            no_store: false,
+            body,
         };
-        write.await.map_err(|_: Box<pingora::Error>| Refusal::Internal)
+        self.write_answer(session, ctx, answer)
+            .await
+            .map(|_| ())
+            .map_err(|_| Refusal::Internal)
     }
 
     /// Answers an Integrity API request from the ledger.
@@ -187,23 +186,12 @@ impl Gateway {
                     .unwrap_or_default(),
             ),
         };
-        let write = async {
-            let mut resp = ResponseHeader::build(status, Some(5))?;
-            resp.insert_header(
-                http::header::CONTENT_TYPE,
-                if status == 200 {
-                    INTEGRITY_MEDIA_TYPE
-                } else {
-                    "application/json"
-                },
-            )?;
-            resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-            resp.insert_header("x-request-id", ctx.id.as_str())?;
-            resp.insert_header(http::header::VIA, VIA)?;
-            session.write_response_header(Box::new(resp), false).await?;
-            session.write_response_body(Some(Bytes::from(body)), true).await
+        let content_type = if status == 200 {
+            INTEGRITY_MEDIA_TYPE
+        } else {
+            "application/json"
         };
-        write.await.map_err(|_: Box<pingora::Error>| Refusal::Internal)
+        self.write_json(session, ctx, status, content_type, body).await
     }
 }
 

@@ -38,6 +38,15 @@ use crate::reload::RulesHandle;
 use crate::trusted_publishing::failures::FailedExchanges;
 use crate::trusted_publishing::Exchanger;
 
+/// An answer the gateway writes itself; see [`Gateway::write_answer`].
+struct Answer<'a> {
+    status: u16,
+    reason: Option<&'a str>,
+    content_type: &'a str,
+    no_store: bool,
+    body: Vec<u8>,
+}
+
 /// A registry with its upstream peers.
 struct RouteEntry {
     registry: Arc<Registry>,
@@ -339,16 +348,20 @@ impl Gateway {
         Ok(Some(concat(tail, chunk)))
     }
 
-    /// Writes a refusal as JSON, with the message in the reason phrase on PyPI routes.
-    async fn respond_refusal(&self, session: &mut Session, ctx: &RequestCtx, refusal: &Refusal) -> Result<()> {
-        let body = refusal.body(&ctx.id);
-        let mut resp = ResponseHeader::build(refusal.status(), Some(6))?;
-        if self.registry(ctx).is_some_and(|r| r.protocol == Protocol::Pypi) {
-            resp.set_reason_phrase(Some(&refusal.reason_phrase()))?;
+    /// Writes an answer the gateway makes itself (refusals, exchange endpoints, stored
+    /// provenance): status, optional reason phrase, content type, `Cache-Control: no-store`
+    /// when asked, `X-Request-Id`, `Via`. A connection whose request body is still arriving is
+    /// not kept alive. Returns whether the body was still pending.
+    async fn write_answer(&self, session: &mut Session, ctx: &RequestCtx, answer: Answer<'_>) -> Result<bool> {
+        let mut resp = ResponseHeader::build(answer.status, Some(6))?;
+        if let Some(reason) = answer.reason {
+            resp.set_reason_phrase(Some(reason))?;
         }
-        resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
-        resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-        resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+        resp.insert_header(http::header::CONTENT_TYPE, answer.content_type)?;
+        resp.insert_header(http::header::CONTENT_LENGTH, answer.body.len().to_string())?;
+        if answer.no_store {
+            resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+        }
         resp.insert_header("x-request-id", ctx.id.as_str())?;
         resp.insert_header(http::header::VIA, VIA)?;
         let body_pending = !session.is_body_done();
@@ -357,7 +370,26 @@ impl Gateway {
             session.set_keepalive(None);
         }
         session.write_response_header(Box::new(resp), false).await?;
-        session.write_response_body(Some(Bytes::from(body)), true).await?;
+        session
+            .write_response_body(Some(Bytes::from(answer.body)), true)
+            .await?;
+        Ok(body_pending)
+    }
+
+    /// Writes a refusal as JSON, with the message in the reason phrase on PyPI routes.
+    async fn respond_refusal(&self, session: &mut Session, ctx: &RequestCtx, refusal: &Refusal) -> Result<()> {
+        let reason = self
+            .registry(ctx)
+            .is_some_and(|r| r.protocol == Protocol::Pypi)
+            .then(|| refusal.reason_phrase());
+        let answer = Answer {
+            status: refusal.status(),
+            reason: reason.as_deref(),
+            content_type: "application/json",
+            no_store: true,
+            body: refusal.body(&ctx.id),
+        };
+        let body_pending = self.write_answer(session, ctx, answer).await?;
         if body_pending {
             // Lingering close, as nginx does: read and discard what the client is still sending
             // for a bounded time, so closing does not reset the connection before the client
