@@ -34,18 +34,15 @@ impl Gateway {
         upload: &UploadFacts,
     ) -> Result<ProvenanceRecord, Refusal> {
         let rules = ctx.rules.clone().ok_or(Refusal::Internal)?;
-        // Without a trusted root nothing can be verified: attestations are then ignored (and
-        // said so in the explanation), unless the rules require provenance for the project.
-        let unverifiable = self.provenance.root.is_none() && upload.attestations.is_some();
-        let checked = if unverifiable {
-            let (mode, _) = rules.rules.provenance_mode(&registry.name, &upload.project);
-            if mode == ProvenanceMode::Required {
-                Checked::Invalid(
-                    "this gateway has no Sigstore trusted root configured, so attestations cannot be verified".into(),
-                )
-            } else {
-                Checked::None
-            }
+        let unverifiable = self.without_trusted_root(
+            &rules.rules,
+            registry,
+            &upload.project,
+            upload.attestations.is_some(),
+            "attestations",
+        );
+        let checked = if let Some(checked) = unverifiable {
+            checked
         } else {
             pep740::check(
                 &self.provenance.cache,
@@ -63,8 +60,7 @@ impl Gateway {
             sha256: upload.content_sha256,
             document: upload.attestations.as_deref(),
         };
-        self.apply_provenance_rules(ctx, registry, &subject, checked, unverifiable)
-            .await
+        self.apply_provenance_rules(ctx, registry, &subject, checked).await
     }
 
     /// Applies the provenance rules to what verification found (`checked`) for `subject`.
@@ -74,8 +70,8 @@ impl Gateway {
         registry: &Registry,
         subject: &Subject<'_>,
         checked: Checked,
-        unverifiable: bool,
     ) -> Result<ProvenanceRecord, Refusal> {
+        let unverifiable = self.provenance.root.is_none() && subject.document.is_some();
         let rules = ctx.rules.clone().ok_or(Refusal::Internal)?;
         let evidence = match &checked {
             Checked::None => Evidence::None,
@@ -209,19 +205,16 @@ impl Gateway {
         tarball: &crate::protocol::npm_body::TarballFacts,
     ) -> Result<ProvenanceRecord, Refusal> {
         let rules = ctx.rules.clone().ok_or(Refusal::Internal)?;
-        let unverifiable = self.provenance.root.is_none() && facts.provenance.is_some();
-        let checked = match (&self.provenance.root, unverifiable) {
-            (_, true) => {
-                let (mode, _) = rules.rules.provenance_mode(&registry.name, project);
-                if mode == ProvenanceMode::Required {
-                    Checked::Invalid(
-                        "this gateway has no Sigstore trusted root configured, so provenance cannot be verified".into(),
-                    )
-                } else {
-                    Checked::None
-                }
-            }
-            (Some(root), false) => {
+        let unverifiable = self.without_trusted_root(
+            &rules.rules,
+            registry,
+            project,
+            facts.provenance.is_some(),
+            "provenance",
+        );
+        let checked = match (unverifiable, &self.provenance.root) {
+            (Some(checked), _) => checked,
+            (None, Some(root)) => {
                 crate::provenance::npm::check(
                     &self.provenance.cache,
                     root,
@@ -235,7 +228,7 @@ impl Gateway {
                 )
                 .await
             }
-            (None, false) => Checked::None,
+            (None, None) => Checked::None,
         };
         let subject = Subject {
             project,
@@ -243,8 +236,34 @@ impl Gateway {
             sha256: tarball.sha256,
             document: facts.provenance.as_deref(),
         };
-        self.apply_provenance_rules(ctx, registry, &subject, checked, unverifiable)
-            .await
+        self.apply_provenance_rules(ctx, registry, &subject, checked).await
+    }
+}
+
+impl Gateway {
+    /// Without a trusted root nothing can be verified: provenance that was sent is then ignored
+    /// (the explanation says so), unless the rules require provenance for the project, where it
+    /// is invalid. `None` when verification can proceed (a root is configured, or nothing was
+    /// sent).
+    fn without_trusted_root(
+        &self,
+        rules: &portcullis_rules::CompiledRules,
+        registry: &Registry,
+        project: &portcullis_rules::ProjectName,
+        sent: bool,
+        what: &str,
+    ) -> Option<Checked> {
+        if self.provenance.root.is_some() || !sent {
+            return None;
+        }
+        let (mode, _) = rules.provenance_mode(&registry.name, project);
+        Some(if mode == ProvenanceMode::Required {
+            Checked::Invalid(format!(
+                "this gateway has no Sigstore trusted root configured, so {what} cannot be verified"
+            ))
+        } else {
+            Checked::None
+        })
     }
 }
 
