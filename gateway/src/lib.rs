@@ -119,7 +119,11 @@ pub fn build_server(config: &Config, options: RunOptions) -> Result<Portcullis, 
         }),
         journal.clone(),
     );
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "portcullis proxy");
+    let grace = crate::proxy::accept_grace::DEFAULT_ACCEPT_GRACE.min(config.server.grace_period);
+    let mut proxy = Service::new(
+        "portcullis proxy".to_owned(),
+        crate::proxy::accept_grace::AcceptGrace::new(pingora::proxy::http_proxy(&server.configuration, gateway), grace),
+    );
     for listener in &config.listeners {
         let address = listener.address.to_string();
         match &listener.tls {

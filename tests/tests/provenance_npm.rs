@@ -268,3 +268,112 @@ fn npm_publish_without_provenance_under_optional_and_required() {
     assert!(stored.iter().any(|f| f.ends_with("plain-pkg-1.0.0.tgz")), "{stored:?}");
     assert!(!stored.iter().any(|f| f.contains("must-attest")), "{stored:?}");
 }
+
+/// Records, as an earlier run of the gateway would have, that `sigstore@2.3.0` was published
+/// with provenance built from `repository`.
+fn seed_history(state_dir: &std::path::Path, repository: &str) {
+    use portcullis::state::{LedgerEntry, SqliteStore, StateStore};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let store = SqliteStore::open(state_dir).await.expect("state store");
+        let id = store
+            .ledger_begin(&LedgerEntry {
+                registry: "npm".into(),
+                project: "sigstore".into(),
+                version: "2.3.0".into(),
+                filename: "sigstore-2.3.0.tgz".into(),
+                sha256: "00".repeat(32),
+                size: 1,
+                credential: "legacy".into(),
+                publisher: None,
+                signer: Some(format!("{repository}/.github/workflows/release.yml@refs/heads/main")),
+                source_repository: Some(repository.into()),
+                provenance_kind: Some("npm-sigstore".into()),
+                provenance: Some(b"{}".to_vec()),
+                request_id: "seeded".into(),
+                created_at: 1_700_000_000,
+            })
+            .await
+            .expect("ledger_begin");
+        store
+            .ledger_finish(id, true, "201", 1_700_000_001)
+            .await
+            .expect("ledger_finish");
+    });
+}
+
+fn setup_with_history(repository: &str, rules_extra: &str) -> Setup {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let work = dir.path().to_path_buf();
+    seed_history(&work.join("gateway/data"), repository);
+    let backend = Verdaccio::start(&work.join("verdaccio"));
+    let root = fixtures().join("trusted-roots/public-good-production.trusted_root.json");
+    let rules = RULES.replace("mode = \"required\"", &format!("mode = \"optional\"\n{rules_extra}"));
+    let gateway = Gateway::builder()
+        .registry(RegistrySpec {
+            extra: "strip_npm_provenance = true\n".into(),
+            ..RegistrySpec::new("npm", "npm", backend.addr())
+        })
+        .rules(&rules)
+        .config(&format!(
+            "[provenance]\ntrusted_root = {:?}\n",
+            root.display().to_string()
+        ))
+        .start(&work.join("gateway"));
+    let token = backend.token(backend.addr());
+    Setup {
+        _dir: dir,
+        work,
+        backend,
+        gateway,
+        token,
+    }
+}
+
+#[test]
+fn the_source_repository_is_pinned_across_versions() {
+    let tarball = std::fs::read(case().join("artifact")).expect("tarball");
+    let bundle = std::fs::read_to_string(case().join("bundle.sigstore.json")).expect("bundle");
+    let body = publish_body("sigstore", "2.3.1", &tarball, REPO, Some(&bundle));
+    let stored = |s: &Setup| s.backend.storage.join("sigstore/sigstore-2.3.1.tgz").exists();
+
+    // 2.3.0 came from sigstore/sigstore-js: 2.3.1 from the same repository passes, and the
+    // same version without provenance would have been a downgrade.
+    let same = setup_with_history("https://github.com/sigstore/sigstore-js", "");
+    let downgrade = publish(
+        &same,
+        "sigstore",
+        &publish_body("sigstore", "2.3.1", &tarball, REPO, None),
+    );
+    assert_eq!(downgrade.json()["code"], "provenance_downgrade", "{}", downgrade.text());
+    assert!(!stored(&same));
+    let accepted = publish(&same, "sigstore", &body);
+    assert!(matches!(accepted.status, 200 | 201), "{}", accepted.text());
+    assert!(stored(&same));
+
+    // 2.3.0 came from another repository (a takeover, or a fork publishing under the name):
+    // 2.3.1 with genuine provenance from sigstore-js is refused, nothing reaches Verdaccio.
+    let moved = setup_with_history("https://github.com/someone-else/sigstore-js", "");
+    let refused = publish(&moved, "sigstore", &body);
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    assert_eq!(refused.json()["code"], "provenance_repository", "{}", refused.text());
+    let message = refused.json()["message"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        message.contains("someone-else/sigstore-js") && message.contains("sigstore/sigstore-js"),
+        "{message}"
+    );
+    assert!(!stored(&moved));
+    assert!(moved.backend.stored().iter().all(|f| !f.contains("sigstore")));
+
+    // The operator allows the move for this project: the same publish passes.
+    let allowed = setup_with_history(
+        "https://github.com/someone-else/sigstore-js",
+        "allow_repository_change = true",
+    );
+    let accepted = publish(&allowed, "sigstore", &body);
+    assert!(matches!(accepted.status, 200 | 201), "{}", accepted.text());
+    assert!(stored(&allowed));
+}

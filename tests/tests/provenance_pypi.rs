@@ -76,10 +76,17 @@ struct Setup {
 }
 
 fn setup(mode: &str, shadow: bool, root: &str) -> Setup {
+    setup_full(mode, shadow, &fixtures().join("trusted-roots").join(root))
+}
+
+fn setup_with_root(mode: &str, root: &Path) -> Setup {
+    setup_full(mode, false, root)
+}
+
+fn setup_full(mode: &str, shadow: bool, root: &Path) -> Setup {
     let dir = tempfile::tempdir().expect("tempdir");
     let work = dir.path().to_path_buf();
     let backend = Pypiserver::start(&work.join("pypiserver"));
-    let root = fixtures().join("trusted-roots").join(root);
     let gateway = Gateway::builder()
         .registry(RegistrySpec::new("pypi", "pypi", backend.addr()))
         .rules(&rules(mode, shadow))
@@ -431,4 +438,82 @@ fn a_project_that_published_with_provenance_cannot_drop_it() {
         stored,
         vec![SDIST.to_owned(), "pypi_attestations_extras-1.0.tar.gz".to_owned()]
     );
+}
+
+/// The PEP 740 form (`{"version": 1, "verification_material", "envelope"}`) of a Sigstore
+/// bundle v0.3 that holds a DSSE envelope: the inverse of pypi-attestations' `to_bundle()`.
+fn attestation_of_bundle(bundle: &serde_json::Value) -> serde_json::Value {
+    let material = &bundle["verificationMaterial"];
+    let timestamps: Vec<serde_json::Value> = material["timestampVerificationData"]["rfc3161Timestamps"]
+        .as_array()
+        .map(|list| list.iter().map(|t| t["signedTimestamp"].clone()).collect())
+        .unwrap_or_default();
+    serde_json::json!({
+        "version": 1,
+        "verification_material": {
+            "certificate": material["certificate"]["rawBytes"],
+            "transparency_entries": material["tlogEntries"],
+            "timestamps": timestamps,
+        },
+        "envelope": {
+            "statement": bundle["dsseEnvelope"]["payload"],
+            "signature": bundle["dsseEnvelope"]["signatures"][0]["sig"],
+        },
+    })
+}
+
+#[test]
+fn a_bundle_from_the_staging_instance_is_refused_before_its_statement_is_read() {
+    // A real bundle signed on Sigstore's staging instance (staging Fulcio, staging Rekor v2),
+    // carried as a PEP 740 attestation on the real sdist's upload, against a gateway that
+    // trusts production: refused for its signing time's authority, before its statement
+    // (about another file) is even looked at.
+    let bundle: serde_json::Value = serde_json::from_slice(&read(
+        &fixtures().join("sigstore-conformance/bundle-verify/rekor2-dsse-happy-path/bundle.sigstore.json"),
+    ))
+    .expect("bundle");
+    let staging = attestation_of_bundle(&bundle).to_string();
+    let s = setup("optional", false, "public-good-production.trusted_root.json");
+    let (sdist, _) = genuine();
+    let response = upload(
+        &s,
+        "pypi-attestations",
+        "0.0.19",
+        SDIST,
+        &sdist,
+        Some(&format!("[{staging}]")),
+    );
+    assert_eq!(response.status, 400, "{}", response.text());
+    assert_eq!(response.json()["code"], "provenance_invalid");
+    let message = response.json()["message"].as_str().unwrap_or_default().to_owned();
+    // Rekor v2 entries carry no integrated time: the signing time comes from the staging
+    // timestamp authority, which production does not trust, and that is the first step.
+    assert!(
+        message.contains("timestamp: the timestamp was not signed by a timestamp authority of the trusted root"),
+        "{message}"
+    );
+    assert!(!message.contains("subject"), "refused before the statement: {message}");
+    assert!(settled(&s.backend).is_empty());
+
+    // The same attestation verifies as far as its subject under the staging root it was
+    // made with: the refusal above is the instance, not a broken conversion.
+    let s2 = setup_with_root(
+        "optional",
+        &fixtures().join("sigstore-conformance/bundle-verify/rekor2-dsse-happy-path/trusted_root.json"),
+    );
+    let response = upload(
+        &s2,
+        "pypi-attestations",
+        "0.0.19",
+        SDIST,
+        &sdist,
+        Some(&format!("[{staging}]")),
+    );
+    assert_eq!(response.json()["code"], "provenance_invalid", "{}", response.text());
+    let message = response.json()["message"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        message.contains("subject: no subject of the statement has the artifact's digest"),
+        "{message}"
+    );
+    assert!(settled(&s2.backend).is_empty());
 }

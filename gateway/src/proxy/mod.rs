@@ -4,6 +4,7 @@
 //! back ([`Gateway::on_write_chunk`]) → decide (`portcullis_rules`) → release or reset
 //! ([`holdback`], [`upstream`]) → record ([`Gateway::record`]).
 
+pub mod accept_grace;
 mod authenticate;
 pub mod ctx;
 mod exchange;

@@ -135,7 +135,15 @@ impl Gateway {
                 code.code(),
                 Some(Refusal::Provenance {
                     code: code.code(),
-                    message: format!("Invalid attestations supplied during upload: {message}"),
+                    message: match registry.protocol {
+                        // Warehouse's words, which twine users know.
+                        portcullis_rules::Protocol::Pypi => {
+                            format!("Invalid attestations supplied during upload: {message}")
+                        }
+                        portcullis_rules::Protocol::Npm => {
+                            format!("Error verifying the publish's provenance: {message}")
+                        }
+                    },
                 }),
                 None,
             ),
