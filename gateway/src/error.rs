@@ -77,6 +77,30 @@ pub enum Refusal {
         /// What is wrong.
         message: String,
     },
+    /// The deletion rules refuse a delete, unpublish or yank.
+    #[error("{message}")]
+    Deletion {
+        /// The stable code (`deletion_refused`, `deletion_never`, `deletion_yank_only`,
+        /// `deletion_unknown_facts`).
+        code: &'static str,
+        /// What the policy says, and the alternative.
+        message: String,
+    },
+    /// An upload of a version or file that was deleted: deleted versions are never reused.
+    #[error("{0}")]
+    VersionDeleted(String),
+    /// An upload to a project name that was deleted and stays reserved.
+    #[error("{0}")]
+    NameReserved(String),
+    /// The facts a deletion decision needs could not be gathered from the backend.
+    #[error("{0}")]
+    DeletionFactsUnavailable(String),
+    /// An admin override header with a wrong admin token.
+    #[error("the admin override token is not valid")]
+    AdminUnauthenticated,
+    /// An admin override without the mandatory reason.
+    #[error("{0}")]
+    OverrideReasonRequired(String),
     /// The state store could not answer a question the decision needs (fail closed).
     #[error("the gateway's state store is unavailable, so the request was refused; try again later")]
     StateUnavailable,
@@ -107,6 +131,12 @@ impl Refusal {
             Refusal::TokenScope(_) => "token_scope",
             Refusal::TrustedPublishingFailed(_) => "trusted_publishing_failed",
             Refusal::Provenance { code, .. } => code,
+            Refusal::Deletion { code, .. } => code,
+            Refusal::VersionDeleted(_) => "version_deleted",
+            Refusal::NameReserved(_) => "name_reserved",
+            Refusal::DeletionFactsUnavailable(_) => "deletion_facts_unavailable",
+            Refusal::AdminUnauthenticated => "admin_unauthenticated",
+            Refusal::OverrideReasonRequired(_) => "override_reason_required",
             Refusal::StateUnavailable => "state_unavailable",
             Refusal::Internal => "internal_error",
         }
@@ -131,6 +161,11 @@ impl Refusal {
             | Refusal::TrustedPublishingFailed(_) => 401,
             Refusal::TokenScope(_) => 403,
             Refusal::Provenance { .. } => 400,
+            Refusal::Deletion { .. } | Refusal::NameReserved(_) => 403,
+            Refusal::VersionDeleted(_) => 409,
+            Refusal::DeletionFactsUnavailable(_) => 503,
+            Refusal::AdminUnauthenticated => 401,
+            Refusal::OverrideReasonRequired(_) => 400,
             Refusal::StateUnavailable => 503,
             Refusal::Internal => 500,
         }

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod deletion;
 pub mod error;
 pub mod explain;
 pub mod health;
@@ -107,6 +108,21 @@ pub fn build_server(config: &Config, options: RunOptions) -> Result<Portcullis, 
     server.bootstrap();
 
     let journal = Arc::new(crate::explain::DecisionJournal::new());
+    let state = exchanger.state().clone();
+    let audit = Arc::new(
+        crate::deletion::audit::AuditLog::new(
+            state.clone(),
+            config.audit.file.clone(),
+            config.audit.webhook_url.clone(),
+        )
+        .map_err(|e| BuildError::Server(format!("opening the audit log {}: {e}", config.audit.file.display())))?,
+    );
+    let downloads = crate::deletion::downloads::DownloadCounter::new();
+    if config.adjustable_clock {
+        tracing::warn!(
+            "[testing] adjustable_clock is on: the admin listener can move this gateway's clock; never in production"
+        );
+    }
     let gateway = Gateway::new(
         &config.registries,
         rules.clone(),
@@ -117,7 +133,12 @@ pub fn build_server(config: &Config, options: RunOptions) -> Result<Portcullis, 
             cache: crate::provenance::cache::VerificationCache::new(config.provenance.cache, metrics.clone()),
             root: config.provenance.trusted_root.clone(),
         }),
-        journal.clone(),
+        crate::proxy::Records {
+            journal: journal.clone(),
+            audit: audit.clone(),
+            downloads: downloads.clone(),
+            admin_token: config.admin_token.clone(),
+        },
     );
     let grace = crate::proxy::accept_grace::DEFAULT_ACCEPT_GRACE.min(config.server.grace_period);
     let mut proxy = Service::new(
@@ -143,7 +164,9 @@ pub fn build_server(config: &Config, options: RunOptions) -> Result<Portcullis, 
         "portcullis admin".to_owned(),
         AdminApp::new(metrics.clone(), rules.clone(), health.clone())
             .with_token_admin(exchanger.clone(), config.admin_token.clone())
-            .with_journal(journal),
+            .with_journal(journal)
+            .with_audit(audit)
+            .with_adjustable_clock(config.adjustable_clock),
     );
     admin.add_tcp(&config.admin_address.to_string());
 
@@ -155,6 +178,10 @@ pub fn build_server(config: &Config, options: RunOptions) -> Result<Portcullis, 
 
     let purger = background_service("state purger", StatePurger::new(exchanger.state().clone()));
     server.add_service(purger);
+    server.add_service(background_service(
+        "download counter",
+        crate::deletion::downloads::DownloadFlusher::new(downloads, state),
+    ));
     server.add_service(proxy);
     server.add_service(admin);
     server.add_service(reloader);

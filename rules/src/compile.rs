@@ -7,6 +7,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use sha2::{Digest, Sha256};
 
 use crate::decide::RuleId;
+use crate::deletion::{compile_deletion, DeletionPolicy};
 use crate::name::{normalize_pypi, Protocol};
 use crate::provenance::{compile_provenance, ProvenancePolicy, RawProvenanceSettings};
 use crate::publishers::{check_audience, compile_issuer, compile_publisher, Issuer, Publisher};
@@ -70,6 +71,8 @@ pub(crate) struct ProjectRule {
 /// Compiled policy for one registry.
 #[derive(Debug)]
 pub(crate) struct RegistryPolicy {
+    /// The registry's protocol; `None` for a registry the configuration does not know.
+    pub(crate) protocol: Option<Protocol>,
     pub(crate) max_upload_bytes: Option<u64>,
     pub(crate) audience: Option<String>,
     pub(crate) default: Verdict,
@@ -77,13 +80,16 @@ pub(crate) struct RegistryPolicy {
     pub(crate) projects: Vec<ProjectRule>,
     pub(crate) publishers: Vec<Publisher>,
     pub(crate) provenance: ProvenancePolicy,
+    pub(crate) deletion: DeletionPolicy,
 }
 
 impl RegistryPolicy {
     /// The policy of a registry without rules; `protocol` picks the default provenance
     /// predicate types (`None`, for a registry the configuration does not know: both sets).
+    /// Deletions get the built-in defaults.
     pub(crate) fn empty(protocol: Option<Protocol>) -> Self {
         RegistryPolicy {
+            protocol,
             max_upload_bytes: None,
             audience: None,
             default: Verdict::Allow,
@@ -91,6 +97,7 @@ impl RegistryPolicy {
             projects: Vec::new(),
             publishers: Vec::new(),
             provenance: ProvenancePolicy::defaults(protocol),
+            deletion: DeletionPolicy::defaults(),
         }
     }
 }
@@ -300,7 +307,9 @@ fn compile_registry(
         },
         &mut seen,
     )?;
+    let deletion = compile_deletion(source, field, protocol, raw.deletion, raw.deletion_rules, &mut seen)?;
     Ok(RegistryPolicy {
+        protocol: Some(protocol),
         max_upload_bytes: raw.max_upload_bytes.map(|b| b.0),
         audience: raw.audience,
         default: raw.default.map_or(Verdict::Allow, Verdict::from),
@@ -308,6 +317,7 @@ fn compile_registry(
         projects,
         publishers,
         provenance,
+        deletion,
     })
 }
 
@@ -325,8 +335,12 @@ pub(crate) fn check_id(source: &str, field: &str, id: &str) -> Result<(), RulesE
             "must be 1 to 64 characters of a-z, 0-9, '-', '_' or '.'",
         ));
     }
-    if id == RuleId::DEFAULT || id.starts_with("builtin.") {
-        return Err(error(source, format!("{field}.id"), format!("{id:?} is reserved")));
+    if id == RuleId::DEFAULT || id.starts_with("deletion.") || id.starts_with("builtin.") {
+        return Err(error(
+            source,
+            format!("{field}.id"),
+            format!("{id:?} is reserved (\"default\", \"builtin.*\" and \"deletion.*\" name built-in rules)"),
+        ));
     }
     Ok(())
 }

@@ -4,11 +4,13 @@
 //! compiled by [`mod@compile`] into an immutable [`CompiledRules`] value, and the hot path asks
 //! [`CompiledRules::decide_write`] for a [`Decision`] about the [`facts`] of one request, and
 //! [`CompiledRules::decide_provenance`] for a [`ProvenanceDecision`] about an upload's
-//! verified attestations.
+//! verified attestations, and [`CompiledRules::decide_deletion`] for a [`DeletionDecision`]
+//! about a deletion, yank or un-yank.
 //! Nothing here performs I/O, spawns tasks or reads the clock: the gateway owns those edges.
 
 pub mod compile;
 pub mod decide;
+pub mod deletion;
 pub mod facts;
 pub mod name;
 pub mod provenance;
@@ -17,6 +19,10 @@ pub mod schema;
 
 pub use compile::{compile, CompiledRules, KnownRegistry, RuleSource, RulesError};
 pub use decide::{Decision, Outcome, RefusalKind, RuleId};
+pub use deletion::{
+    name_still_reserved, parse_duration, DeleteAction, DeletionDecision, DeletionFacts, DeletionMode, DeletionOutcome,
+    DeletionRefusal, NameReservation,
+};
 pub use facts::{WriteAction, WriteFacts};
 pub use name::{ProjectName, Protocol};
 pub use provenance::{

@@ -15,7 +15,8 @@
 //!
 //! Trusted publishers (`publishers`, `[issuers]`) are described in [`crate::publishers`], the
 //! provenance keys (`provenance`, `provenance_shadow`, `provenance_predicates`,
-//! `provenance_rules`) in [`crate::provenance`].
+//! `provenance_rules`) in [`crate::provenance`], the deletion keys (`deletion`, `deletion_rules`)
+//! in [`crate::deletion`].
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -67,6 +68,12 @@ pub struct RawRegistryRules {
     /// Provenance rules, evaluated in order; the first whose `names` match decides.
     #[serde(default)]
     pub provenance_rules: Vec<crate::provenance::RawProvenanceRule>,
+    /// Registry-wide deletion settings (see [`crate::deletion`]); built-in defaults when unset.
+    #[serde(default)]
+    pub deletion: crate::deletion::RawDeletionSettings,
+    /// Deletion rules, evaluated in order; the first whose `names` match decides.
+    #[serde(default)]
+    pub deletion_rules: Vec<crate::deletion::RawDeletionRule>,
 }
 
 /// One project rule.

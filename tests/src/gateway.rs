@@ -99,7 +99,59 @@ pub struct GatewayBuilder {
     tls: Option<(PathBuf, PathBuf)>,
 }
 
+/// The admin token [`admin_token_config`] configures.
+pub const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789";
+
+/// The `[admin]` lines enabling the admin writes with [`ADMIN_TOKEN`] (the token file is
+/// written into `dir`).
+pub fn admin_token_config(dir: &Path) -> String {
+    std::fs::create_dir_all(dir).expect("dir");
+    let admin_token = dir.join("admin-token");
+    std::fs::write(&admin_token, format!("{ADMIN_TOKEN}\n")).expect("admin token");
+    format!("token_file = {:?}\n", admin_token.display().to_string())
+}
+
 impl Gateway {
+    /// Moves the gateway's clock to `offset_seconds` after the system clock (the gateway must
+    /// run with `[testing] adjustable_clock = true` and [`admin_token_config`]).
+    pub fn set_clock_offset(&self, offset_seconds: i64) {
+        let body = serde_json::json!({"offset_seconds": offset_seconds}).to_string();
+        let response = crate::http::request(
+            self.admin,
+            "POST",
+            "/testing/clock",
+            &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+            body.as_bytes(),
+        );
+        assert_eq!(response.status, 200, "moving the clock: {}", response.text());
+    }
+
+    /// The audit records of a project, newest first, once at least `count` are there (records
+    /// are written when a request ends, just after the client has its answer).
+    pub fn audit(&self, registry: &str, project: &str, count: usize) -> Vec<serde_json::Value> {
+        let mut records = Vec::new();
+        crate::wait_until(Duration::from_secs(5), || {
+            records = self.audit_now(registry, project);
+            records.len() >= count
+        });
+        records
+    }
+
+    fn audit_now(&self, registry: &str, project: &str) -> Vec<serde_json::Value> {
+        let response = crate::http::request(
+            self.admin,
+            "GET",
+            &format!(
+                "/audit?registry={registry}&project={}",
+                project.replace('@', "%40").replace('/', "%2F")
+            ),
+            &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+            b"",
+        );
+        assert_eq!(response.status, 200, "audit: {}", response.text());
+        response.json()["records"].as_array().cloned().unwrap_or_default()
+    }
+
     /// Starts building a gateway.
     pub fn builder() -> GatewayBuilder {
         GatewayBuilder {

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use portcullis_e2e::gateway::{trusted_publishing_config, Gateway, RegistrySpec};
+use portcullis_e2e::gateway::{admin_token_config, trusted_publishing_config, Gateway, RegistrySpec, ADMIN_TOKEN};
 use portcullis_e2e::http::{self, Form};
 use portcullis_e2e::oidc::{env_for_github_actions, CiTokenEndpoint, Issuer, TokenSpec};
 use portcullis_e2e::pki::test_pki;
@@ -72,15 +72,6 @@ fn gateway_config(dir: &Path, issuer: &Issuer) -> String {
         trusted_publishing_config(&dir.join("keys"), issuer.ca_file())
     )
 }
-
-/// The `[admin]` lines enabling token revocation with [`ADMIN_TOKEN`].
-fn admin_config(dir: &Path) -> String {
-    let admin_token = dir.join("admin-token");
-    std::fs::write(&admin_token, format!("{ADMIN_TOKEN}\n")).expect("admin token");
-    format!("token_file = {:?}\n", admin_token.display().to_string())
-}
-
-const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789";
 
 fn registry_extra(dir: &Path) -> String {
     format!(
@@ -286,7 +277,7 @@ fn over_sink_with(client_credentials: &str) -> SinkSetup {
         })
         .rules(&rules(&issuer))
         .config(&gateway_config(&gw_dir, &issuer))
-        .admin_config(&admin_config(&gw_dir))
+        .admin_config(&admin_token_config(&gw_dir))
         .start(&gw_dir);
     SinkSetup {
         _dir: dir,

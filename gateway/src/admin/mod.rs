@@ -1,5 +1,6 @@
 //! The admin listener (separate port, loopback by default): `/metrics`, `/healthz`, `/readyz`
-//! and `/rules`, and with an admin token configured `POST /tokens/revoke`.
+//! `/rules`, `/decisions/<request id>`, and with an admin token configured `GET /audit` and
+//! `POST /tokens/revoke`.
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use crate::metrics::Metrics;
 use crate::reload::RulesHandle;
 use crate::trusted_publishing::Exchanger;
 
+mod audit;
 mod revoke;
 
 /// The admin HTTP application.
@@ -26,6 +28,8 @@ pub struct AdminApp {
     exchanger: Option<Arc<Exchanger>>,
     admin_token: Option<Secret>,
     journal: Option<Arc<DecisionJournal>>,
+    audit: Option<Arc<crate::deletion::audit::AuditLog>>,
+    adjustable_clock: bool,
 }
 
 impl AdminApp {
@@ -38,12 +42,26 @@ impl AdminApp {
             exchanger: None,
             admin_token: None,
             journal: None,
+            audit: None,
+            adjustable_clock: false,
         }
     }
 
     /// Enables `GET /decisions/<request id>` from the proxy's decision journal.
     pub fn with_journal(mut self, journal: Arc<DecisionJournal>) -> Self {
         self.journal = Some(journal);
+        self
+    }
+
+    /// Enables `GET /audit?registry=<name>&project=<name>[&limit=<n>]`.
+    pub fn with_audit(mut self, audit: Arc<crate::deletion::audit::AuditLog>) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
+    /// Enables `POST /testing/clock` (tests only; `[testing] adjustable_clock`).
+    pub fn with_adjustable_clock(mut self, on: bool) -> Self {
+        self.adjustable_clock = on;
         self
     }
 
@@ -63,6 +81,56 @@ impl AdminApp {
             .header(http::header::CONTENT_LENGTH, body.len())
             .body(body)
             .unwrap_or_default()
+    }
+
+    /// Checks `Authorization: Bearer <admin token>`; admin writes are off without a token in
+    /// the configuration.
+    pub(crate) fn check_admin(&self, session: &ServerSession) -> Result<(), Box<Response<Vec<u8>>>> {
+        let Some(admin_token) = &self.admin_token else {
+            return Err(Box::new(Self::json(
+                403,
+                json!({"code": "admin_writes_disabled", "message": "set admin.token_file in the configuration to enable admin writes"}),
+            )));
+        };
+        let presented = session
+            .req_header()
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::trusted_publishing::wire::bearer)
+            .unwrap_or_default();
+        if !crate::auth::constant_time_eq(presented.as_bytes(), admin_token.expose()) {
+            return Err(Box::new(Self::json(
+                401,
+                json!({"code": "admin_unauthenticated", "message": "send the admin token as Authorization: Bearer <token>"}),
+            )));
+        }
+        Ok(())
+    }
+
+    /// Reads a request body of at most `max` bytes.
+    pub(crate) async fn read_body(session: &mut ServerSession, max: usize) -> Result<Vec<u8>, Box<Response<Vec<u8>>>> {
+        let mut body = Vec::new();
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > max {
+                        return Err(Box::new(Self::json(
+                            413,
+                            json!({"code": "body_too_large", "message": format!("the body is over {max} bytes")}),
+                        )));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => return Ok(body),
+                Err(e) => {
+                    return Err(Box::new(Self::json(
+                        400,
+                        json!({"code": "bad_request", "message": format!("reading the body: {e}")}),
+                    )))
+                }
+            }
+        }
     }
 
     /// Answers one admin request.
@@ -117,7 +185,7 @@ impl AdminApp {
             }
             _ => Self::json(
                 404,
-                json!({"code": "not_found", "message": "admin endpoints: /metrics /healthz /readyz /rules /decisions/<request id>, POST /tokens/revoke"}),
+                json!({"code": "not_found", "message": "admin endpoints: /metrics /healthz /readyz /rules /decisions/<request id> /audit?registry=&project=, POST /tokens/revoke"}),
             ),
         }
     }
@@ -128,8 +196,11 @@ impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
         let (method, path) = (req.method.clone(), req.uri.path().to_owned());
-        if path == "/tokens/revoke" {
-            return self.revoke(session).await;
+        match path.as_str() {
+            "/tokens/revoke" => return self.revoke(session).await,
+            "/audit" => return self.audit_of_project(session).await,
+            "/testing/clock" => return self.move_clock(session).await,
+            _ => {}
         }
         self.answer(&method, &path)
     }

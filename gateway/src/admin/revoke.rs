@@ -25,56 +25,24 @@ struct RevokeRequest {
     reason: String,
 }
 
-/// Compares two byte strings in time independent of where they differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 impl AdminApp {
     pub(super) async fn revoke(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         if session.req_header().method != http::Method::POST {
             return Self::json(405, json!({"code": "method_not_allowed", "message": "use POST"}));
         }
-        let (Some(exchanger), Some(admin_token)) = (&self.exchanger, &self.admin_token) else {
+        let Some(exchanger) = &self.exchanger else {
             return Self::json(
                 403,
                 json!({"code": "admin_writes_disabled", "message": "set admin.token_file in the configuration to enable admin writes"}),
             );
         };
-        let presented = session
-            .req_header()
-            .headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(crate::trusted_publishing::wire::bearer)
-            .unwrap_or_default();
-        if !constant_time_eq(presented.as_bytes(), admin_token.expose()) {
-            return Self::json(
-                401,
-                json!({"code": "admin_unauthenticated", "message": "send the admin token as Authorization: Bearer <token>"}),
-            );
+        if let Err(refused) = self.check_admin(session) {
+            return *refused;
         }
-        let mut body = Vec::new();
-        loop {
-            match session.read_request_body().await {
-                Ok(Some(chunk)) => {
-                    if body.len() + chunk.len() > MAX_BODY {
-                        return Self::json(
-                            413,
-                            json!({"code": "body_too_large", "message": "the body is over 16 KiB"}),
-                        );
-                    }
-                    body.extend_from_slice(&chunk);
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    return Self::json(
-                        400,
-                        json!({"code": "bad_request", "message": format!("reading the body: {e}")}),
-                    )
-                }
-            }
-        }
+        let body = match Self::read_body(session, MAX_BODY).await {
+            Ok(body) => body,
+            Err(refused) => return *refused,
+        };
         let request: RevokeRequest = match serde_json::from_slice(&body) {
             Ok(r) => r,
             Err(e) => {

@@ -15,8 +15,20 @@ pub(crate) fn shorten(text: &str, max: usize) -> String {
     }
 }
 
+/// Compares two secrets in time independent of where they differ.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(super::constant_time_eq(b"secret", b"secret"));
+        assert!(!super::constant_time_eq(b"secret", b"secreT"));
+        assert!(!super::constant_time_eq(b"secret", b"secret2"));
+    }
+
     #[test]
     fn shorten_cuts_on_character_boundaries() {
         assert_eq!(super::shorten("abc", 3), "abc");

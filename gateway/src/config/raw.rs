@@ -39,6 +39,32 @@ pub struct RawConfig {
     /// Provenance verification: the Sigstore trusted root and the verification cache.
     #[serde(default)]
     pub provenance: RawProvenance,
+    /// The audit log of upload and deletion decisions.
+    #[serde(default)]
+    pub audit: RawAudit,
+    /// Settings for end-to-end tests only; never set them in production.
+    #[serde(default)]
+    pub testing: RawTesting,
+}
+
+/// The audit log: every decision on an upload or a delete-like request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// JSON-lines file the records are appended to (default `audit.jsonl` in the state
+    /// directory); they also go to the state store.
+    pub file: Option<PathBuf>,
+    /// URL that receives a `POST` of each deletion's record (JSON), best effort.
+    pub webhook_url: Option<String>,
+}
+
+/// Test-only settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTesting {
+    /// Let the admin listener move the gateway's clock (`POST /testing/clock`).
+    #[serde(default)]
+    pub adjustable_clock: bool,
 }
 
 /// Provenance verification settings (the policy itself is in the rules).

@@ -39,6 +39,19 @@ pub struct Config {
     pub admin_token: Option<Secret>,
     /// Provenance verification settings.
     pub provenance: ProvenanceSettings,
+    /// The audit log.
+    pub audit: AuditSettings,
+    /// Whether the admin listener may move the clock (tests only).
+    pub adjustable_clock: bool,
+}
+
+/// Where audit records go besides the state store.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    /// The JSON-lines file.
+    pub file: PathBuf,
+    /// Deletion records are posted here, when set (an absolute `http` or `https` URL).
+    pub webhook_url: Option<String>,
 }
 
 /// Provenance verification settings.
@@ -483,6 +496,18 @@ pub fn validate(file: &Path, raw: raw::RawConfig) -> Result<Config, ConfigError>
         .transpose()?;
 
     let provenance = validate_provenance(&ctx, &raw.provenance)?;
+    let audit = AuditSettings {
+        file: raw
+            .audit
+            .file
+            .as_deref()
+            .map_or_else(|| state_dir.join("audit.jsonl"), |p| ctx.path(p)),
+        webhook_url: match &raw.audit.webhook_url {
+            None => None,
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => Some(url.clone()),
+            Some(_) => return Err(ctx.err("audit.webhook_url", "must be an http:// or https:// URL")),
+        },
+    };
 
     Ok(Config {
         path: file.to_path_buf(),
@@ -497,6 +522,8 @@ pub fn validate(file: &Path, raw: raw::RawConfig) -> Result<Config, ConfigError>
         upload_tokens,
         admin_token,
         provenance,
+        audit,
+        adjustable_clock: raw.testing.adjustable_clock,
     })
 }
 

@@ -30,6 +30,9 @@ use crate::error::Refusal;
 /// at most 256). It also bounds what is held back while stripping provenance.
 pub const MAX_ATTACHMENT_NAME_BYTES: usize = 512;
 
+/// Most dependency names kept per version (for counting dependents).
+pub const MAX_DEPENDENCIES: usize = 1_000;
+
 /// Longest key kept for paths in error messages, in characters.
 const MAX_LABEL_CHARS: usize = 64;
 
@@ -122,6 +125,9 @@ pub struct PublishFacts {
     /// `(version, message)` for every version carrying a `deprecated` string (an empty message
     /// is npm's way to lift a deprecation).
     pub deprecated: Vec<(String, String)>,
+    /// The names in the version's `dependencies` (at most [`MAX_DEPENDENCIES`]), when the
+    /// document has exactly one version.
+    pub dependencies: Vec<String>,
 }
 
 /// Why a publish document is refused. Each variant has a stable [`code`](PublishError::code).
@@ -395,6 +401,7 @@ enum Ctx {
     Version(usize),
     Dist(usize),
     Repository(usize),
+    Dependencies(usize),
     Attachments,
     Attachment(usize),
     Other,
@@ -420,6 +427,7 @@ enum Slot {
     Shasum(usize),
     Repository(usize),
     RepositoryUrl(usize),
+    Dependencies(usize),
     Attachments,
     Attachment(usize),
     Data(usize),
@@ -446,6 +454,7 @@ impl Slot {
             Slot::Version(v) => Ctx::Version(*v),
             Slot::Dist(v) => Ctx::Dist(*v),
             Slot::Repository(v) => Ctx::Repository(*v),
+            Slot::Dependencies(v) => Ctx::Dependencies(*v),
             Slot::Attachments => Ctx::Attachments,
             Slot::Attachment(a) => Ctx::Attachment(*a),
             Slot::Other | Slot::RepositoryUrl(_) => Ctx::Other,
@@ -455,7 +464,10 @@ impl Slot {
 
     /// Whether a value that is not a string or an object is acceptable (and ignored) here.
     fn takes_anything(&self) -> bool {
-        matches!(self, Slot::Other | Slot::Repository(_) | Slot::RepositoryUrl(_))
+        matches!(
+            self,
+            Slot::Other | Slot::Repository(_) | Slot::RepositoryUrl(_) | Slot::Dependencies(_)
+        )
     }
 }
 
@@ -705,6 +717,7 @@ struct VersionEntry {
     shasum: Option<String>,
     repository: Option<String>,
     deprecated: Option<String>,
+    dependencies: Vec<String>,
 }
 
 /// Streaming base64 state: at most 3 characters wait for their group between chunks.
@@ -1046,7 +1059,7 @@ impl PublishInspector {
             }
             b'"' => {
                 let sink = match &slot {
-                    Slot::Other => Sink::Skip,
+                    Slot::Other | Slot::Dependencies(_) => Sink::Skip,
                     Slot::Data(a) => {
                         let Some(entry) = self.attachments.get_mut(*a) else {
                             return Err(self.wrong_type(&slot));
@@ -1208,6 +1221,7 @@ impl PublishInspector {
                 "deprecated" => Slot::Deprecated(v),
                 "dist" => Slot::Dist(v),
                 "repository" => Slot::Repository(v),
+                "dependencies" => Slot::Dependencies(v),
                 _ => Slot::Other,
             },
             Ctx::Dist(v) => match key.as_str() {
@@ -1245,6 +1259,14 @@ impl PublishInspector {
                     length: None,
                 });
                 Slot::Attachment(self.attachments.len() - 1)
+            }
+            Ctx::Dependencies(v) => {
+                let kept = self.versions.get(v).map_or(0, |e| e.dependencies.len());
+                if kept < MAX_DEPENDENCIES {
+                    self.charge(key.len())?;
+                    self.version_mut(v, |e| e.dependencies.push(key));
+                }
+                Slot::Other
             }
             Ctx::Repository(_) | Ctx::Other => Slot::Other,
         })
@@ -1693,9 +1715,9 @@ impl PublishInspector {
             };
             (PublishKind::Publish, Some(facts))
         };
-        let repository_url = match self.versions.as_slice() {
-            [only] => only.repository.clone(),
-            _ => None,
+        let (repository_url, dependencies) = match self.versions.as_slice() {
+            [only] => (only.repository.clone(), only.dependencies.clone()),
+            _ => (None, Vec::new()),
         };
         let deprecated = self
             .versions
@@ -1712,6 +1734,7 @@ impl PublishInspector {
             provenance_stripped: self.fwd.stripped,
             repository_url,
             deprecated,
+            dependencies,
         })
     }
 }
@@ -2334,6 +2357,26 @@ mod tests {
     }
 
     #[test]
+    fn the_dependencies_of_a_single_version_are_kept_and_odd_shapes_ignored() {
+        let body = br#"{"_id":"demo","name":"demo","versions":{"1.0.0":{"name":"demo","version":"1.0.0","dependencies":{"left-pad":"^1.0.0","@acme/widget":"2.x"}}}}"#;
+        let found = facts("demo", body);
+        assert_eq!(
+            found.dependencies,
+            vec!["left-pad".to_owned(), "@acme/widget".to_owned()]
+        );
+        for odd in [
+            r#""dependencies":[]"#,
+            r#""dependencies":"left-pad""#,
+            r#""dependencies":null"#,
+        ] {
+            let body = format!(
+                r#"{{"_id":"demo","name":"demo","versions":{{"1.0.0":{{"name":"demo","version":"1.0.0",{odd}}}}}}}"#
+            );
+            assert!(facts("demo", body.as_bytes()).dependencies.is_empty(), "{odd}");
+        }
+    }
+
+    #[test]
     fn deprecate_is_a_metadata_only_put() {
         let body = packument(&[("1.0.0", "use 1.1.0 or later"), ("2.0.0-rc.1", "")], None);
         let expected = PublishFacts {
@@ -2349,6 +2392,7 @@ mod tests {
                 ("1.0.0".into(), "use 1.1.0 or later".into()),
                 ("2.0.0-rc.1".into(), String::new()),
             ],
+            dependencies: vec![],
         };
         for &chunk in SIZES {
             assert_eq!(inspect("demo", &body, chunk).expect("accepted").1, expected);

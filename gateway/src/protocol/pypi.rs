@@ -19,6 +19,21 @@ use crate::error::Refusal;
 /// Largest non-file form field accepted (metadata, descriptions, attestations).
 pub const MAX_FIELD_BYTES: u64 = 4 << 20;
 
+/// Most `requires_dist` entries kept per upload (for counting dependents).
+const MAX_REQUIREMENTS: usize = 1_000;
+
+/// The normalised project name a PEP 508 requirement names (`requests[socks] (>=2.0); extra ==
+/// "x"` names `requests`); `None` when it does not start with a valid name.
+pub fn requirement_name(requirement: &str) -> Option<String> {
+    let name: String = requirement
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .collect();
+    let name = name.trim_end_matches(['-', '_', '.']);
+    (!name.is_empty()).then(|| portcullis_rules::name::normalize_pypi(name))
+}
+
 /// Classifies a request on a PyPI registry.
 pub fn classify(method: &Method, _path: &str) -> Result<RequestClass, Refusal> {
     match *method {
@@ -69,6 +84,8 @@ pub struct UploadFacts {
     pub content_sha256: [u8; 32],
     /// The raw `attestations` field (a JSON list of PEP 740 attestation objects), when sent.
     pub attestations: Option<Vec<u8>>,
+    /// The normalised names of the projects the file requires (`requires_dist` fields).
+    pub requires_dist: Vec<String>,
 }
 
 /// Fields whose repetition would let the gateway and the backend read different values.
@@ -98,6 +115,7 @@ struct FormState {
     sha256_digest: Option<String>,
     blake2_256_digest: Option<String>,
     attestations: Option<Vec<u8>>,
+    requires_dist: Vec<String>,
 }
 
 type Chunk = Result<Bytes, std::io::Error>;
@@ -235,6 +253,11 @@ async fn parse_form(mut form: multer::Multipart<'static>) -> Result<FormAction, 
             "sha256_digest" => state.sha256_digest = Some(text()?),
             "blake2_256_digest" => state.blake2_256_digest = Some(text()?),
             "attestations" => state.attestations = Some(value),
+            "requires_dist" if state.requires_dist.len() < MAX_REQUIREMENTS => {
+                if let Some(project) = requirement_name(&text()?) {
+                    state.requires_dist.push(project);
+                }
+            }
             _ => {}
         }
     }
@@ -338,6 +361,7 @@ impl FormState {
                     content_bytes: self.content_bytes,
                     content_sha256: sha256,
                     attestations: self.attestations,
+                    requires_dist: self.requires_dist,
                 }))
             }
             "remove_pkg" => Ok(FormAction::RemovePackage { project, version }),
@@ -370,16 +394,7 @@ pub fn check_filename(filename: &str, project: &ProjectName, version: &str) -> R
             filename.chars().take(120).collect::<String>()
         )));
     };
-    let parsed = if wheel {
-        let parts: Vec<&str> = stem.split('-').collect();
-        match parts.as_slice() {
-            [name, version, _, _, _] | [name, version, _, _, _, _] => Some((*name, *version)),
-            _ => None,
-        }
-    } else {
-        stem.rsplit_once('-')
-    };
-    let Some((file_name, file_version)) = parsed.filter(|(n, v)| !n.is_empty() && !v.is_empty()) else {
+    let Some((file_name, file_version)) = split_stem(stem, wheel) else {
         return Err(Refusal::MalformedUpload(format!(
             "{:?} is not a valid {} file name",
             filename.chars().take(120).collect::<String>(),
@@ -400,8 +415,39 @@ pub fn check_filename(filename: &str, project: &ProjectName, version: &str) -> R
     Ok(())
 }
 
+/// The name and version parts of a wheel's or sdist's file stem.
+fn split_stem(stem: &str, wheel: bool) -> Option<(&str, &str)> {
+    let parsed = if wheel {
+        let parts: Vec<&str> = stem.split('-').collect();
+        match parts.as_slice() {
+            [name, version, _, _, _] | [name, version, _, _, _, _] => Some((*name, *version)),
+            _ => None,
+        }
+    } else {
+        stem.rsplit_once('-')
+    };
+    parsed.filter(|(n, v)| !n.is_empty() && !v.is_empty())
+}
+
+/// The normalised project name and the version of a distribution file name (`.whl`,
+/// `.tar.gz`, `.zip`); `None` for anything else.
+pub fn split_filename(filename: &str) -> Option<(String, String)> {
+    let (stem, wheel) = if let Some(stem) = filename.strip_suffix(".whl") {
+        (stem, true)
+    } else {
+        (
+            filename
+                .strip_suffix(".tar.gz")
+                .or_else(|| filename.strip_suffix(".zip"))?,
+            false,
+        )
+    };
+    let (name, version) = split_stem(stem, wheel)?;
+    Some((portcullis_rules::name::normalize_pypi(name), version.to_owned()))
+}
+
 /// Case, a leading `v` and trailing zero release components do not make versions differ.
-fn normalize_version(version: &str) -> String {
+pub fn normalize_version(version: &str) -> String {
     let lower = version.trim().to_ascii_lowercase();
     let lower = lower.strip_prefix('v').unwrap_or(&lower);
     let release_end = lower

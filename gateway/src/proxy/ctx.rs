@@ -54,6 +54,14 @@ pub struct RequestCtx {
     pub ledger_done: bool,
     /// What the provenance check did, step by step, for the explanation.
     pub provenance_steps: Vec<String>,
+    /// The project of a delete-like request and the changes it asks for, each decided.
+    pub deletions: Option<(ProjectName, Vec<crate::deletion::DeletionRecord>)>,
+    /// Whether the deletions' tombstones were written (the backend answered).
+    pub deletions_done: bool,
+    /// An admin override's reason, once the admin token in the request verified.
+    pub admin_override: Option<String>,
+    /// What an upload targets (`name@version file`), once the body told.
+    pub upload_target: Option<String>,
 }
 
 /// How a request was authenticated.
@@ -103,6 +111,10 @@ impl RequestCtx {
             ledger_id: None,
             ledger_done: false,
             provenance_steps: Vec::new(),
+            deletions: None,
+            deletions_done: false,
+            admin_override: None,
+            upload_target: None,
         }
     }
 }

@@ -24,6 +24,7 @@ impl Gateway {
         upload: &UploadFacts,
         provenance: ProvenanceRecord,
     ) -> Result<i64, Refusal> {
+        let dependencies = upload.requires_dist.clone();
         let entry = LedgerEntry {
             registry: registry.name.clone(),
             project: upload.project.as_str().to_owned(),
@@ -40,11 +41,19 @@ impl Gateway {
             request_id: ctx.id.clone(),
             created_at: unix_now(),
         };
-        self.ledger_insert(ctx, entry, upload.project.as_str()).await
+        self.ledger_insert(ctx, entry, upload.project.as_str(), &dependencies)
+            .await
     }
 
-    /// Fills in who uploaded and writes the pending row; fails closed.
-    async fn ledger_insert(&self, ctx: &RequestCtx, mut entry: LedgerEntry, project: &str) -> Result<i64, Refusal> {
+    /// Fills in who uploaded and writes the pending row with the upload's dependencies; fails
+    /// closed.
+    async fn ledger_insert(
+        &self,
+        ctx: &RequestCtx,
+        mut entry: LedgerEntry,
+        project: &str,
+        dependencies: &[String],
+    ) -> Result<i64, Refusal> {
         let (credential, publisher) = match &ctx.auth {
             Auth::UploadToken(token) => (
                 "upload_token",
@@ -57,10 +66,16 @@ impl Gateway {
         };
         entry.credential = credential.to_owned();
         entry.publisher = publisher;
-        self.exchanger.state().ledger_begin(&entry).await.map_err(|e| {
+        let state = self.exchanger.state();
+        let refused = |e: crate::state::StateError| {
             tracing::warn!(request_id = %ctx.id, error = %e, "the ledger could not record an upload; refused");
             Refusal::StateUnavailable
-        })
+        };
+        let id = state.ledger_begin(&entry).await.map_err(refused)?;
+        if !dependencies.is_empty() {
+            state.record_dependencies(id, dependencies).await.map_err(refused)?;
+        }
+        Ok(id)
     }
 
     /// Writes the pending ledger row of an accepted npm publish.
@@ -71,6 +86,7 @@ impl Gateway {
         project: &portcullis_rules::ProjectName,
         tarball: &crate::protocol::npm_body::TarballFacts,
         provenance: ProvenanceRecord,
+        dependencies: &[String],
     ) -> Result<i64, Refusal> {
         let entry = LedgerEntry {
             registry: registry.name.clone(),
@@ -88,7 +104,7 @@ impl Gateway {
             request_id: ctx.id.clone(),
             created_at: unix_now(),
         };
-        self.ledger_insert(ctx, entry, project.as_str()).await
+        self.ledger_insert(ctx, entry, project.as_str(), dependencies).await
     }
 
     /// Marks the request's ledger row committed (the backend answered 2xx) or failed.

@@ -7,6 +7,7 @@
 pub mod accept_grace;
 mod authenticate;
 pub mod ctx;
+mod deletion;
 mod exchange;
 pub mod holdback;
 mod integrity;
@@ -54,6 +55,18 @@ struct RouteEntry {
     peers: UpstreamPeers,
 }
 
+/// Where the gateway records what it decided and saw, and the admin credential it honours.
+pub struct Records {
+    /// Explanations of recent decisions, by request id.
+    pub journal: Arc<DecisionJournal>,
+    /// The audit log of upload and deletion decisions.
+    pub audit: Arc<crate::deletion::audit::AuditLog>,
+    /// Download counts, for the deletion rules.
+    pub downloads: Arc<crate::deletion::downloads::DownloadCounter>,
+    /// The admin token that lets an admin override the deletion rules (with a reason).
+    pub admin_token: Option<crate::config::Secret>,
+}
+
 /// The gateway's proxy logic.
 pub struct Gateway {
     routes: Vec<RouteEntry>,
@@ -62,7 +75,7 @@ pub struct Gateway {
     exchanger: Arc<Exchanger>,
     failed_exchanges: FailedExchanges,
     provenance: Arc<ProvenanceVerifier>,
-    journal: Arc<DecisionJournal>,
+    records: Records,
 }
 
 const VIA: &str = "1.1 portcullis";
@@ -81,7 +94,7 @@ impl Gateway {
         exchanger: Arc<Exchanger>,
         failure_memory: std::time::Duration,
         provenance: Arc<ProvenanceVerifier>,
-        journal: Arc<DecisionJournal>,
+        records: Records,
     ) -> Self {
         let routes = registries
             .iter()
@@ -97,7 +110,7 @@ impl Gateway {
             exchanger,
             failed_exchanges: FailedExchanges::new(failure_memory),
             provenance,
-            journal,
+            records,
         }
     }
 
@@ -167,7 +180,10 @@ impl Gateway {
                     return Err(refusal);
                 }
                 let mut write = WriteState::new(true, None, Some(*action), Some(project.clone()));
-                if registry.protocol == Protocol::Npm && *action == WriteAction::Upload {
+                let npm_document_put = registry.protocol == Protocol::Npm
+                    && req.method == http::Method::PUT
+                    && (*action == WriteAction::Upload || rest.contains("/-rev/"));
+                if npm_document_put {
                     // PUT /<pkg>: a publish or a metadata change, scanned as it streams.
                     write.npm = Some(crate::protocol::npm_body::PublishInspector::new(
                         project.as_str(),
@@ -224,6 +240,7 @@ impl Gateway {
     /// decide. Returns the bytes to forward now.
     async fn on_write_chunk(
         &self,
+        session: &Session,
         ctx: &mut RequestCtx,
         chunk: Option<Bytes>,
         end_of_stream: bool,
@@ -272,22 +289,29 @@ impl Gateway {
                     upload = Some(u);
                     (WriteAction::Upload, project, Some(detail))
                 }
-                removal @ FormAction::RemovePackage { .. } => {
-                    let detail = match &removal {
-                        FormAction::RemovePackage { version, .. } => Some(format!("remove {version}")),
-                        FormAction::FileUpload(_) => None,
-                    };
-                    (WriteAction::Change, removal.project().clone(), detail)
+                FormAction::RemovePackage { project, version } => {
+                    self.check_token_scope(ctx, &registry, WriteAction::Change, &project)?;
+                    self.decide_pypi_removal(ctx, &registry, &project, &version).await?;
+                    (WriteAction::Change, project, Some(format!("remove {version}")))
                 }
             },
             None => match (write.action, write.project.clone(), &npm_facts) {
-                (Some(_), Some(p), Some(facts)) => match &facts.tarball {
+                (Some(a), Some(p), Some(facts)) => match &facts.tarball {
+                    Some(_) if a != WriteAction::Upload => return Err(Refusal::UnclassifiedWrite(
+                        "a publish (a document with a tarball) must be a PUT of the package itself, not of a revision"
+                            .into(),
+                    )),
                     Some(t) => {
                         let detail = format!("{} {} sha512={}", t.version, t.attachment, hex::encode(t.sha512));
                         (WriteAction::Upload, p, Some(detail))
                     }
-                    // A PUT of the document without a tarball: deprecate or another metadata change.
-                    None => (WriteAction::Change, p, Some("metadata change".to_owned())),
+                    // A PUT of the document without a tarball: unpublish of versions, deprecate
+                    // or another metadata change, read against the backend's document.
+                    None => {
+                        self.check_token_scope(ctx, &registry, WriteAction::Change, &p)?;
+                        self.decide_npm_metadata(session, ctx, &registry, &p, facts).await?;
+                        (WriteAction::Change, p, Some("metadata change".to_owned()))
+                    }
                 },
                 (Some(a), Some(p), None) => (a, p, None),
                 _ => return Err(Refusal::Internal),
@@ -305,6 +329,40 @@ impl Gateway {
             Outcome::Allow => None,
             Outcome::Refuse { kind, message } => Some(Refusal::from_rules(*kind, message.clone())),
         };
+        if let Some(tarball) = npm_facts.as_ref().and_then(|f| f.tarball.as_ref()) {
+            ctx.upload_target = Some(format!(
+                "{}@{} {}",
+                project.as_str(),
+                tarball.version,
+                tarball.attachment
+            ));
+        }
+        if let Some(upload) = &upload {
+            ctx.upload_target = Some(format!(
+                "{}@{} {}",
+                upload.project.as_str(),
+                upload.version,
+                upload.filename
+            ));
+        }
+        if let (None, Some(facts)) = (&refusal, &npm_facts) {
+            if let Some(tarball) = &facts.tarball {
+                if let Err(r) = self
+                    .check_tombstones(ctx, &registry, &project, &tarball.version, &tarball.attachment)
+                    .await
+                {
+                    refusal = Some(r);
+                }
+            }
+        }
+        if let (None, Some(upload)) = (&refusal, &upload) {
+            if let Err(r) = self
+                .check_tombstones(ctx, &registry, &upload.project, &upload.version, &upload.filename)
+                .await
+            {
+                refusal = Some(r);
+            }
+        }
         if let (None, Some(facts)) = (&refusal, &npm_facts) {
             if let Some(tarball) = &facts.tarball {
                 match self
@@ -313,7 +371,10 @@ impl Gateway {
                 {
                     Ok(found) => {
                         detail = Some(format!("{} {}", detail.unwrap_or_default(), found.summary));
-                        match self.ledger_begin_npm(ctx, &registry, &project, tarball, found).await {
+                        match self
+                            .ledger_begin_npm(ctx, &registry, &project, tarball, found, &facts.dependencies)
+                            .await
+                        {
                             Ok(id) => ctx.ledger_id = Some(id),
                             Err(r) => refusal = Some(r),
                         }
@@ -445,7 +506,7 @@ impl Gateway {
             "provenance_steps": ctx.provenance_steps,
             "ledger_id": ctx.ledger_id,
         });
-        self.journal.record(&ctx.id, explanation);
+        self.records.journal.record(&ctx.id, explanation);
     }
 
     /// Records metrics and the access / decision log line of a finished request.
@@ -546,6 +607,25 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// Counts a successful file download (for the deletion rules' download threshold).
+    fn count_download(&self, session: &Session, ctx: &RequestCtx) {
+        let req = session.req_header();
+        let ok = session.response_written().is_some_and(|r| r.status.as_u16() == 200);
+        if !ok || req.method != http::Method::GET || ctx.class != RequestClass::Read {
+            return;
+        }
+        let (Some(registry), Some(path)) = (self.registry(ctx), ctx.upstream_path.as_deref()) else {
+            return;
+        };
+        if let Some((project, version)) = crate::deletion::downloads::downloaded(registry.protocol, path) {
+            self.records
+                .downloads
+                .record(&registry.name, &project, &version, crate::clock::unix_now());
+        }
+    }
+}
+
 fn strip_port(host: &str) -> &str {
     if let Some(rest) = host.strip_prefix('[') {
         return rest.split(']').next().unwrap_or(rest);
@@ -609,10 +689,27 @@ impl ProxyHttp for Gateway {
             self.serve_exchange(session, ctx, endpoint).await?;
             return Ok(true);
         }
-        let routed = match self.route(session, ctx) {
+        let mut routed = match self.route(session, ctx) {
             Ok(()) => self.authenticate(session, ctx).await,
             Err(refusal) => Err(refusal),
         };
+        if routed.is_ok() {
+            routed = self.admin_override(session, ctx);
+        }
+        if routed.is_ok() && session.req_header().method == http::Method::DELETE {
+            // A DELETE has no body to hold back: the backend acts on the head, so it is decided
+            // here, before anything is forwarded.
+            if let (Some(registry), RequestClass::Write { project, action }) =
+                (self.registry(ctx).cloned(), ctx.class.clone())
+            {
+                if registry.protocol == Protocol::Npm {
+                    routed = match self.check_token_scope(ctx, &registry, action, &project) {
+                        Ok(()) => self.decide_npm_delete(session, ctx, &registry, &project).await,
+                        Err(r) => Err(r),
+                    };
+                }
+            }
+        }
         if routed.is_ok() && ctx.class == RequestClass::Read {
             if let Some(registry) = self.registry(ctx).filter(|r| r.protocol == Protocol::Npm).cloned() {
                 let path = ctx.upstream_path.clone().unwrap_or_default();
@@ -692,6 +789,9 @@ impl ProxyHttp for Gateway {
         let via = appended(upstream_request.headers.get(http::header::VIA), VIA);
         upstream_request.insert_header(http::header::VIA, via)?;
         upstream_request.insert_header("x-request-id", ctx.id.as_str())?;
+        // The admin override is the gateway's business: the backend never sees its token.
+        upstream_request.remove_header(deletion::ADMIN_TOKEN_HEADER);
+        upstream_request.remove_header(deletion::OVERRIDE_REASON_HEADER);
         if ctx.write.as_ref().is_some_and(|w| w.npm.is_some())
             && self.registry(ctx).is_some_and(|r| r.strip_npm_provenance)
         {
@@ -719,12 +819,12 @@ impl ProxyHttp for Gateway {
 
     async fn request_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        match self.on_write_chunk(ctx, body.take(), end_of_stream).await {
+        match self.on_write_chunk(session, ctx, body.take(), end_of_stream).await {
             Ok(forward) => {
                 // Never `None` mid-stream: that would end the upstream body early.
                 *body = forward;
@@ -747,6 +847,7 @@ impl ProxyHttp for Gateway {
         if !(100..200).contains(&upstream_response.status.as_u16()) {
             self.ledger_backend_answered(upstream_response.status.as_u16(), ctx)
                 .await;
+            self.deletions_answered(upstream_response.status.as_u16(), ctx).await;
         }
         if ctx.upstream_header_at.is_none() {
             let now = Instant::now();
@@ -828,7 +929,9 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         self.record(session, e, ctx);
+        self.count_download(session, ctx);
         self.ledger_finish(session, e, ctx).await;
+        self.audit(session, ctx).await;
         ctx.in_flight = None;
     }
 }

@@ -1,5 +1,6 @@
 //! Durable gateway state shared between requests: used OIDC token ids (replay protection),
-//! revoked upload tokens, and the publish ledger (every upload, with its accepted provenance).
+//! revoked upload tokens, the publish ledger (every upload, with its accepted provenance and
+//! dependencies), download counts, tombstones of deleted projects and versions, and the audit log.
 //!
 //! [`StateStore`] is the backend-neutral interface; [`sqlite::SqliteStore`] is the embedded
 //! default for single-replica deployments. All times are Unix seconds, passed in by the
@@ -91,6 +92,127 @@ pub trait StateStore: Send + Sync {
     /// Rows still [`LedgerState::Pending`] that were created before `older_than` (Unix seconds),
     /// oldest first: uploads whose outcome was never recorded, typically because of a crash.
     async fn stale_pending(&self, older_than: i64) -> Result<Vec<LedgerRecord>, StateError>;
+
+    /// Records the projects the upload of ledger row `ledger_id` depends on (normalised names).
+    async fn record_dependencies(&self, ledger_id: i64, depends_on: &[String]) -> Result<(), StateError>;
+
+    /// How many other projects of `registry` have a committed, not deleted upload that depends
+    /// on `project`.
+    async fn dependents(&self, registry: &str, project: &str) -> Result<u64, StateError>;
+
+    /// When the earliest committed upload of `version` (or, for `None`, of any version) of the
+    /// project was recorded; `None` when the ledger has none.
+    async fn published_at(
+        &self,
+        registry: &str,
+        project: &str,
+        version: Option<&str>,
+    ) -> Result<Option<i64>, StateError>;
+
+    /// Adds download counts, one `(key, count)` per version and day.
+    async fn add_downloads(&self, counts: &[(DownloadKey, u64)]) -> Result<(), StateError>;
+
+    /// Downloads of `version` (or, for `None`, of every version) of the project on days
+    /// `since_day` and later.
+    async fn downloads_since(
+        &self,
+        registry: &str,
+        project: &str,
+        version: Option<&str>,
+        since_day: i64,
+    ) -> Result<u64, StateError>;
+
+    /// Records a tombstone.
+    async fn add_tombstone(&self, tombstone: &Tombstone) -> Result<(), StateError>;
+
+    /// Every tombstone of a project, oldest first.
+    async fn tombstones(&self, registry: &str, project: &str) -> Result<Vec<Tombstone>, StateError>;
+
+    /// Appends an audit record and returns its id.
+    async fn append_audit(&self, record: &AuditRecord) -> Result<i64, StateError>;
+
+    /// The newest `limit` audit records of a project, newest first.
+    async fn audit_of_project(&self, registry: &str, project: &str, limit: u32)
+        -> Result<Vec<AuditRecord>, StateError>;
+}
+
+/// Downloads of one version on one UTC day.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DownloadKey {
+    /// The registry's configured name.
+    pub registry: String,
+    /// The normalised project name.
+    pub project: String,
+    /// The version downloaded.
+    pub version: String,
+    /// The UTC day: Unix seconds / 86 400.
+    pub day: i64,
+}
+
+/// What a tombstone covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TombstoneKind {
+    /// The whole project: its name stays reserved.
+    Project,
+    /// One version: never uploaded again.
+    Version(String),
+    /// One file of a version (PyPI): never uploaded again.
+    File {
+        /// The version the file belonged to.
+        version: String,
+        /// The file name.
+        filename: String,
+    },
+}
+
+/// A deleted project, version or file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tombstone {
+    /// The registry's configured name.
+    pub registry: String,
+    /// The normalised project name.
+    pub project: String,
+    /// What was deleted.
+    pub kind: TombstoneKind,
+    /// When (Unix seconds).
+    pub deleted_at: i64,
+    /// The request that deleted it.
+    pub request_id: String,
+    /// Who deleted it (publisher, token id or credential kind; never a secret).
+    pub actor: String,
+    /// An admin's reason for an override; empty otherwise.
+    pub reason: String,
+}
+
+/// One audit log record: a decision on a delete-like request or an upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// When (Unix seconds).
+    pub at: i64,
+    /// The request decided.
+    pub request_id: String,
+    /// The registry's configured name.
+    pub registry: String,
+    /// The normalised project name.
+    pub project: String,
+    /// Who asked (publisher, token id or credential kind; never a secret).
+    pub actor: String,
+    /// What was asked: `upload`, `delete_version`, `yank`, ...
+    pub action: String,
+    /// What it targets: `name@version`, a file name, or the project.
+    pub target: String,
+    /// `allow`, `refuse`, `shadow` (let through, would have refused) or `override`.
+    pub outcome: String,
+    /// The rule that decided.
+    pub rule: String,
+    /// The rules revision in force.
+    pub rules_revision: String,
+    /// The refusal code, when refused (or would have been).
+    pub code: String,
+    /// An admin's reason, or the refusal's message.
+    pub reason: String,
+    /// The whole record as one JSON line.
+    pub line: String,
 }
 
 /// One upload as the ledger records it, written before the upload's last bytes are released

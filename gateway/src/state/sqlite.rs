@@ -22,7 +22,10 @@ use sqlx::{Row, SqlSafeStr, SqlitePool};
 
 use crate::clock::unix_now;
 
-use super::{LedgerEntry, LedgerRecord, LedgerState, ProjectProvenance, StateError, StateStore, StoredProvenance};
+use super::{
+    AuditRecord, DownloadKey, LedgerEntry, LedgerRecord, LedgerState, ProjectProvenance, StateError, StateStore,
+    StoredProvenance, Tombstone, TombstoneKind,
+};
 
 /// The database file name inside the data directory.
 pub const DATABASE_FILE: &str = "portcullis.sqlite3";
@@ -38,6 +41,7 @@ const MAX_CONNECTIONS: u32 = 4;
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "state", include_str!("../../migrations/sqlite/0001_state.sql")),
     (2, "ledger", include_str!("../../migrations/sqlite/0002_ledger.sql")),
+    (3, "deletion", include_str!("../../migrations/sqlite/0003_deletion.sql")),
 ];
 
 /// `SELECT <every ledger column> FROM ledger`, followed by the given clauses; the columns are
@@ -361,6 +365,230 @@ impl StateStore for SqliteStore {
         .map_err(|e| in_context("listing stale pending uploads", e))?;
         rows.iter().map(ledger_record).collect()
     }
+
+    async fn record_dependencies(&self, ledger_id: i64, depends_on: &[String]) -> Result<(), StateError> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| in_context("recording dependencies", e))?;
+        for name in depends_on {
+            sqlx::query("INSERT OR IGNORE INTO dependencies (ledger_id, depends_on) VALUES (?1, ?2)")
+                .bind(ledger_id)
+                .bind(name.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| in_context("recording dependencies", e))?;
+        }
+        tx.commit().await.map_err(|e| in_context("recording dependencies", e))
+    }
+
+    async fn dependents(&self, registry: &str, project: &str) -> Result<u64, StateError> {
+        // Committed uploads of other projects naming this one, unless that version or the
+        // whole dependent project has been deleted since.
+        let count = sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(DISTINCT l.project) FROM dependencies d JOIN ledger l ON l.id = d.ledger_id \
+             WHERE d.depends_on = ?2 AND l.registry = ?1 AND l.project != ?2 AND l.state = 'committed' \
+             AND NOT EXISTS (SELECT 1 FROM tombstones t WHERE t.registry = l.registry AND t.project = l.project \
+                 AND (t.kind = 'project' OR (t.kind = 'version' AND t.version = l.version)))",
+        )
+        .bind(registry)
+        .bind(project)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| in_context("counting dependents", e))?;
+        u64::try_from(count).map_err(|_| StateError::Corrupt(format!("counting dependents: negative count {count}")))
+    }
+
+    async fn published_at(
+        &self,
+        registry: &str,
+        project: &str,
+        version: Option<&str>,
+    ) -> Result<Option<i64>, StateError> {
+        sqlx::query_scalar::<_, Option<i64>>(
+            "SELECT MIN(created_at) FROM ledger WHERE registry = ?1 AND project = ?2 \
+             AND (?3 IS NULL OR version = ?3) AND state = 'committed'",
+        )
+        .bind(registry)
+        .bind(project)
+        .bind(version)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| in_context("looking up a publish time", e))
+    }
+
+    async fn add_downloads(&self, counts: &[(DownloadKey, u64)]) -> Result<(), StateError> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| in_context("counting downloads", e))?;
+        for (key, count) in counts {
+            let count = i64::try_from(*count)
+                .map_err(|_| StateError::Query(format!("counting downloads: {count} is too large")))?;
+            sqlx::query(
+                "INSERT INTO downloads (registry, project, version, day, count) VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (registry, project, version, day) DO UPDATE SET count = count + excluded.count",
+            )
+            .bind(key.registry.as_str())
+            .bind(key.project.as_str())
+            .bind(key.version.as_str())
+            .bind(key.day)
+            .bind(count)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| in_context("counting downloads", e))?;
+        }
+        tx.commit().await.map_err(|e| in_context("counting downloads", e))
+    }
+
+    async fn downloads_since(
+        &self,
+        registry: &str,
+        project: &str,
+        version: Option<&str>,
+        since_day: i64,
+    ) -> Result<u64, StateError> {
+        let total = sqlx::query_scalar::<_, i64>(
+            "SELECT COALESCE(SUM(count), 0) FROM downloads WHERE registry = ?1 AND project = ?2 \
+             AND (?3 IS NULL OR version = ?3) AND day >= ?4",
+        )
+        .bind(registry)
+        .bind(project)
+        .bind(version)
+        .bind(since_day)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| in_context("summing downloads", e))?;
+        u64::try_from(total).map_err(|_| StateError::Corrupt(format!("summing downloads: negative total {total}")))
+    }
+
+    async fn add_tombstone(&self, tombstone: &Tombstone) -> Result<(), StateError> {
+        let (kind, version, filename) = match &tombstone.kind {
+            TombstoneKind::Project => ("project", None, None),
+            TombstoneKind::Version(v) => ("version", Some(v.as_str()), None),
+            TombstoneKind::File { version, filename } => ("file", Some(version.as_str()), Some(filename.as_str())),
+        };
+        sqlx::query(
+            "INSERT INTO tombstones (registry, project, kind, version, filename, deleted_at, request_id, actor, reason) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )
+        .bind(tombstone.registry.as_str())
+        .bind(tombstone.project.as_str())
+        .bind(kind)
+        .bind(version)
+        .bind(filename)
+        .bind(tombstone.deleted_at)
+        .bind(tombstone.request_id.as_str())
+        .bind(tombstone.actor.as_str())
+        .bind(tombstone.reason.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| in_context("recording a tombstone", e))?;
+        Ok(())
+    }
+
+    async fn tombstones(&self, registry: &str, project: &str) -> Result<Vec<Tombstone>, StateError> {
+        let rows = sqlx::query(
+            "SELECT registry, project, kind, version, filename, deleted_at, request_id, actor, reason \
+             FROM tombstones WHERE registry = ?1 AND project = ?2 ORDER BY deleted_at, id",
+        )
+        .bind(registry)
+        .bind(project)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| in_context("listing tombstones", e))?;
+        rows.iter()
+            .map(|row| {
+                let decode = |e| in_context("decoding a tombstone", e);
+                let kind: String = row.try_get("kind").map_err(decode)?;
+                let version: Option<String> = row.try_get("version").map_err(decode)?;
+                let filename: Option<String> = row.try_get("filename").map_err(decode)?;
+                let kind = match (kind.as_str(), version, filename) {
+                    ("project", None, None) => TombstoneKind::Project,
+                    ("version", Some(v), None) => TombstoneKind::Version(v),
+                    ("file", Some(version), Some(filename)) => TombstoneKind::File { version, filename },
+                    (other, ..) => {
+                        return Err(StateError::Corrupt(format!(
+                            "decoding a tombstone: inconsistent kind {other:?}"
+                        )))
+                    }
+                };
+                Ok(Tombstone {
+                    registry: row.try_get("registry").map_err(decode)?,
+                    project: row.try_get("project").map_err(decode)?,
+                    kind,
+                    deleted_at: row.try_get("deleted_at").map_err(decode)?,
+                    request_id: row.try_get("request_id").map_err(decode)?,
+                    actor: row.try_get("actor").map_err(decode)?,
+                    reason: row.try_get("reason").map_err(decode)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn append_audit(&self, record: &AuditRecord) -> Result<i64, StateError> {
+        let done = sqlx::query(
+            "INSERT INTO audit (at, request_id, registry, project, actor, action, target, outcome, rule, \
+             rules_revision, code, reason, line) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )
+        .bind(record.at)
+        .bind(record.request_id.as_str())
+        .bind(record.registry.as_str())
+        .bind(record.project.as_str())
+        .bind(record.actor.as_str())
+        .bind(record.action.as_str())
+        .bind(record.target.as_str())
+        .bind(record.outcome.as_str())
+        .bind(record.rule.as_str())
+        .bind(record.rules_revision.as_str())
+        .bind(record.code.as_str())
+        .bind(record.reason.as_str())
+        .bind(record.line.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| in_context("appending to the audit log", e))?;
+        Ok(done.last_insert_rowid())
+    }
+
+    async fn audit_of_project(
+        &self,
+        registry: &str,
+        project: &str,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StateError> {
+        let rows = sqlx::query(
+            "SELECT at, request_id, registry, project, actor, action, target, outcome, rule, rules_revision, \
+             code, reason, line FROM audit WHERE registry = ?1 AND project = ?2 ORDER BY id DESC LIMIT ?3",
+        )
+        .bind(registry)
+        .bind(project)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| in_context("reading the audit log", e))?;
+        rows.iter()
+            .map(|row| {
+                let decode = |e| in_context("decoding an audit record", e);
+                Ok(AuditRecord {
+                    at: row.try_get("at").map_err(decode)?,
+                    request_id: row.try_get("request_id").map_err(decode)?,
+                    registry: row.try_get("registry").map_err(decode)?,
+                    project: row.try_get("project").map_err(decode)?,
+                    actor: row.try_get("actor").map_err(decode)?,
+                    action: row.try_get("action").map_err(decode)?,
+                    target: row.try_get("target").map_err(decode)?,
+                    outcome: row.try_get("outcome").map_err(decode)?,
+                    rule: row.try_get("rule").map_err(decode)?,
+                    rules_revision: row.try_get("rules_revision").map_err(decode)?,
+                    code: row.try_get("code").map_err(decode)?,
+                    reason: row.try_get("reason").map_err(decode)?,
+                    line: row.try_get("line").map_err(decode)?,
+                })
+            })
+            .collect()
+    }
 }
 
 /// Decodes a row selected with [`select_ledger!`].
@@ -604,7 +832,7 @@ mod tests {
             .fetch_all(&store.pool)
             .await
             .expect("query");
-        assert_eq!(applied, vec![1, 2]);
+        assert_eq!(applied, vec![1, 2, 3]);
         let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
             .fetch_one(&store.pool)
             .await
@@ -1068,7 +1296,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn migration_2_is_applied_to_a_version_1_database() {
+    async fn later_migrations_are_applied_to_a_version_1_database() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join(DATABASE_FILE);
         {
@@ -1099,7 +1327,7 @@ mod tests {
             .fetch_all(&store.pool)
             .await
             .expect("query");
-        assert_eq!(applied, vec![1, 2]);
+        assert_eq!(applied, vec![1, 2, 3]);
         assert!(!store.claim_jti("iss", "old", FAR_FUTURE).await.expect("claim"));
         let id = record(&store, &upload("a.whl", 100), true).await;
         let rows = store.ledger_entries("pypi", "sample-project").await.expect("entries");
@@ -1112,6 +1340,152 @@ mod tests {
         .await
         .expect("query");
         assert_eq!(indexes, vec!["ledger_file", "ledger_state_created_at"]);
+    }
+
+    fn tombstone(kind: TombstoneKind, deleted_at: i64) -> Tombstone {
+        Tombstone {
+            registry: "pypi".to_owned(),
+            project: "sample-project".to_owned(),
+            kind,
+            deleted_at,
+            request_id: format!("req-{deleted_at}"),
+            actor: "legacy-credential".to_owned(),
+            reason: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn tombstones_round_trip_per_project_in_order() {
+        let (_dir, store) = fresh().await;
+        let kinds = [
+            TombstoneKind::Version("1.0".into()),
+            TombstoneKind::File {
+                version: "1.1".into(),
+                filename: "sample_project-1.1.tar.gz".into(),
+            },
+            TombstoneKind::Project,
+        ];
+        for (i, kind) in kinds.iter().enumerate() {
+            store
+                .add_tombstone(&tombstone(kind.clone(), 100 + i as i64))
+                .await
+                .expect("tombstone");
+        }
+        let found = store.tombstones("pypi", "sample-project").await.expect("tombstones");
+        assert_eq!(found.iter().map(|t| t.kind.clone()).collect::<Vec<_>>(), kinds);
+        assert!(store
+            .tombstones("npm", "sample-project")
+            .await
+            .expect("other registry")
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn downloads_add_up_per_day_and_version_and_old_days_drop_out() {
+        let (_dir, store) = fresh().await;
+        let key = |version: &str, day: i64| DownloadKey {
+            registry: "npm".into(),
+            project: "left-pad".into(),
+            version: version.into(),
+            day,
+        };
+        store
+            .add_downloads(&[(key("1.0.0", 10), 5), (key("1.0.0", 11), 7), (key("2.0.0", 11), 1)])
+            .await
+            .expect("add");
+        store.add_downloads(&[(key("1.0.0", 11), 3)]).await.expect("add again");
+        let since = |version, day| store.downloads_since("npm", "left-pad", version, day);
+        assert_eq!(since(Some("1.0.0"), 10).await.expect("sum"), 15);
+        assert_eq!(since(Some("1.0.0"), 11).await.expect("sum"), 10);
+        assert_eq!(since(None, 11).await.expect("sum"), 11);
+        assert_eq!(since(Some("3.0.0"), 0).await.expect("sum"), 0);
+    }
+
+    #[tokio::test]
+    async fn dependents_count_committed_other_projects_that_are_not_deleted() {
+        let (_dir, store) = fresh().await;
+        let dependent = |project: &str, version: &str| {
+            let mut entry = upload(&format!("{project}-{version}.tar.gz"), 100);
+            entry.project = project.to_owned();
+            entry.version = version.to_owned();
+            entry
+        };
+        let app = dependent("app", "1.0");
+        let tool = dependent("tool", "1.0");
+        let pending = dependent("pending", "1.0");
+        let itself = dependent("sample-project", "2.0");
+        for (entry, commit) in [(&app, true), (&tool, true), (&pending, false), (&itself, true)] {
+            let id = store.ledger_begin(entry).await.expect("begin");
+            store
+                .record_dependencies(id, &["sample-project".to_owned(), "other".to_owned()])
+                .await
+                .expect("dependencies");
+            if commit {
+                store.ledger_finish(id, true, "200", 101).await.expect("finish");
+            }
+        }
+        assert_eq!(store.dependents("pypi", "sample-project").await.expect("count"), 2);
+        let mut gone = tombstone(TombstoneKind::Version("1.0".into()), 200);
+        gone.project = "tool".into();
+        store.add_tombstone(&gone).await.expect("tombstone");
+        assert_eq!(store.dependents("pypi", "sample-project").await.expect("count"), 1);
+        assert_eq!(store.dependents("npm", "sample-project").await.expect("count"), 0);
+    }
+
+    #[tokio::test]
+    async fn published_at_is_the_earliest_committed_upload() {
+        let (_dir, store) = fresh().await;
+        assert_eq!(
+            store.published_at("pypi", "sample-project", None).await.expect("none"),
+            None
+        );
+        for (file, at, commit) in [("a.tar.gz", 300, true), ("b.whl", 200, true), ("c.whl", 100, false)] {
+            let id = store.ledger_begin(&upload(file, at)).await.expect("begin");
+            store.ledger_finish(id, commit, "", at + 1).await.expect("finish");
+        }
+        assert_eq!(
+            store
+                .published_at("pypi", "sample-project", Some("1.0.0"))
+                .await
+                .expect("at"),
+            Some(200)
+        );
+        assert_eq!(
+            store
+                .published_at("pypi", "sample-project", Some("9"))
+                .await
+                .expect("at"),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn audit_records_come_back_newest_first_per_project() {
+        let (_dir, store) = fresh().await;
+        for (i, project) in ["a", "b", "a"].iter().enumerate() {
+            let record = AuditRecord {
+                at: i as i64,
+                request_id: format!("r{i}"),
+                registry: "npm".into(),
+                project: (*project).into(),
+                actor: "legacy-credential".into(),
+                action: "delete_version".into(),
+                target: format!("{project}@1.0.{i}"),
+                outcome: "allow".into(),
+                rule: "deletion.default".into(),
+                rules_revision: "0123456789abcdef".into(),
+                code: String::new(),
+                reason: String::new(),
+                line: format!("{{\"i\":{i}}}"),
+            };
+            store.append_audit(&record).await.expect("append");
+        }
+        let found = store.audit_of_project("npm", "a", 10).await.expect("audit");
+        assert_eq!(
+            found.iter().map(|r| r.request_id.as_str()).collect::<Vec<_>>(),
+            ["r2", "r0"]
+        );
+        assert_eq!(store.audit_of_project("npm", "a", 1).await.expect("audit").len(), 1);
     }
 
     #[tokio::test]

@@ -10,14 +10,17 @@ use portcullis_rules::{ProjectName, Protocol};
 use crate::config::Registry;
 use crate::protocol::path::percent_encode_segment;
 
+/// Largest npm package document read from a backend.
+pub const MAX_DOCUMENT_BYTES: usize = 64 << 20;
+
 /// One HTTP client per registry backend, with the backend's TLS settings and credential.
 pub struct ProjectProbe {
     clients: HashMap<String, (reqwest::Client, String)>,
 }
 
-/// Why the backend could not say whether a project exists.
+/// Why the backend could not answer a question about a project.
 #[derive(Debug, thiserror::Error)]
-#[error("the registry backend could not be asked whether the project exists: {0}")]
+#[error("the registry backend could not answer: {0}")]
 pub struct ProbeError(String);
 
 impl ProjectProbe {
@@ -78,5 +81,57 @@ impl ProjectProbe {
             404 | 410 | 300..=399 => Ok(false),
             other => Err(ProbeError(format!("the backend answered {other}"))),
         }
+    }
+
+    /// The npm document of `package` as the backend has it (`GET /<name>?write=true`), with
+    /// the backend's credential, or else `client_authorization` (the publisher's own, for
+    /// backends that guard reads); `None` when the backend has no such package. Bodies over
+    /// `MAX_DOCUMENT_BYTES` are an error, never truncated.
+    pub async fn npm_document(
+        &self,
+        registry: &Registry,
+        package: &ProjectName,
+        client_authorization: Option<&http::HeaderValue>,
+    ) -> Result<Option<serde_json::Value>, ProbeError> {
+        let (client, base) = self
+            .clients
+            .get(&registry.name)
+            .ok_or_else(|| ProbeError(format!("no client for registry {:?}", registry.name)))?;
+        let url = format!("{base}/{}?write=true", percent_encode_segment(package.as_str()));
+        let mut request = client.get(url).header(http::header::ACCEPT, "application/json");
+        if let Some(credential) = &registry.backend_credential {
+            request = request.header(http::header::AUTHORIZATION, credential.header_value());
+        } else if let Some(value) = client_authorization {
+            request = request.header(http::header::AUTHORIZATION, value.clone());
+        }
+        let mut response = request
+            .send()
+            .await
+            .map_err(|e| ProbeError(e.without_url().to_string()))?;
+        match response.status().as_u16() {
+            200 => {}
+            404 | 410 => return Ok(None),
+            other => {
+                return Err(ProbeError(format!(
+                    "the backend answered {other} for the package document"
+                )))
+            }
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| ProbeError(e.without_url().to_string()))?
+        {
+            if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+                return Err(ProbeError(format!(
+                    "the package document is larger than {MAX_DOCUMENT_BYTES} bytes"
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        serde_json::from_slice(&body)
+            .map(Some)
+            .map_err(|e| ProbeError(format!("the package document is not JSON: {e}")))
     }
 }

@@ -204,6 +204,11 @@ impl Exchanger {
         &self.state
     }
 
+    /// The backend clients (project existence, npm documents).
+    pub fn probe(&self) -> &ProjectProbe {
+        &self.probe
+    }
+
     /// Performs one exchange and records its metrics; `protocol` labels them.
     pub async fn exchange(&self, protocol: &str, request: ExchangeRequest<'_>) -> Result<Exchanged, ExchangeError> {
         let started = Instant::now();

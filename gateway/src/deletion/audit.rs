@@ -1,0 +1,180 @@
+//! The audit log: every decision on an upload or a delete-like request, appended to the state
+//! store (queryable by project on the admin listener) and, as one JSON line, to a file; deletion
+//! records are also posted to an optional webhook.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::state::{AuditRecord, StateStore};
+
+/// How long a webhook delivery may take.
+const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One decision to record; see [`AuditLog::append`].
+#[derive(Debug, Clone, Default)]
+pub struct AuditEntry {
+    /// When (Unix seconds).
+    pub at: i64,
+    /// The request decided.
+    pub request_id: String,
+    /// The registry's configured name.
+    pub registry: String,
+    /// The normalised project name.
+    pub project: String,
+    /// Who asked (publisher, token id or credential kind; never a secret).
+    pub actor: String,
+    /// What was asked (`upload`, `delete_version`, `yank`, ...).
+    pub action: String,
+    /// What it targets (`name@version`, a file name, the project).
+    pub target: String,
+    /// `allow`, `refuse`, `shadow` or `override`.
+    pub outcome: String,
+    /// The rule that decided.
+    pub rule: String,
+    /// The rules revision in force.
+    pub rules_revision: String,
+    /// The refusal code, when refused (or would have been).
+    pub code: String,
+    /// An admin's reason, or the refusal's message.
+    pub reason: String,
+    /// The facts the decision used, as short lines.
+    pub facts: Vec<String>,
+    /// The status the client got.
+    pub status: u16,
+}
+
+impl AuditEntry {
+    /// The record as one JSON line (no trailing newline).
+    pub fn line(&self) -> String {
+        json!({
+            "time": crate::clock::rfc3339(self.at),
+            "at": self.at,
+            "request_id": self.request_id,
+            "registry": self.registry,
+            "project": self.project,
+            "actor": self.actor,
+            "action": self.action,
+            "target": self.target,
+            "outcome": self.outcome,
+            "rule": self.rule,
+            "rules_revision": self.rules_revision,
+            "code": self.code,
+            "reason": self.reason,
+            "facts": self.facts,
+            "status": self.status,
+        })
+        .to_string()
+    }
+
+    fn is_deletion(&self) -> bool {
+        self.action.starts_with("delete_")
+    }
+}
+
+/// Where audit records go.
+pub struct AuditLog {
+    store: Arc<dyn StateStore>,
+    file: Mutex<Option<std::fs::File>>,
+    path: PathBuf,
+    webhook: Option<(reqwest::Client, String)>,
+}
+
+impl AuditLog {
+    /// An audit log into `store` and the JSON-lines file at `path` (created, appended to);
+    /// deletion records also go to `webhook_url` when set.
+    pub fn new(store: Arc<dyn StateStore>, path: PathBuf, webhook_url: Option<String>) -> std::io::Result<Self> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        let webhook = match webhook_url {
+            None => None,
+            Some(url) => {
+                let client = reqwest::Client::builder()
+                    .timeout(WEBHOOK_TIMEOUT)
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .map_err(std::io::Error::other)?;
+                Some((client, url))
+            }
+        };
+        Ok(AuditLog {
+            store,
+            file: Mutex::new(Some(file)),
+            path,
+            webhook,
+        })
+    }
+
+    /// Appends a record: state store, file, and for deletions the webhook (in the background).
+    /// Failures are logged, never passed on: the decision has been made and answered by now.
+    pub async fn append(&self, entry: &AuditEntry) {
+        let line = entry.line();
+        let record = AuditRecord {
+            at: entry.at,
+            request_id: entry.request_id.clone(),
+            registry: entry.registry.clone(),
+            project: entry.project.clone(),
+            actor: entry.actor.clone(),
+            action: entry.action.clone(),
+            target: entry.target.clone(),
+            outcome: entry.outcome.clone(),
+            rule: entry.rule.clone(),
+            rules_revision: entry.rules_revision.clone(),
+            code: entry.code.clone(),
+            reason: entry.reason.clone(),
+            line: line.clone(),
+        };
+        if let Err(e) = self.store.append_audit(&record).await {
+            tracing::error!(request_id = %entry.request_id, error = %e, "the audit record could not be stored");
+        }
+        let written = match self.file.lock() {
+            Ok(mut file) => match file.as_mut() {
+                Some(f) => writeln!(f, "{line}").and_then(|()| f.flush()),
+                None => Ok(()),
+            },
+            Err(_) => Ok(()),
+        };
+        if let Err(e) = written {
+            tracing::error!(file = %self.path.display(), error = %e, "the audit record could not be written to the file");
+        }
+        if let (true, Some((client, url))) = (entry.is_deletion(), &self.webhook) {
+            let request = client
+                .post(url.as_str())
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(line);
+            let request_id = entry.request_id.clone();
+            tokio::spawn(async move {
+                match request.send().await {
+                    Ok(r) if r.status().is_success() => {}
+                    Ok(r) => tracing::warn!(
+                        request_id,
+                        status = r.status().as_u16(),
+                        "the audit webhook refused a record"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(request_id, error = %e.without_url(), "the audit webhook could not be reached")
+                    }
+                }
+            });
+        }
+    }
+
+    /// The newest `limit` records of a project, newest first, as their JSON lines.
+    pub async fn of_project(
+        &self,
+        registry: &str,
+        project: &str,
+        limit: u32,
+    ) -> Result<Vec<serde_json::Value>, crate::state::StateError> {
+        let records = self.store.audit_of_project(registry, project, limit).await?;
+        Ok(records
+            .into_iter()
+            .map(|r| serde_json::from_str(&r.line).unwrap_or(serde_json::Value::String(r.line)))
+            .collect())
+    }
+}

@@ -1,0 +1,544 @@
+//! Decide: delete-like requests against the deletion rules, and uploads against the
+//! tombstones deletions leave.
+//!
+//! - npm `DELETE` (`/<pkg>/-rev/<rev>`, `/<pkg>/-/<file>.tgz/-rev/<rev>`) carries no body, so
+//!   the backend acts on the head: it is decided in the request filter, before anything is
+//!   forwarded ([`Gateway::decide_npm_delete`]).
+//! - npm metadata `PUT`s and PyPI `remove_pkg` forms are decided at the end of the body, while
+//!   the last bytes are held back ([`Gateway::decide_npm_metadata`],
+//!   [`Gateway::decide_pypi_removal`]).
+//! - When the backend answers 2xx, the deletions' tombstones are written
+//!   ([`Gateway::deletions_answered`]); uploads check them ([`Gateway::check_tombstones`]).
+
+use pingora::proxy::Session;
+use portcullis_rules::deletion::{name_still_reserved, DeleteAction, DeletionDecision, DeletionFacts, DeletionOutcome};
+use portcullis_rules::{ProjectName, Protocol};
+
+use super::ctx::{Auth, RequestCtx};
+use super::Gateway;
+use crate::auth::constant_time_eq;
+use crate::clock::unix_now;
+use crate::config::Registry;
+use crate::deletion::audit::AuditEntry;
+use crate::deletion::npm::{tarball_version, CurrentDocument};
+use crate::deletion::{DeletionRecord, FactSource, Gathered};
+use crate::error::Refusal;
+use crate::protocol::npm::split_package;
+use crate::protocol::npm_body::{PublishFacts, PublishKind};
+use crate::protocol::pypi::normalize_version;
+use crate::state::{Tombstone, TombstoneKind};
+
+/// The request header carrying the admin token of an override.
+pub const ADMIN_TOKEN_HEADER: &str = "x-portcullis-admin-token";
+/// The request header carrying an override's mandatory reason.
+pub const OVERRIDE_REASON_HEADER: &str = "x-portcullis-override-reason";
+/// The rule reported for uploads refused by a tombstone.
+const TOMBSTONE_RULE: &str = "builtin.tombstones";
+/// Longest override reason accepted, in bytes.
+const MAX_REASON_BYTES: usize = 1_000;
+
+/// One change asked for, before its decision.
+struct Asked {
+    action: DeleteAction,
+    version: Option<String>,
+    filename: Option<String>,
+    is_last_version: Option<bool>,
+    versions: Vec<String>,
+}
+
+impl Gateway {
+    /// Reads an admin override from the request headers: none, a verified reason, or a
+    /// refusal (wrong token, missing or unusable reason).
+    pub(super) fn admin_override(&self, session: &Session, ctx: &mut RequestCtx) -> Result<(), Refusal> {
+        let headers = &session.req_header().headers;
+        let Some(presented) = headers.get(ADMIN_TOKEN_HEADER) else {
+            return Ok(());
+        };
+        let Some(expected) = &self.records.admin_token else {
+            return Err(Refusal::AdminUnauthenticated);
+        };
+        if !constant_time_eq(presented.as_bytes(), expected.expose())
+            || headers.get_all(ADMIN_TOKEN_HEADER).iter().count() != 1
+        {
+            return Err(Refusal::AdminUnauthenticated);
+        }
+        let reason = headers
+            .get(OVERRIDE_REASON_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .unwrap_or_default();
+        if reason.is_empty() {
+            return Err(Refusal::OverrideReasonRequired(format!(
+                "an admin override needs a reason: send it in the {OVERRIDE_REASON_HEADER} header"
+            )));
+        }
+        if reason.len() > MAX_REASON_BYTES {
+            return Err(Refusal::OverrideReasonRequired(format!(
+                "the override reason is longer than {MAX_REASON_BYTES} bytes"
+            )));
+        }
+        ctx.admin_override = Some(reason.to_owned());
+        Ok(())
+    }
+
+    /// npm `DELETE`s: the whole package (`/<pkg>/-rev/<rev>`) or one tarball
+    /// (`/<pkg>/-/<file>/-rev/<rev>`), decided from the head before anything is forwarded.
+    pub(super) async fn decide_npm_delete(
+        &self,
+        session: &Session,
+        ctx: &mut RequestCtx,
+        registry: &Registry,
+        project: &ProjectName,
+    ) -> Result<(), Refusal> {
+        let path = ctx.upstream_path.clone().unwrap_or_default();
+        let path = path.split('?').next().unwrap_or_default();
+        let (_, rest) = split_package(path).ok_or(Refusal::Internal)?;
+        let document = self.npm_document(session, registry, project).await?;
+        let asked = if rest.starts_with("-rev/") {
+            Asked {
+                action: DeleteAction::DeleteProject,
+                version: None,
+                filename: None,
+                is_last_version: None,
+                versions: document.versions.iter().map(|(v, _)| v.clone()).collect(),
+            }
+        } else {
+            let file = rest
+                .strip_prefix("-/")
+                .and_then(|r| r.split("/-rev/").next())
+                .ok_or_else(|| Refusal::UnclassifiedWrite(format!("DELETE {path} is not an npm unpublish")))?;
+            let file = crate::protocol::path::percent_decode(file).ok_or(Refusal::Internal)?;
+            let version = tarball_version(project.as_str(), &file).ok_or_else(|| {
+                Refusal::UnclassifiedWrite(format!(
+                    "DELETE of {file:?}: not a tarball of {}; the gateway refuses what it cannot classify",
+                    project.as_str()
+                ))
+            })?;
+            if !document.has(&version) && self.tombstoned(registry, project, &version).await? {
+                // The tarball of a version whose unpublish was decided (and recorded) already:
+                // `npm unpublish` removes the version first, then its file.
+                let record = DeletionRecord {
+                    action: DeleteAction::DeleteFile,
+                    version: Some(version),
+                    filename: Some(file),
+                    decision: DeletionDecision::cleanup(),
+                    versions: Vec::new(),
+                };
+                ctx.deletions = Some((project.clone(), vec![record]));
+                return Ok(());
+            }
+            let last = document.versions.len() == 1 && document.has(&version);
+            Asked {
+                action: DeleteAction::DeleteFile,
+                version: Some(version),
+                filename: Some(file),
+                is_last_version: Some(last),
+                versions: Vec::new(),
+            }
+        };
+        self.decide_asked(ctx, registry, project, Some(&document), vec![asked])
+            .await
+    }
+
+    /// npm metadata `PUT`s (`/<pkg>` or `/<pkg>/-rev/<rev>` without a tarball): unpublish of
+    /// versions, deprecate and undeprecate, read against the backend's document.
+    pub(super) async fn decide_npm_metadata(
+        &self,
+        session: &Session,
+        ctx: &mut RequestCtx,
+        registry: &Registry,
+        project: &ProjectName,
+        facts: &PublishFacts,
+    ) -> Result<(), Refusal> {
+        if facts.kind != PublishKind::MetadataOnly {
+            return Err(Refusal::UnclassifiedWrite(
+                "a publish (a document with a tarball) must be a PUT of the package itself, not of a revision".into(),
+            ));
+        }
+        let document = self.npm_document(session, registry, project).await?;
+        let changes = document.changes(&facts.versions, &facts.deprecated);
+        if !changes.added.is_empty() {
+            return Err(Refusal::UnclassifiedWrite(format!(
+                "this metadata change adds version(s) {} without a tarball; publish them instead",
+                changes.added.join(", ")
+            )));
+        }
+        let removes_all = !changes.removed.is_empty() && changes.removed.len() == document.versions.len();
+        let mut asked: Vec<Asked> = changes
+            .removed
+            .iter()
+            .map(|v| Asked {
+                action: DeleteAction::DeleteVersion,
+                version: Some(v.clone()),
+                filename: None,
+                is_last_version: Some(removes_all),
+                versions: Vec::new(),
+            })
+            .collect();
+        for (versions, action) in [
+            (&changes.deprecated, DeleteAction::Yank),
+            (&changes.undeprecated, DeleteAction::Unyank),
+        ] {
+            asked.extend(versions.iter().map(|v| Asked {
+                action,
+                version: Some(v.clone()),
+                filename: None,
+                is_last_version: None,
+                versions: Vec::new(),
+            }));
+        }
+        if asked.is_empty() {
+            return Ok(());
+        }
+        self.decide_asked(ctx, registry, project, Some(&document), asked).await
+    }
+
+    /// PyPI `:action=remove_pkg` (pypiserver): removal of a release.
+    pub(super) async fn decide_pypi_removal(
+        &self,
+        ctx: &mut RequestCtx,
+        registry: &Registry,
+        project: &ProjectName,
+        version: &str,
+    ) -> Result<(), Refusal> {
+        let asked = Asked {
+            action: DeleteAction::DeleteVersion,
+            version: Some(version.to_owned()),
+            filename: None,
+            is_last_version: None,
+            versions: Vec::new(),
+        };
+        self.decide_asked(ctx, registry, project, None, vec![asked]).await
+    }
+
+    /// Gathers the facts of each change, asks the rules, keeps the records for the tombstones
+    /// and the audit log, and refuses with the first refusal.
+    async fn decide_asked(
+        &self,
+        ctx: &mut RequestCtx,
+        registry: &Registry,
+        project: &ProjectName,
+        document: Option<&CurrentDocument>,
+        asked: Vec<Asked>,
+    ) -> Result<(), Refusal> {
+        let rules = ctx.rules.clone().ok_or(Refusal::Internal)?;
+        let source = FactSource {
+            store: self.exchanger.state().as_ref(),
+            counter: &self.records.downloads,
+            document,
+        };
+        let mut records = Vec::with_capacity(asked.len());
+        let mut refusal = None;
+        for asked in asked {
+            let gathered = if asked.action.is_deletion() {
+                source
+                    .gather(&registry.name, project, asked.version.as_deref(), asked.is_last_version)
+                    .await
+                    .map_err(|e| {
+                        tracing::warn!(request_id = %ctx.id, error = %e, "the state store could not give the deletion facts");
+                        Refusal::StateUnavailable
+                    })?
+            } else {
+                Gathered::default()
+            };
+            let decision = rules.rules.decide_deletion(&DeletionFacts {
+                registry: &registry.name,
+                project,
+                action: asked.action,
+                version: asked.version.as_deref(),
+                age_seconds: gathered.age_seconds,
+                weekly_downloads: gathered.weekly_downloads,
+                dependents: gathered.dependents,
+                owners: gathered.owners,
+                is_last_version: gathered.is_last_version,
+                admin_override: ctx.admin_override.as_deref(),
+            });
+            if let (None, DeletionOutcome::Refused { code, message }) = (&refusal, &decision.outcome) {
+                refusal = Some(Refusal::Deletion {
+                    code: code.code(),
+                    message: message.clone(),
+                });
+            }
+            if let DeletionOutcome::Shadowed { would_refuse } = &decision.outcome {
+                tracing::warn!(
+                    target: "portcullis::deletion",
+                    request_id = %ctx.id,
+                    project = project.as_str(),
+                    action = asked.action.as_str(),
+                    would_refuse = %format!("{}: {}", would_refuse.0.code(), would_refuse.1),
+                    "the deletion rules would have refused this request (shadow mode)"
+                );
+            }
+            records.push(DeletionRecord {
+                action: asked.action,
+                version: asked.version,
+                filename: asked.filename,
+                decision,
+                versions: asked.versions,
+            });
+        }
+        ctx.deletions = Some((project.clone(), records));
+        match refusal {
+            Some(r) => Err(r),
+            None => Ok(()),
+        }
+    }
+
+    /// The backend's npm document of `project`; a package the backend does not have is
+    /// empty (nothing to delete, so every deletion reads as of an unknown version).
+    async fn npm_document(
+        &self,
+        session: &Session,
+        registry: &Registry,
+        project: &ProjectName,
+    ) -> Result<CurrentDocument, Refusal> {
+        let authorization = session.req_header().headers.get(http::header::AUTHORIZATION);
+        match self
+            .exchanger
+            .probe()
+            .npm_document(registry, project, authorization)
+            .await
+        {
+            Ok(Some(document)) => Ok(CurrentDocument::from_json(&document)),
+            Ok(None) => Ok(CurrentDocument::default()),
+            Err(e) => Err(Refusal::DeletionFactsUnavailable(format!(
+                "the package document could not be read from the backend, so the request cannot be decided: {e}"
+            ))),
+        }
+    }
+
+    async fn tombstoned(&self, registry: &Registry, project: &ProjectName, version: &str) -> Result<bool, Refusal> {
+        let tombstones = self
+            .exchanger
+            .state()
+            .tombstones(&registry.name, project.as_str())
+            .await
+            .map_err(|_| Refusal::StateUnavailable)?;
+        Ok(tombstones
+            .iter()
+            .any(|t| matches!(&t.kind, TombstoneKind::Version(v) if same_version(registry.protocol, v, version))))
+    }
+
+    /// Uploads: a deleted version (or file) is never uploaded again, and a deleted project's
+    /// name stays reserved for as long as the rules say.
+    pub(super) async fn check_tombstones(
+        &self,
+        ctx: &RequestCtx,
+        registry: &Registry,
+        project: &ProjectName,
+        version: &str,
+        filename: &str,
+    ) -> Result<(), Refusal> {
+        let tombstones = self
+            .exchanger
+            .state()
+            .tombstones(&registry.name, project.as_str())
+            .await
+            .map_err(|e| {
+                tracing::warn!(request_id = %ctx.id, error = %e, "the tombstones could not be read; refused");
+                Refusal::StateUnavailable
+            })?;
+        let rules = ctx.rules.clone().ok_or(Refusal::Internal)?;
+        let now = unix_now();
+        for tombstone in &tombstones {
+            match &tombstone.kind {
+                TombstoneKind::Version(v) if same_version(registry.protocol, v, version) => {
+                    return Err(Refusal::VersionDeleted(format!(
+                        "{}@{version} was deleted on {}; a deleted version can never be uploaded again: publish a new version",
+                        project.as_str(),
+                        crate::clock::rfc3339(tombstone.deleted_at)
+                    )));
+                }
+                TombstoneKind::File { filename: f, .. } if f == filename => {
+                    return Err(Refusal::VersionDeleted(format!(
+                        "the file {filename} was deleted on {}; a deleted file name can never be used again: publish a new version",
+                        crate::clock::rfc3339(tombstone.deleted_at)
+                    )));
+                }
+                TombstoneKind::Project => {
+                    let reservation = rules.rules.name_reservation(&registry.name, project);
+                    if name_still_reserved(reservation, tombstone.deleted_at, now) {
+                        return Err(Refusal::NameReserved(format!(
+                            "the project {} was deleted on {} and its name is reserved, so it cannot be taken over; ask an administrator",
+                            project.as_str(),
+                            crate::clock::rfc3339(tombstone.deleted_at)
+                        )));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The backend answered a delete-like request: on 2xx, the deletions that went through
+    /// leave their tombstones.
+    pub(super) async fn deletions_answered(&self, status: u16, ctx: &mut RequestCtx) {
+        if ctx.deletions_done || !(200..300).contains(&status) {
+            ctx.deletions_done = true;
+            return;
+        }
+        ctx.deletions_done = true;
+        let Some((project, records)) = &ctx.deletions else {
+            return;
+        };
+        let registry = self.registry_label(ctx).to_owned();
+        let now = unix_now();
+        let actor = actor(ctx, &registry, project);
+        let reason = ctx.admin_override.clone().unwrap_or_default();
+        let mut tombstones = Vec::new();
+        for record in records
+            .iter()
+            .filter(|r| r.action.is_deletion() && r.decision.lets_through())
+        {
+            let mut kinds = Vec::new();
+            match (record.action, &record.version, &record.filename) {
+                (DeleteAction::DeleteProject, _, _) => {
+                    kinds.push(TombstoneKind::Project);
+                    kinds.extend(record.versions.iter().cloned().map(TombstoneKind::Version));
+                }
+                (DeleteAction::DeleteFile, Some(version), Some(filename)) => kinds.push(TombstoneKind::File {
+                    version: version.clone(),
+                    filename: filename.clone(),
+                }),
+                (_, Some(version), _) => kinds.push(TombstoneKind::Version(version.clone())),
+                _ => {}
+            }
+            if record.decision.reserve_name.is_some() && record.action != DeleteAction::DeleteProject {
+                kinds.push(TombstoneKind::Project);
+            }
+            tombstones.extend(kinds.into_iter().map(|kind| Tombstone {
+                registry: registry.clone(),
+                project: project.as_str().to_owned(),
+                kind,
+                deleted_at: now,
+                request_id: ctx.id.clone(),
+                actor: actor.clone(),
+                reason: reason.clone(),
+            }));
+        }
+        for tombstone in tombstones {
+            if let Err(e) = self.exchanger.state().add_tombstone(&tombstone).await {
+                tracing::error!(request_id = %ctx.id, error = %e, ?tombstone, "a tombstone could not be written");
+            }
+        }
+    }
+
+    /// Appends the request's decisions to the audit log: one record per deletion-class change,
+    /// or one for an upload.
+    pub(super) async fn audit(&self, session: &Session, ctx: &RequestCtx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let registry = self.registry_label(ctx).to_owned();
+        let revision = ctx
+            .rules
+            .as_ref()
+            .map_or(String::new(), |r| r.rules.revision().to_owned());
+        let now = unix_now();
+        if let Some((project, records)) = &ctx.deletions {
+            let actor = actor(ctx, &registry, project);
+            for record in records {
+                let (code, message) = record
+                    .decision
+                    .refusal()
+                    .map_or((String::new(), String::new()), |(c, m)| {
+                        (c.code().to_owned(), m.to_owned())
+                    });
+                let outcome = if record.decision.lets_through() && ctx.refusal.is_some() {
+                    // Allowed by the rules, refused for another change of the same request.
+                    "refuse"
+                } else {
+                    record.outcome()
+                };
+                let entry = AuditEntry {
+                    at: now,
+                    request_id: ctx.id.clone(),
+                    registry: registry.clone(),
+                    project: project.as_str().to_owned(),
+                    actor: actor.clone(),
+                    action: record.action.as_str().to_owned(),
+                    target: record.target(project),
+                    outcome: outcome.to_owned(),
+                    rule: record.decision.rule.as_str().to_owned(),
+                    rules_revision: revision.clone(),
+                    code,
+                    reason: ctx.admin_override.clone().unwrap_or(message),
+                    facts: record.decision.facts_used.clone(),
+                    status,
+                };
+                self.records.audit.append(&entry).await;
+            }
+            return;
+        }
+        let Some(decision) = &ctx.decision else {
+            return;
+        };
+        if decision.action != portcullis_rules::WriteAction::Upload {
+            return;
+        }
+        let allowed = decision.decision.is_allowed() && ctx.refusal.is_none();
+        let entry = AuditEntry {
+            at: now,
+            request_id: ctx.id.clone(),
+            registry: registry.clone(),
+            project: decision.project.as_str().to_owned(),
+            actor: actor(ctx, &registry, &decision.project),
+            action: "upload".to_owned(),
+            target: ctx
+                .upload_target
+                .clone()
+                .unwrap_or_else(|| decision.project.as_str().to_owned()),
+            outcome: if allowed { "allow" } else { "refuse" }.to_owned(),
+            rule: match &ctx.refusal {
+                Some(Refusal::VersionDeleted(_) | Refusal::NameReserved(_)) => TOMBSTONE_RULE.to_owned(),
+                _ => decision.decision.rule.as_str().to_owned(),
+            },
+            rules_revision: revision,
+            code: ctx.refusal.as_ref().map_or(String::new(), |r| r.code().to_owned()),
+            reason: ctx.refusal.as_ref().map_or(String::new(), ToString::to_string),
+            facts: ctx.provenance_steps.clone(),
+            status,
+        };
+        self.records.audit.append(&entry).await;
+    }
+}
+
+/// Who asked, for tombstones and the audit log: the trusted publisher or upload token id, or
+/// the kind of credential; never a secret.
+fn actor(ctx: &RequestCtx, registry: &str, project: &ProjectName) -> String {
+    let who = match &ctx.auth {
+        Auth::UploadToken(t) => match t.scope_for_project(registry, project.as_str()) {
+            Some(scope) => format!("publisher:{} token:{}", scope.publisher, t.id),
+            None => format!("token:{}", t.id),
+        },
+        Auth::Legacy => "legacy-credential".to_owned(),
+        Auth::None => "anonymous".to_owned(),
+    };
+    if ctx.admin_override.is_some() {
+        format!("admin ({who})")
+    } else {
+        who
+    }
+}
+
+/// Whether two versions are the same release: exactly for npm, under PEP 440's light
+/// normalisation for PyPI (`1.0` is `1.0.0`).
+fn same_version(protocol: Protocol, a: &str, b: &str) -> bool {
+    match protocol {
+        Protocol::Npm => a == b,
+        Protocol::Pypi => normalize_version(a) == normalize_version(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pypi_versions_compare_normalised_npm_exactly() {
+        assert!(same_version(Protocol::Pypi, "1.0", "1.0.0"));
+        assert!(same_version(Protocol::Pypi, "V1.0", "1.0"));
+        assert!(!same_version(Protocol::Pypi, "1.0", "1.0.1"));
+        assert!(!same_version(Protocol::Npm, "1.0", "1.0.0"));
+        assert!(same_version(Protocol::Npm, "1.0.0", "1.0.0"));
+    }
+}
