@@ -56,6 +56,8 @@ pub struct Metrics {
     /// Provenance decisions on uploads, by registry, mode and outcome (`accepted`,
     /// `not_present`, a refusal code, `audit`, `shadow`).
     pub provenance: IntCounterVec,
+    /// Deletion-rules decisions by registry, action and outcome (`allow`, `refuse`, `shadow`, `override`).
+    pub deletions: IntCounterVec,
     /// OIDC key-set fetches by outcome (`ok`, `failed`, `skipped_cooldown`).
     pub jwks_fetches: IntCounterVec,
 }
@@ -232,6 +234,12 @@ impl Metrics {
                 "portcullis_provenance_decisions_total",
                 "Provenance decisions on uploads.",
                 &["registry", "mode", "outcome"],
+            ),
+            deletions: counter(
+                &registry,
+                "portcullis_deletion_decisions_total",
+                "Deletion-rules decisions on delete, unpublish and yank requests.",
+                &["registry", "action", "outcome"],
             ),
             jwks_fetches: counter(
                 &registry,

@@ -281,7 +281,16 @@ fn admin_override_needs_a_reason_and_is_audited() {
     // The backend never saw the admin token.
     assert!(!s.backend.log().contains(ADMIN_TOKEN));
 
-    let audit = s.gateway.audit("npm", "locked", 3);
+    let audit = s.gateway.audit("npm", "locked", 5);
+    // The refused attempts are on record too.
+    for code in ["admin_unauthenticated", "override_reason_required"] {
+        assert!(
+            audit
+                .iter()
+                .any(|r| r["action"] == "delete_request" && r["code"] == code),
+            "{code} not audited: {audit:?}"
+        );
+    }
     let overridden = audit
         .iter()
         .find(|r| r["outcome"] == "override")
@@ -346,6 +355,15 @@ fn shadow_mode_lets_a_delete_through_and_records_the_refusal() {
         .unwrap_or_else(|| panic!("{audit:?}"));
     assert_eq!(shadowed["outcome"], "shadow");
     assert_eq!(shadowed["code"], "deletion_never");
+    // The decision explains itself by request id.
+    let id = shadowed["request_id"].as_str().unwrap_or_default();
+    let explained = http::get(s.gateway.admin(), &format!("/decisions/{id}")).json();
+    assert_eq!(explained["deletions"][0]["outcome"], "shadow", "{explained}");
+    assert_eq!(explained["deletions"][0]["mode"], "never", "{explained}");
+    assert_eq!(
+        explained["deletions"][0]["refusal"]["code"], "deletion_never",
+        "{explained}"
+    );
     assert!(s
         .gateway
         .log()

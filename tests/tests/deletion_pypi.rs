@@ -37,8 +37,12 @@ fn auth() -> String {
 }
 
 fn upload(s: &Setup, version: &str) -> http::Response {
-    let filename = format!("demo_pkg-{version}.tar.gz");
-    let form = Form::pypi_upload("demo-pkg", version, &filename, format!("sdist {version}").as_bytes());
+    upload_of(s, "demo_pkg", version)
+}
+
+fn upload_of(s: &Setup, name: &str, version: &str) -> http::Response {
+    let filename = format!("{name}-{version}.tar.gz");
+    let form = Form::pypi_upload(name, version, &filename, format!("sdist {version}").as_bytes());
     http::request(
         s.gateway.addr(),
         "POST",
@@ -50,12 +54,16 @@ fn upload(s: &Setup, version: &str) -> http::Response {
 
 /// pypiserver's `remove_pkg` form, with extra headers.
 fn remove(s: &Setup, version: &str, extra: &[(&str, &str)]) -> http::Response {
+    remove_of(s, "demo_pkg", version, extra)
+}
+
+fn remove_of(s: &Setup, name: &str, version: &str, extra: &[(&str, &str)]) -> http::Response {
     let boundary = "portcullis-remove-boundary";
     let mut body = String::new();
     // pypiserver matches the name as its file names spell it.
-    for (name, value) in [(":action", "remove_pkg"), ("name", "demo_pkg"), ("version", version)] {
+    for (field, value) in [(":action", "remove_pkg"), ("name", name), ("version", version)] {
         body.push_str(&format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"\r\n\r\n{value}\r\n"
         ));
     }
     body.push_str(&format!("--{boundary}--\r\n"));
@@ -145,6 +153,20 @@ fn remove_pkg_follows_the_window_and_deleted_versions_never_return() {
     assert!(audit
         .iter()
         .any(|r| r["action"] == "upload" && r["outcome"] == "refuse" && r["rule"] == "builtin.tombstones"));
+}
+
+#[test]
+fn removing_the_last_release_reserves_the_project_name() {
+    let s = setup();
+    assert_eq!(upload_of(&s, "lone_pkg", "1.0").status, 200);
+    let r = remove_of(&s, "lone_pkg", "1.0", &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(stored(&s).is_empty());
+    // The name cannot be taken over, not even with a new version.
+    let r = upload_of(&s, "lone_pkg", "2.0");
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.json()["code"], "name_reserved");
+    assert!(stored(&s).is_empty());
 }
 
 #[test]

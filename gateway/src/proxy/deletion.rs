@@ -193,19 +193,34 @@ impl Gateway {
         self.decide_asked(ctx, registry, project, Some(&document), asked).await
     }
 
-    /// PyPI `:action=remove_pkg` (pypiserver): removal of a release.
+    /// PyPI `:action=remove_pkg` (pypiserver): removal of a release. Whether it is the
+    /// project's last release comes from the backend's simple index.
     pub(super) async fn decide_pypi_removal(
         &self,
+        session: &Session,
         ctx: &mut RequestCtx,
         registry: &Registry,
         project: &ProjectName,
         version: &str,
     ) -> Result<(), Refusal> {
+        let authorization = session.req_header().headers.get(http::header::AUTHORIZATION);
+        let versions = self
+            .exchanger
+            .probe()
+            .pypi_versions(registry, project, authorization)
+            .await
+            .map_err(|e| {
+                Refusal::DeletionFactsUnavailable(format!(
+                    "the project's releases could not be read from the backend, so the removal cannot be decided: {e}"
+                ))
+            })?
+            .unwrap_or_default();
+        let is_last_version = !versions.is_empty() && versions.iter().all(|v| same_version(Protocol::Pypi, v, version));
         let asked = Asked {
             action: DeleteAction::DeleteVersion,
             version: Some(version.to_owned()),
             filename: None,
-            is_last_version: None,
+            is_last_version: Some(is_last_version),
             versions: Vec::new(),
         };
         self.decide_asked(ctx, registry, project, None, vec![asked]).await
@@ -437,6 +452,10 @@ impl Gateway {
         if let Some((project, records)) = &ctx.deletions {
             let actor = actor(ctx, &registry, project);
             for record in records {
+                self.metrics
+                    .deletions
+                    .with_label_values(&[&registry, record.action.as_str(), record.outcome()])
+                    .inc();
                 let (code, message) = record
                     .decision
                     .refusal()
@@ -470,6 +489,38 @@ impl Gateway {
             return;
         }
         let Some(decision) = &ctx.decision else {
+            // A delete-like request refused before its changes were decided (a wrong admin
+            // token, an override without a reason, an unclassifiable delete, a token scope):
+            // recorded too, with what the request was.
+            if let (Some(refusal), true) = (&ctx.refusal, ctx.class.is_decided_write()) {
+                let req = session.req_header();
+                let delete_like = req.method == http::Method::DELETE
+                    || ctx.admin_override.is_some()
+                    || req.headers.contains_key(ADMIN_TOKEN_HEADER)
+                    || matches!(refusal, Refusal::UnclassifiedWrite(_));
+                if delete_like {
+                    let entry = AuditEntry {
+                        at: now,
+                        request_id: ctx.id.clone(),
+                        registry: registry.clone(),
+                        project: match &ctx.class {
+                            crate::protocol::RequestClass::Write { project, .. } => project.as_str().to_owned(),
+                            _ => String::new(),
+                        },
+                        actor: credential_actor(ctx),
+                        action: "delete_request".to_owned(),
+                        target: format!("{} {}", req.method, crate::auth::shorten(req.uri.path(), 200)),
+                        outcome: "refuse".to_owned(),
+                        rule: String::new(),
+                        rules_revision: revision,
+                        code: refusal.code().to_owned(),
+                        reason: refusal.to_string(),
+                        facts: Vec::new(),
+                        status,
+                    };
+                    self.records.audit.append(&entry).await;
+                }
+            }
             return;
         };
         if decision.action != portcullis_rules::WriteAction::Upload {
@@ -510,13 +561,21 @@ fn actor(ctx: &RequestCtx, registry: &str, project: &ProjectName) -> String {
             Some(scope) => format!("publisher:{} token:{}", scope.publisher, t.id),
             None => format!("token:{}", t.id),
         },
-        Auth::Legacy => "legacy-credential".to_owned(),
-        Auth::None => "anonymous".to_owned(),
+        _ => credential_actor(ctx),
     };
     if ctx.admin_override.is_some() {
         format!("admin ({who})")
     } else {
         who
+    }
+}
+
+/// The kind of credential a request came with, or its upload token's id.
+fn credential_actor(ctx: &RequestCtx) -> String {
+    match &ctx.auth {
+        Auth::UploadToken(t) => format!("token:{}", t.id),
+        Auth::Legacy => "legacy-credential".to_owned(),
+        Auth::None => "anonymous".to_owned(),
     }
 }
 

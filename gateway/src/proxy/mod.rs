@@ -291,7 +291,8 @@ impl Gateway {
                 }
                 FormAction::RemovePackage { project, version } => {
                     self.check_token_scope(ctx, &registry, WriteAction::Change, &project)?;
-                    self.decide_pypi_removal(ctx, &registry, &project, &version).await?;
+                    self.decide_pypi_removal(session, ctx, &registry, &project, &version)
+                        .await?;
                     (WriteAction::Change, project, Some(format!("remove {version}")))
                 }
             },
@@ -464,7 +465,7 @@ impl Gateway {
     /// Journals the explanation of a write or a refusal (`GET /decisions/<id>` on the admin
     /// listener).
     fn journal(&self, session: &Session, ctx: &RequestCtx) {
-        if ctx.decision.is_none() && ctx.refusal.is_none() {
+        if ctx.decision.is_none() && ctx.refusal.is_none() && ctx.deletions.is_none() {
             return;
         }
         let req = session.req_header();
@@ -505,6 +506,16 @@ impl Gateway {
             },
             "provenance_steps": ctx.provenance_steps,
             "ledger_id": ctx.ledger_id,
+            "deletions": ctx.deletions.as_ref().map(|(project, records)| records.iter().map(|r| serde_json::json!({
+                "action": r.action.as_str(),
+                "target": r.target(project),
+                "outcome": r.outcome(),
+                "rule": r.decision.rule.as_str(),
+                "mode": r.decision.mode.as_str(),
+                "facts": r.decision.facts_used,
+                "refusal": r.decision.refusal().map(|(code, message)| serde_json::json!({"code": code.code(), "message": message})),
+            })).collect::<Vec<_>>()),
+            "admin_override": ctx.admin_override,
         });
         self.records.journal.record(&ctx.id, explanation);
     }

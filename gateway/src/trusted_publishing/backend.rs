@@ -134,4 +134,90 @@ impl ProjectProbe {
             .map(Some)
             .map_err(|e| ProbeError(format!("the package document is not JSON: {e}")))
     }
+
+    /// The versions of a PyPI project as the backend's simple index lists its files
+    /// (`GET /simple/<name>/`, with the backend's credential or else the client's); `None`
+    /// when the backend does not know the project.
+    pub async fn pypi_versions(
+        &self,
+        registry: &Registry,
+        project: &ProjectName,
+        client_authorization: Option<&http::HeaderValue>,
+    ) -> Result<Option<Vec<String>>, ProbeError> {
+        let (client, base) = self
+            .clients
+            .get(&registry.name)
+            .ok_or_else(|| ProbeError(format!("no client for registry {:?}", registry.name)))?;
+        let mut request = client
+            .get(format!("{base}/simple/{}/", project.as_str()))
+            .header(http::header::ACCEPT, "text/html");
+        if let Some(credential) = &registry.backend_credential {
+            request = request.header(http::header::AUTHORIZATION, credential.header_value());
+        } else if let Some(value) = client_authorization {
+            request = request.header(http::header::AUTHORIZATION, value.clone());
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| ProbeError(e.without_url().to_string()))?;
+        match response.status().as_u16() {
+            200 => {}
+            404 | 410 | 300..=399 => return Ok(None),
+            other => {
+                return Err(ProbeError(format!(
+                    "the backend answered {other} for the project index"
+                )))
+            }
+        }
+        let page = response
+            .text()
+            .await
+            .map_err(|e| ProbeError(e.without_url().to_string()))?;
+        Ok(Some(versions_in_simple_page(&page, project)))
+    }
+}
+
+/// The distinct versions (as spelled in the file names) of `project`'s files listed in a PEP
+/// 503 simple page: the text of each `<a>` element is a file name.
+pub fn versions_in_simple_page(page: &str, project: &ProjectName) -> Vec<String> {
+    let mut versions: Vec<String> = Vec::new();
+    for piece in page.split("</a>") {
+        let Some(text) = piece.rsplit('>').next() else {
+            continue;
+        };
+        let Some((name, version)) = crate::protocol::pypi::split_filename(text.trim()) else {
+            continue;
+        };
+        let normalised = crate::protocol::pypi::normalize_version(&version);
+        if name == project.as_str()
+            && !versions
+                .iter()
+                .any(|v| crate::protocol::pypi::normalize_version(v) == normalised)
+        {
+            versions.push(version);
+        }
+    }
+    versions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_rules::Protocol;
+
+    #[test]
+    fn simple_pages_list_the_project_versions_once() {
+        let page = r#"<html><body><h1>Links for demo-pkg</h1>
+            <a href="../../packages/demo_pkg-1.0.tar.gz#sha256=ab">demo_pkg-1.0.tar.gz</a><br>
+            <a href="../../packages/demo_pkg-1.0-py3-none-any.whl#sha256=cd">demo_pkg-1.0-py3-none-any.whl</a><br>
+            <a href="../../packages/Demo.Pkg-1.1.zip">Demo.Pkg-1.1.zip</a>
+            <a href="x">other_pkg-9.0.tar.gz</a>
+            <a href="y">not a file</a></body></html>"#;
+        let project = ProjectName::parse(Protocol::Pypi, "demo-pkg").expect("name");
+        assert_eq!(
+            versions_in_simple_page(page, &project),
+            vec!["1.0".to_owned(), "1.1".to_owned()]
+        );
+        assert!(versions_in_simple_page("", &project).is_empty());
+    }
 }
