@@ -14,33 +14,12 @@ use crate::state::{AuditRecord, StateStore};
 /// How long a webhook delivery may take.
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// One decision to record; see [`AuditLog::append`].
+/// One decision to record; see [`AuditLog::append`]. The record's `line` is filled in when
+/// it is appended.
 #[derive(Debug, Clone, Default)]
 pub struct AuditEntry {
-    /// When (Unix seconds).
-    pub at: i64,
-    /// The request decided.
-    pub request_id: String,
-    /// The registry's configured name.
-    pub registry: String,
-    /// The normalised project name.
-    pub project: String,
-    /// Who asked (publisher, token id or credential kind; never a secret).
-    pub actor: String,
-    /// What was asked (`upload`, `delete_version`, `yank`, ...).
-    pub action: String,
-    /// What it targets (`name@version`, a file name, the project).
-    pub target: String,
-    /// `allow`, `refuse`, `shadow` or `override`.
-    pub outcome: String,
-    /// The rule that decided.
-    pub rule: String,
-    /// The rules revision in force.
-    pub rules_revision: String,
-    /// The refusal code, when refused (or would have been).
-    pub code: String,
-    /// An admin's reason, or the refusal's message.
-    pub reason: String,
+    /// What the state store keeps of it.
+    pub record: AuditRecord,
     /// The facts the decision used, as short lines.
     pub facts: Vec<String>,
     /// The status the client got.
@@ -50,20 +29,21 @@ pub struct AuditEntry {
 impl AuditEntry {
     /// The record as one JSON line (no trailing newline).
     pub fn line(&self) -> String {
+        let r = &self.record;
         json!({
-            "time": crate::clock::rfc3339(self.at),
-            "at": self.at,
-            "request_id": self.request_id,
-            "registry": self.registry,
-            "project": self.project,
-            "actor": self.actor,
-            "action": self.action,
-            "target": self.target,
-            "outcome": self.outcome,
-            "rule": self.rule,
-            "rules_revision": self.rules_revision,
-            "code": self.code,
-            "reason": self.reason,
+            "time": crate::clock::rfc3339(r.at),
+            "at": r.at,
+            "request_id": r.request_id,
+            "registry": r.registry,
+            "project": r.project,
+            "actor": r.actor,
+            "action": r.action,
+            "target": r.target,
+            "outcome": r.outcome,
+            "rule": r.rule,
+            "rules_revision": r.rules_revision,
+            "code": r.code,
+            "reason": r.reason,
             "facts": self.facts,
             "status": self.status,
         })
@@ -71,7 +51,7 @@ impl AuditEntry {
     }
 
     fn is_deletion(&self) -> bool {
-        self.action.starts_with("delete_")
+        self.record.action.starts_with("delete_")
     }
 }
 
@@ -115,22 +95,11 @@ impl AuditLog {
     pub async fn append(&self, entry: &AuditEntry) {
         let line = entry.line();
         let record = AuditRecord {
-            at: entry.at,
-            request_id: entry.request_id.clone(),
-            registry: entry.registry.clone(),
-            project: entry.project.clone(),
-            actor: entry.actor.clone(),
-            action: entry.action.clone(),
-            target: entry.target.clone(),
-            outcome: entry.outcome.clone(),
-            rule: entry.rule.clone(),
-            rules_revision: entry.rules_revision.clone(),
-            code: entry.code.clone(),
-            reason: entry.reason.clone(),
             line: line.clone(),
+            ..entry.record.clone()
         };
         if let Err(e) = self.store.append_audit(&record).await {
-            tracing::error!(request_id = %entry.request_id, error = %e, "the audit record could not be stored");
+            tracing::error!(request_id = %record.request_id, error = %e, "the audit record could not be stored");
         }
         let written = match self.file.lock() {
             Ok(mut file) => match file.as_mut() {
@@ -147,7 +116,7 @@ impl AuditLog {
                 .post(url.as_str())
                 .header(http::header::CONTENT_TYPE, "application/json")
                 .body(line);
-            let request_id = entry.request_id.clone();
+            let request_id = record.request_id.clone();
             tokio::spawn(async move {
                 match request.send().await {
                     Ok(r) if r.status().is_success() => {}

@@ -26,7 +26,7 @@ use crate::error::Refusal;
 use crate::protocol::npm::split_package;
 use crate::protocol::npm_body::{PublishFacts, PublishKind};
 use crate::protocol::pypi::normalize_version;
-use crate::state::{Tombstone, TombstoneKind};
+use crate::state::{AuditRecord, Tombstone, TombstoneKind};
 
 /// The request header carrying the admin token of an override.
 pub const ADMIN_TOKEN_HEADER: &str = "x-portcullis-admin-token";
@@ -469,18 +469,21 @@ impl Gateway {
                     record.outcome()
                 };
                 let entry = AuditEntry {
-                    at: now,
-                    request_id: ctx.id.clone(),
-                    registry: registry.clone(),
-                    project: project.as_str().to_owned(),
-                    actor: actor.clone(),
-                    action: record.action.as_str().to_owned(),
-                    target: record.target(project),
-                    outcome: outcome.to_owned(),
-                    rule: record.decision.rule.as_str().to_owned(),
-                    rules_revision: revision.clone(),
-                    code,
-                    reason: ctx.admin_override.clone().unwrap_or(message),
+                    record: AuditRecord {
+                        at: now,
+                        request_id: ctx.id.clone(),
+                        registry: registry.clone(),
+                        project: project.as_str().to_owned(),
+                        actor: actor.clone(),
+                        action: record.action.as_str().to_owned(),
+                        target: record.target(project),
+                        outcome: outcome.to_owned(),
+                        rule: record.decision.rule.as_str().to_owned(),
+                        rules_revision: revision.clone(),
+                        code,
+                        reason: ctx.admin_override.clone().unwrap_or(message),
+                        line: String::new(),
+                    },
                     facts: record.decision.facts_used.clone(),
                     status,
                 };
@@ -500,21 +503,24 @@ impl Gateway {
                     || matches!(refusal, Refusal::UnclassifiedWrite(_));
                 if delete_like {
                     let entry = AuditEntry {
-                        at: now,
-                        request_id: ctx.id.clone(),
-                        registry: registry.clone(),
-                        project: match &ctx.class {
-                            crate::protocol::RequestClass::Write { project, .. } => project.as_str().to_owned(),
-                            _ => String::new(),
+                        record: AuditRecord {
+                            at: now,
+                            request_id: ctx.id.clone(),
+                            registry: registry.clone(),
+                            project: match &ctx.class {
+                                crate::protocol::RequestClass::Write { project, .. } => project.as_str().to_owned(),
+                                _ => String::new(),
+                            },
+                            actor: credential_actor(ctx),
+                            action: "delete_request".to_owned(),
+                            target: format!("{} {}", req.method, crate::auth::shorten(req.uri.path(), 200)),
+                            outcome: "refuse".to_owned(),
+                            rule: String::new(),
+                            rules_revision: revision,
+                            code: refusal.code().to_owned(),
+                            reason: refusal.to_string(),
+                            line: String::new(),
                         },
-                        actor: credential_actor(ctx),
-                        action: "delete_request".to_owned(),
-                        target: format!("{} {}", req.method, crate::auth::shorten(req.uri.path(), 200)),
-                        outcome: "refuse".to_owned(),
-                        rule: String::new(),
-                        rules_revision: revision,
-                        code: refusal.code().to_owned(),
-                        reason: refusal.to_string(),
                         facts: Vec::new(),
                         status,
                     };
@@ -528,24 +534,27 @@ impl Gateway {
         }
         let allowed = decision.decision.is_allowed() && ctx.refusal.is_none();
         let entry = AuditEntry {
-            at: now,
-            request_id: ctx.id.clone(),
-            registry: registry.clone(),
-            project: decision.project.as_str().to_owned(),
-            actor: actor(ctx, &registry, &decision.project),
-            action: "upload".to_owned(),
-            target: ctx
-                .upload_target
-                .clone()
-                .unwrap_or_else(|| decision.project.as_str().to_owned()),
-            outcome: if allowed { "allow" } else { "refuse" }.to_owned(),
-            rule: match &ctx.refusal {
-                Some(Refusal::VersionDeleted(_) | Refusal::NameReserved(_)) => TOMBSTONE_RULE.to_owned(),
-                _ => decision.decision.rule.as_str().to_owned(),
+            record: AuditRecord {
+                at: now,
+                request_id: ctx.id.clone(),
+                registry: registry.clone(),
+                project: decision.project.as_str().to_owned(),
+                actor: actor(ctx, &registry, &decision.project),
+                action: "upload".to_owned(),
+                target: ctx
+                    .upload_target
+                    .clone()
+                    .unwrap_or_else(|| decision.project.as_str().to_owned()),
+                outcome: if allowed { "allow" } else { "refuse" }.to_owned(),
+                rule: match &ctx.refusal {
+                    Some(Refusal::VersionDeleted(_) | Refusal::NameReserved(_)) => TOMBSTONE_RULE.to_owned(),
+                    _ => decision.decision.rule.as_str().to_owned(),
+                },
+                rules_revision: revision,
+                code: ctx.refusal.as_ref().map_or(String::new(), |r| r.code().to_owned()),
+                reason: ctx.refusal.as_ref().map_or(String::new(), ToString::to_string),
+                line: String::new(),
             },
-            rules_revision: revision,
-            code: ctx.refusal.as_ref().map_or(String::new(), |r| r.code().to_owned()),
-            reason: ctx.refusal.as_ref().map_or(String::new(), ToString::to_string),
             facts: ctx.provenance_steps.clone(),
             status,
         };

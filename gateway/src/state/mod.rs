@@ -185,7 +185,7 @@ pub struct Tombstone {
 }
 
 /// One audit log record: a decision on a delete-like request or an upload.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditRecord {
     /// When (Unix seconds).
     pub at: i64,
