@@ -81,8 +81,10 @@ fn twine_upload_lands_byte_for_byte_and_pip_installs_it_back() {
     let out = twine_upload(&format!("{}/", s.gateway.url()), &[&wheel, &sdist]);
     assert!(
         out.status.success(),
-        "twine failed: {}",
-        String::from_utf8_lossy(&out.stdout)
+        "twine failed: {}\n--- gateway log ---\n{}\n--- pypiserver log ---\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        s.gateway.log(),
+        s.backend.log()
     );
 
     let wheel_name = wheel.file_name().and_then(|n| n.to_str()).expect("name").to_owned();

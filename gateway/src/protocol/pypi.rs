@@ -551,6 +551,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn every_split_point_of_a_form_reads_the_same() {
+        // File bytes full of near-boundaries: CR LF, dashes, the boundary's first characters.
+        let mut content = Vec::new();
+        for i in 0..600usize {
+            match i % 7 {
+                0 => content.extend_from_slice(b"\r\n--"),
+                1 => content.extend_from_slice(b"\r\n-"),
+                2 => content.extend_from_slice(format!("\r\n--{}", &BOUNDARY[..i % BOUNDARY.len()]).as_bytes()),
+                3 => content.extend_from_slice(b"\r"),
+                4 => content.extend_from_slice(b"\n--\r\n"),
+                _ => content.extend_from_slice(&[0, 255, 45, 13]),
+            }
+        }
+        let body = form(&[
+            (":action", None, b"file_upload"),
+            ("name", None, b"demo-pkg"),
+            ("version", None, b"1.0"),
+            ("requires_dist", None, b"requests (>=2.0)"),
+            ("content", Some("demo_pkg-1.0.tar.gz"), &content),
+        ]);
+        let expected = <[u8; 32]>::from(Sha256::digest(&content));
+        for split in 1..body.len() {
+            let mut inspector =
+                FormInspector::start(Some(&format!("multipart/form-data; boundary={BOUNDARY}"))).expect("start");
+            for piece in [&body[..split], &body[split..]] {
+                inspector.feed(Bytes::copy_from_slice(piece)).await.expect("feed");
+            }
+            match inspector.finish().await {
+                Ok(FormAction::FileUpload(u)) => assert_eq!(u.content_sha256, expected, "split {split}"),
+                other => panic!("split at {split} of {}: {other:?}", body.len()),
+            }
+        }
+    }
+
+    #[tokio::test]
     async fn digest_mismatch_is_refused_and_match_passes() {
         let good = hex::encode(Sha256::digest(b"file bytes"));
         assert!(inspect(&upload_form(&[("sha256_digest", None, good.as_bytes())]), 5)
