@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use portcullis_rules::{Decision, ProjectName, WriteAction};
-use sha2::{Digest, Sha256, Sha512};
+use sha2::{Digest, Sha256};
 
 use super::holdback::HoldBack;
 use crate::auth::upload_token::UploadToken;
@@ -129,10 +129,9 @@ impl Default for RequestCtx {
 pub struct WriteState {
     /// The held-back tail.
     pub holdback: HoldBack,
-    /// SHA-256 of the whole body.
+    /// SHA-256 of the whole body, as forwarded (logged as `body_sha256`). The digests that
+    /// decisions use are the uploaded file's, computed by the protocol's parser.
     pub sha256: Sha256,
-    /// SHA-512 of the whole body (npm uses SHA-512 integrity).
-    pub sha512: Option<Sha512>,
     /// The PyPI form parser, for PyPI posts.
     pub form: Option<FormInspector>,
     /// The npm publish document scanner, for npm publishes.
@@ -144,9 +143,8 @@ pub struct WriteState {
 }
 
 impl WriteState {
-    /// State for a write; `sha512` for protocols that use it.
+    /// State for a write.
     pub fn new(
-        sha512: bool,
         form: Option<FormInspector>,
         action: Option<WriteAction>,
         project: Option<ProjectName>,
@@ -154,7 +152,6 @@ impl WriteState {
         WriteState {
             holdback: HoldBack::default(),
             sha256: Sha256::new(),
-            sha512: sha512.then(Sha512::new),
             form,
             npm: None,
             action,
@@ -165,9 +162,6 @@ impl WriteState {
     /// Hashes a chunk.
     pub fn hash(&mut self, chunk: &[u8]) {
         self.sha256.update(chunk);
-        if let Some(h) = &mut self.sha512 {
-            h.update(chunk);
-        }
     }
 }
 

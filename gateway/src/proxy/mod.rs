@@ -179,7 +179,7 @@ impl Gateway {
                     });
                     return Err(refusal);
                 }
-                let mut write = WriteState::new(true, None, Some(*action), Some(project.clone()));
+                let mut write = WriteState::new(None, Some(*action), Some(project.clone()));
                 let npm_document_put = registry.protocol == Protocol::Npm
                     && req.method == http::Method::PUT
                     && (*action == WriteAction::Upload || rest.contains("/-rev/"));
@@ -199,7 +199,7 @@ impl Gateway {
                     .get(http::header::CONTENT_TYPE)
                     .and_then(|v| v.to_str().ok());
                 let form = FormInspector::start(content_type)?;
-                ctx.write = Some(WriteState::new(false, Some(form), None, None));
+                ctx.write = Some(WriteState::new(Some(form), None, None));
             }
             RequestClass::Read | RequestClass::Account => {}
         }
