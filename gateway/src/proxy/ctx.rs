@@ -144,11 +144,7 @@ pub struct WriteState {
 
 impl WriteState {
     /// State for a write.
-    pub fn new(
-        form: Option<FormInspector>,
-        action: Option<WriteAction>,
-        project: Option<ProjectName>,
-    ) -> Self {
+    pub fn new(form: Option<FormInspector>, action: Option<WriteAction>, project: Option<ProjectName>) -> Self {
         WriteState {
             holdback: HoldBack::default(),
             sha256: Sha256::new(),
