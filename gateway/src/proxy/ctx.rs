@@ -76,6 +76,17 @@ pub enum Auth {
     Legacy,
 }
 
+/// Who a request came from, as logs, the ledger and the audit log name it; never a secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Credential<'a> {
+    /// `"upload_token"`, `"legacy"` or `"none"`.
+    pub kind: &'static str,
+    /// The upload token's id.
+    pub token_id: Option<&'a str>,
+    /// The trusted publisher whose token scope covers the project.
+    pub publisher: Option<&'a str>,
+}
+
 /// What happens to the client's `Authorization` header upstream.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum CredentialAction {
@@ -115,6 +126,29 @@ impl RequestCtx {
             deletions_done: false,
             admin_override: None,
             upload_target: None,
+        }
+    }
+}
+
+impl RequestCtx {
+    /// How the request authenticated, for a write to `project` on `registry`.
+    pub fn credential(&self, registry: &str, project: &str) -> Credential<'_> {
+        match &self.auth {
+            Auth::UploadToken(t) => Credential {
+                kind: "upload_token",
+                token_id: Some(t.id.as_str()),
+                publisher: t.scope_for_project(registry, project).map(|s| s.publisher.as_str()),
+            },
+            Auth::Legacy => Credential {
+                kind: "legacy",
+                token_id: None,
+                publisher: None,
+            },
+            Auth::None => Credential {
+                kind: "none",
+                token_id: None,
+                publisher: None,
+            },
         }
     }
 }

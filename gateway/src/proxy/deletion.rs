@@ -14,7 +14,7 @@ use pingora::proxy::Session;
 use portcullis_rules::deletion::{name_still_reserved, DeleteAction, DeletionDecision, DeletionFacts, DeletionOutcome};
 use portcullis_rules::{ProjectName, Protocol};
 
-use super::ctx::{Auth, RequestCtx};
+use super::ctx::RequestCtx;
 use super::Gateway;
 use crate::auth::constant_time_eq;
 use crate::clock::unix_now;
@@ -399,7 +399,7 @@ impl Gateway {
         };
         let registry = self.registry_label(ctx).to_owned();
         let now = unix_now();
-        let actor = actor(ctx, &registry, project);
+        let actor = actor(ctx, &registry, project.as_str());
         let reason = ctx.admin_override.clone().unwrap_or_default();
         let mut tombstones = Vec::new();
         for record in records
@@ -450,7 +450,7 @@ impl Gateway {
             .map_or(String::new(), |r| r.rules.revision().to_owned());
         let now = unix_now();
         if let Some((project, records)) = &ctx.deletions {
-            let actor = actor(ctx, &registry, project);
+            let actor = actor(ctx, &registry, project.as_str());
             for record in records {
                 self.metrics
                     .deletions
@@ -511,7 +511,7 @@ impl Gateway {
                                 crate::protocol::RequestClass::Write { project, .. } => project.as_str().to_owned(),
                                 _ => String::new(),
                             },
-                            actor: credential_actor(ctx),
+                            actor: credential_actor(ctx, &registry, ""),
                             action: "delete_request".to_owned(),
                             target: format!("{} {}", req.method, crate::auth::shorten(req.uri.path(), 200)),
                             outcome: "refuse".to_owned(),
@@ -539,7 +539,7 @@ impl Gateway {
                 request_id: ctx.id.clone(),
                 registry: registry.clone(),
                 project: decision.project.as_str().to_owned(),
-                actor: actor(ctx, &registry, &decision.project),
+                actor: actor(ctx, &registry, decision.project.as_str()),
                 action: "upload".to_owned(),
                 target: ctx
                     .upload_target
@@ -564,14 +564,8 @@ impl Gateway {
 
 /// Who asked, for tombstones and the audit log: the trusted publisher or upload token id, or
 /// the kind of credential; never a secret.
-fn actor(ctx: &RequestCtx, registry: &str, project: &ProjectName) -> String {
-    let who = match &ctx.auth {
-        Auth::UploadToken(t) => match t.scope_for_project(registry, project.as_str()) {
-            Some(scope) => format!("publisher:{} token:{}", scope.publisher, t.id),
-            None => format!("token:{}", t.id),
-        },
-        _ => credential_actor(ctx),
-    };
+fn actor(ctx: &RequestCtx, registry: &str, project: &str) -> String {
+    let who = credential_actor(ctx, registry, project);
     if ctx.admin_override.is_some() {
         format!("admin ({who})")
     } else {
@@ -579,12 +573,14 @@ fn actor(ctx: &RequestCtx, registry: &str, project: &ProjectName) -> String {
     }
 }
 
-/// The kind of credential a request came with, or its upload token's id.
-fn credential_actor(ctx: &RequestCtx) -> String {
-    match &ctx.auth {
-        Auth::UploadToken(t) => format!("token:{}", t.id),
-        Auth::Legacy => "legacy-credential".to_owned(),
-        Auth::None => "anonymous".to_owned(),
+/// The credential a request came with: trusted publisher and token id, token id, or the kind.
+fn credential_actor(ctx: &RequestCtx, registry: &str, project: &str) -> String {
+    let credential = ctx.credential(registry, project);
+    match (credential.token_id, credential.publisher) {
+        (Some(token), Some(publisher)) => format!("publisher:{publisher} token:{token}"),
+        (Some(token), None) => format!("token:{token}"),
+        (None, _) if credential.kind == "legacy" => "legacy-credential".to_owned(),
+        (None, _) => "anonymous".to_owned(),
     }
 }
 

@@ -5,7 +5,7 @@
 use pingora::proxy::Session;
 use pingora::Error;
 
-use super::ctx::{Auth, RequestCtx};
+use super::ctx::RequestCtx;
 use super::provenance::ProvenanceRecord;
 use super::Gateway;
 use crate::clock::unix_now;
@@ -54,18 +54,9 @@ impl Gateway {
         project: &str,
         dependencies: &[String],
     ) -> Result<i64, Refusal> {
-        let (credential, publisher) = match &ctx.auth {
-            Auth::UploadToken(token) => (
-                "upload_token",
-                token
-                    .scope_for_project(&entry.registry, project)
-                    .map(|s| s.publisher.clone()),
-            ),
-            Auth::Legacy => ("legacy", None),
-            Auth::None => ("none", None),
-        };
-        entry.credential = credential.to_owned();
-        entry.publisher = publisher;
+        let credential = ctx.credential(&entry.registry, project);
+        entry.credential = credential.kind.to_owned();
+        entry.publisher = credential.publisher.map(str::to_owned);
         let state = self.exchanger.state();
         let refused = |e: crate::state::StateError| {
             tracing::warn!(request_id = %ctx.id, error = %e, "the ledger could not record an upload; refused");

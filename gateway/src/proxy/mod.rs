@@ -27,7 +27,7 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 use portcullis_rules::{Outcome, Protocol, WriteAction, WriteFacts};
 use sha2::Digest;
 
-use self::ctx::{Auth, CredentialAction, DecisionRecord, InFlight, RequestCtx, WriteState};
+use self::ctx::{CredentialAction, DecisionRecord, InFlight, RequestCtx, WriteState};
 use self::upstream::UpstreamPeers;
 use crate::config::Registry;
 use crate::error::Refusal;
@@ -469,19 +469,8 @@ impl Gateway {
             return;
         }
         let req = session.req_header();
-        let (credential, token_id, publisher) = match &ctx.auth {
-            Auth::UploadToken(t) => {
-                let project = ctx.decision.as_ref().map(|d| d.project.as_str()).unwrap_or_default();
-                (
-                    "upload_token",
-                    t.id.clone(),
-                    t.scope_for_project(self.registry_label(ctx), project)
-                        .map(|s| s.publisher.clone()),
-                )
-            }
-            Auth::Legacy => ("legacy", String::new(), None),
-            Auth::None => ("none", String::new(), None),
-        };
+        let project = ctx.decision.as_ref().map(|d| d.project.as_str()).unwrap_or_default();
+        let credential = ctx.credential(self.registry_label(ctx), project);
         let explanation = serde_json::json!({
             "request_id": ctx.id,
             "registry": self.registry_label(ctx),
@@ -500,9 +489,9 @@ impl Gateway {
             })),
             "facts": {
                 "body_bytes": ctx.body_bytes,
-                "credential": credential,
-                "token_id": token_id,
-                "publisher": publisher,
+                "credential": credential.kind,
+                "token_id": credential.token_id.unwrap_or_default(),
+                "publisher": credential.publisher,
             },
             "provenance_steps": ctx.provenance_steps,
             "ledger_id": ctx.ledger_id,
@@ -556,23 +545,14 @@ impl Gateway {
                     .with_label_values(&[registry])
                     .observe(ctx.body_bytes as f64);
             }
-            let (credential, token_id, publisher) = match &ctx.auth {
-                Auth::UploadToken(t) => (
-                    "upload_token",
-                    t.id.as_str(),
-                    t.scope_for_project(registry, d.project.as_str())
-                        .map_or("", |s| s.publisher.as_str()),
-                ),
-                Auth::Legacy => ("legacy", "", ""),
-                Auth::None => ("none", "", ""),
-            };
+            let credential = ctx.credential(registry, d.project.as_str());
             tracing::info!(
                 target: "portcullis::decision",
                 request_id = %ctx.id,
                 registry,
-                credential,
-                token_id,
-                publisher,
+                credential = credential.kind,
+                token_id = credential.token_id.unwrap_or_default(),
+                publisher = credential.publisher.unwrap_or_default(),
                 project = d.project.as_str(),
                 action = d.action.as_str(),
                 outcome,
