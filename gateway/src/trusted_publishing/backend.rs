@@ -10,7 +10,7 @@ use portcullis_rules::{ProjectName, Protocol};
 use crate::config::Registry;
 use crate::protocol::path::percent_encode_segment;
 
-/// Largest npm package document read from a backend.
+/// Largest npm package document or PyPI project index read from a backend.
 pub const MAX_DOCUMENT_BYTES: usize = 64 << 20;
 
 /// One HTTP client per registry backend, with the backend's TLS settings and credential.
@@ -55,28 +55,44 @@ impl ProjectProbe {
         Ok(ProjectProbe { clients })
     }
 
-    /// Whether `project` exists on `registry`'s backend: `GET /simple/<name>/` (PyPI) or
-    /// `GET /<name>` (npm) with the backend's own credential; 200 means yes, 404, 410 and
-    /// redirects (pypiserver's fallback to another index) mean no.
-    pub async fn exists(&self, registry: &Registry, project: &ProjectName) -> Result<bool, ProbeError> {
+    /// A `GET` of `path` on `registry`'s backend, with the backend's credential, or else
+    /// `client_authorization` when given (the publisher's own, for backends that guard reads).
+    async fn get(
+        &self,
+        registry: &Registry,
+        path: &str,
+        accept: Option<&str>,
+        client_authorization: Option<&http::HeaderValue>,
+    ) -> Result<reqwest::Response, ProbeError> {
         let (client, base) = self
             .clients
             .get(&registry.name)
             .ok_or_else(|| ProbeError(format!("no client for registry {:?}", registry.name)))?;
+        let mut request = client.get(format!("{base}{path}"));
+        if let Some(accept) = accept {
+            request = request.header(http::header::ACCEPT, accept);
+        }
+        if let Some(credential) = &registry.backend_credential {
+            request = request.header(http::header::AUTHORIZATION, credential.header_value());
+        } else if let Some(value) = client_authorization {
+            request = request.header(http::header::AUTHORIZATION, value.clone());
+        }
+        request
+            .send()
+            .await
+            .map_err(|e| ProbeError(e.without_url().to_string()))
+    }
+
+    /// Whether `project` exists on `registry`'s backend: `GET /simple/<name>/` (PyPI) or
+    /// `GET /<name>` (npm) with the backend's own credential; 200 means yes, 404, 410 and
+    /// redirects (pypiserver's fallback to another index) mean no.
+    pub async fn exists(&self, registry: &Registry, project: &ProjectName) -> Result<bool, ProbeError> {
         let path = match registry.protocol {
             Protocol::Pypi => format!("/simple/{}/", project.as_str()),
             Protocol::Npm => format!("/{}", percent_encode_segment(project.as_str())),
         };
-        let mut request = client.get(format!("{base}{path}"));
-        if let Some(credential) = &registry.backend_credential {
-            request = request.header(http::header::AUTHORIZATION, credential.header_value());
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| ProbeError(e.without_url().to_string()))?;
-        let status = response.status().as_u16();
-        match status {
+        let response = self.get(registry, &path, None, None).await?;
+        match response.status().as_u16() {
             200..=299 => Ok(true),
             404 | 410 | 300..=399 => Ok(false),
             other => Err(ProbeError(format!("the backend answered {other}"))),
@@ -84,30 +100,18 @@ impl ProjectProbe {
     }
 
     /// The npm document of `package` as the backend has it (`GET /<name>?write=true`), with
-    /// the backend's credential, or else `client_authorization` (the publisher's own, for
-    /// backends that guard reads); `None` when the backend has no such package. Bodies over
-    /// `MAX_DOCUMENT_BYTES` are an error, never truncated.
+    /// the backend's credential, or else `client_authorization`; `None` when the backend has
+    /// no such package. Bodies over [`MAX_DOCUMENT_BYTES`] are an error, never truncated.
     pub async fn npm_document(
         &self,
         registry: &Registry,
         package: &ProjectName,
         client_authorization: Option<&http::HeaderValue>,
     ) -> Result<Option<serde_json::Value>, ProbeError> {
-        let (client, base) = self
-            .clients
-            .get(&registry.name)
-            .ok_or_else(|| ProbeError(format!("no client for registry {:?}", registry.name)))?;
-        let url = format!("{base}/{}?write=true", percent_encode_segment(package.as_str()));
-        let mut request = client.get(url).header(http::header::ACCEPT, "application/json");
-        if let Some(credential) = &registry.backend_credential {
-            request = request.header(http::header::AUTHORIZATION, credential.header_value());
-        } else if let Some(value) = client_authorization {
-            request = request.header(http::header::AUTHORIZATION, value.clone());
-        }
-        let mut response = request
-            .send()
-            .await
-            .map_err(|e| ProbeError(e.without_url().to_string()))?;
+        let path = format!("/{}?write=true", percent_encode_segment(package.as_str()));
+        let response = self
+            .get(registry, &path, Some("application/json"), client_authorization)
+            .await?;
         match response.status().as_u16() {
             200 => {}
             404 | 410 => return Ok(None),
@@ -117,19 +121,7 @@ impl ProjectProbe {
                 )))
             }
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| ProbeError(e.without_url().to_string()))?
-        {
-            if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
-                return Err(ProbeError(format!(
-                    "the package document is larger than {MAX_DOCUMENT_BYTES} bytes"
-                )));
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = read_bounded(response, "the package document").await?;
         serde_json::from_slice(&body)
             .map(Some)
             .map_err(|e| ProbeError(format!("the package document is not JSON: {e}")))
@@ -137,29 +129,18 @@ impl ProjectProbe {
 
     /// The versions of a PyPI project as the backend's simple index lists its files
     /// (`GET /simple/<name>/`, with the backend's credential or else the client's); `None`
-    /// when the backend does not know the project.
+    /// when the backend does not know the project. Pages over [`MAX_DOCUMENT_BYTES`] are an
+    /// error.
     pub async fn pypi_versions(
         &self,
         registry: &Registry,
         project: &ProjectName,
         client_authorization: Option<&http::HeaderValue>,
     ) -> Result<Option<Vec<String>>, ProbeError> {
-        let (client, base) = self
-            .clients
-            .get(&registry.name)
-            .ok_or_else(|| ProbeError(format!("no client for registry {:?}", registry.name)))?;
-        let mut request = client
-            .get(format!("{base}/simple/{}/", project.as_str()))
-            .header(http::header::ACCEPT, "text/html");
-        if let Some(credential) = &registry.backend_credential {
-            request = request.header(http::header::AUTHORIZATION, credential.header_value());
-        } else if let Some(value) = client_authorization {
-            request = request.header(http::header::AUTHORIZATION, value.clone());
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| ProbeError(e.without_url().to_string()))?;
+        let path = format!("/simple/{}/", project.as_str());
+        let response = self
+            .get(registry, &path, Some("text/html"), client_authorization)
+            .await?;
         match response.status().as_u16() {
             200 => {}
             404 | 410 | 300..=399 => return Ok(None),
@@ -169,12 +150,26 @@ impl ProjectProbe {
                 )))
             }
         }
-        let page = response
-            .text()
-            .await
-            .map_err(|e| ProbeError(e.without_url().to_string()))?;
-        Ok(Some(versions_in_simple_page(&page, project)))
+        let page = read_bounded(response, "the project index").await?;
+        Ok(Some(versions_in_simple_page(&String::from_utf8_lossy(&page), project)))
     }
+}
+
+/// Reads a response body of at most [`MAX_DOCUMENT_BYTES`]; a longer one is an error, never
+/// truncated.
+async fn read_bounded(mut response: reqwest::Response, what: &str) -> Result<Vec<u8>, ProbeError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| ProbeError(e.without_url().to_string()))?
+    {
+        if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+            return Err(ProbeError(format!("{what} is larger than {MAX_DOCUMENT_BYTES} bytes")));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// The distinct versions (as spelled in the file names) of `project`'s files listed in a PEP
