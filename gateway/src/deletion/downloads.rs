@@ -29,14 +29,9 @@ pub fn downloaded(protocol: Protocol, path: &str) -> Option<(ProjectName, String
     match protocol {
         Protocol::Npm => {
             let (package, rest) = split_package(path)?;
-            let file = rest.strip_prefix("-/")?;
-            let unscoped = package.rsplit('/').next()?;
-            let version = file.strip_prefix(unscoped)?.strip_prefix('-')?.strip_suffix(".tgz")?;
-            if version.is_empty() || file.contains('/') {
-                return None;
-            }
+            let version = super::npm::tarball_version(&package, rest.strip_prefix("-/")?)?;
             let project = ProjectName::parse(Protocol::Npm, &package).ok()?;
-            Some((project, version.to_owned()))
+            Some((project, version))
         }
         Protocol::Pypi => {
             let file = path.rsplit('/').next()?;
