@@ -330,38 +330,19 @@ impl Gateway {
             Outcome::Allow => None,
             Outcome::Refuse { kind, message } => Some(Refusal::from_rules(*kind, message.clone())),
         };
-        if let Some(tarball) = npm_facts.as_ref().and_then(|f| f.tarball.as_ref()) {
-            ctx.upload_target = Some(format!(
-                "{}@{} {}",
-                project.as_str(),
-                tarball.version,
-                tarball.attachment
-            ));
-        }
-        if let Some(upload) = &upload {
-            ctx.upload_target = Some(format!(
-                "{}@{} {}",
-                upload.project.as_str(),
-                upload.version,
-                upload.filename
-            ));
-        }
-        if let (None, Some(facts)) = (&refusal, &npm_facts) {
-            if let Some(tarball) = &facts.tarball {
-                if let Err(r) = self
-                    .check_tombstones(ctx, &registry, &project, &tarball.version, &tarball.attachment)
-                    .await
-                {
+        // The file an upload adds (the npm tarball or the PyPI distribution): named in the
+        // audit log, and never one a deletion left a tombstone for.
+        let uploaded_file = match (npm_facts.as_ref().and_then(|f| f.tarball.as_ref()), &upload) {
+            (Some(t), _) => Some((&t.version, &t.attachment)),
+            (None, Some(u)) => Some((&u.version, &u.filename)),
+            (None, None) => None,
+        };
+        if let Some((version, file)) = uploaded_file {
+            ctx.upload_target = Some(format!("{}@{version} {file}", project.as_str()));
+            if refusal.is_none() {
+                if let Err(r) = self.check_tombstones(ctx, &registry, &project, version, file).await {
                     refusal = Some(r);
                 }
-            }
-        }
-        if let (None, Some(upload)) = (&refusal, &upload) {
-            if let Err(r) = self
-                .check_tombstones(ctx, &registry, &upload.project, &upload.version, &upload.filename)
-                .await
-            {
-                refusal = Some(r);
             }
         }
         if let (None, Some(facts)) = (&refusal, &npm_facts) {
