@@ -114,7 +114,7 @@ impl Gateway {
                     project.as_str()
                 ))
             })?;
-            if !document.has(&version) && self.tombstoned(registry, project, &version).await? {
+            if !document.has(&version) && self.tombstoned(ctx, registry, project, &version).await? {
                 // The tarball of a version whose unpublish was decided (and recorded) already:
                 // `npm unpublish` removes the version first, then its file.
                 let record = DeletionRecord {
@@ -322,14 +322,34 @@ impl Gateway {
         }
     }
 
-    async fn tombstoned(&self, registry: &Registry, project: &ProjectName, version: &str) -> Result<bool, Refusal> {
-        let tombstones = self
-            .exchanger
+    /// A project's tombstones; the request is refused (fail closed) when the store cannot say.
+    async fn tombstones(
+        &self,
+        ctx: &RequestCtx,
+        registry: &Registry,
+        project: &ProjectName,
+    ) -> Result<Vec<Tombstone>, Refusal> {
+        self.exchanger
             .state()
             .tombstones(&registry.name, project.as_str())
             .await
-            .map_err(|_| Refusal::StateUnavailable)?;
-        Ok(tombstones
+            .map_err(|e| {
+                tracing::warn!(request_id = %ctx.id, error = %e, "the tombstones could not be read; refused");
+                Refusal::StateUnavailable
+            })
+    }
+
+    /// Whether a deletion of `version` was recorded.
+    async fn tombstoned(
+        &self,
+        ctx: &RequestCtx,
+        registry: &Registry,
+        project: &ProjectName,
+        version: &str,
+    ) -> Result<bool, Refusal> {
+        Ok(self
+            .tombstones(ctx, registry, project)
+            .await?
             .iter()
             .any(|t| matches!(&t.kind, TombstoneKind::Version(v) if same_version(registry.protocol, v, version))))
     }
@@ -344,15 +364,7 @@ impl Gateway {
         version: &str,
         filename: &str,
     ) -> Result<(), Refusal> {
-        let tombstones = self
-            .exchanger
-            .state()
-            .tombstones(&registry.name, project.as_str())
-            .await
-            .map_err(|e| {
-                tracing::warn!(request_id = %ctx.id, error = %e, "the tombstones could not be read; refused");
-                Refusal::StateUnavailable
-            })?;
+        let tombstones = self.tombstones(ctx, registry, project).await?;
         let rules = ctx.rules.clone().ok_or(Refusal::Internal)?;
         let now = unix_now();
         for tombstone in &tombstones {
