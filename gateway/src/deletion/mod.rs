@@ -71,30 +71,42 @@ pub struct Gathered {
     pub is_last_version: Option<bool>,
 }
 
-/// Gathers deletion facts from the state store, the download counter and, for npm, the
-/// backend's current document.
+/// Gathers deletion facts about one project from the state store, the download counter and,
+/// for npm, the backend's current document. What holds for the whole project (pending download
+/// counts flushed, dependents) is read once, when the source is opened.
 pub struct FactSource<'a> {
-    /// The state store (ledger, downloads, dependencies).
-    pub store: &'a dyn StateStore,
-    /// Downloads not yet flushed to the store.
-    pub counter: &'a DownloadCounter,
-    /// The backend's document, when the protocol has one.
-    pub document: Option<&'a CurrentDocument>,
+    store: &'a dyn StateStore,
+    document: Option<&'a CurrentDocument>,
+    registry: &'a str,
+    project: &'a ProjectName,
+    dependents: u64,
 }
 
-impl FactSource<'_> {
-    /// The facts for `action` on `version` (or the whole project) of `project`.
+impl<'a> FactSource<'a> {
+    /// A source for `project` on `registry`: flushes `counter` (downloads still in memory count
+    /// too) and counts the project's dependents.
+    pub async fn open(
+        store: &'a dyn StateStore,
+        counter: &DownloadCounter,
+        document: Option<&'a CurrentDocument>,
+        registry: &'a str,
+        project: &'a ProjectName,
+    ) -> Result<FactSource<'a>, StateError> {
+        counter.flush(store).await?;
+        let dependents = store.dependents(registry, project.as_str()).await?;
+        Ok(FactSource {
+            store,
+            document,
+            registry,
+            project,
+            dependents,
+        })
+    }
+
+    /// The facts for a deletion of `version` (or, for `None`, of the whole project).
     /// `is_last_version` comes from the caller, who knows what the request removes.
-    pub async fn gather(
-        &self,
-        registry: &str,
-        project: &ProjectName,
-        version: Option<&str>,
-        is_last_version: Option<bool>,
-    ) -> Result<Gathered, StateError> {
-        // Downloads still in memory count too.
-        self.counter.flush(self.store).await?;
-        let name = project.as_str();
+    pub async fn gather(&self, version: Option<&str>, is_last_version: Option<bool>) -> Result<Gathered, StateError> {
+        let (registry, name) = (self.registry, self.project.as_str());
         // The ledger knows uploads made through the gateway; the backend's document knows
         // the others (npm's `time` map). Neither: unknown, which the rules handle.
         let from_ledger = self.store.published_at(registry, name, version).await?;
@@ -108,11 +120,10 @@ impl FactSource<'_> {
         };
         let since_day = unix_now().div_euclid(DAY) - (WEEK_DAYS - 1);
         let weekly_downloads = self.store.downloads_since(registry, name, version, since_day).await?;
-        let dependents = self.store.dependents(registry, name).await?;
         Ok(Gathered {
             age_seconds: published.map(age),
             weekly_downloads: Some(weekly_downloads),
-            dependents: Some(dependents),
+            dependents: Some(self.dependents),
             owners: self.document.and_then(|d| d.maintainers),
             is_last_version,
         })

@@ -237,24 +237,26 @@ impl Gateway {
         asked: Vec<Asked>,
     ) -> Result<(), Refusal> {
         let rules = ctx.rules.clone().ok_or(Refusal::Internal)?;
-        let source = FactSource {
-            store: self.exchanger.state().as_ref(),
-            counter: &self.records.downloads,
-            document,
+        let unavailable = |e: crate::state::StateError| {
+            tracing::warn!(request_id = %ctx.id, error = %e, "the state store could not give the deletion facts");
+            Refusal::StateUnavailable
+        };
+        let source = if asked.iter().any(|a| a.action.is_deletion()) {
+            let store = self.exchanger.state().as_ref();
+            let opened = FactSource::open(store, &self.records.downloads, document, &registry.name, project).await;
+            Some(opened.map_err(unavailable)?)
+        } else {
+            None
         };
         let mut records = Vec::with_capacity(asked.len());
         let mut refusal = None;
         for asked in asked {
-            let gathered = if asked.action.is_deletion() {
-                source
-                    .gather(&registry.name, project, asked.version.as_deref(), asked.is_last_version)
+            let gathered = match (&source, asked.action.is_deletion()) {
+                (Some(source), true) => source
+                    .gather(asked.version.as_deref(), asked.is_last_version)
                     .await
-                    .map_err(|e| {
-                        tracing::warn!(request_id = %ctx.id, error = %e, "the state store could not give the deletion facts");
-                        Refusal::StateUnavailable
-                    })?
-            } else {
-                Gathered::default()
+                    .map_err(unavailable)?,
+                _ => Gathered::default(),
             };
             let decision = rules.rules.decide_deletion(&DeletionFacts {
                 registry: &registry.name,
