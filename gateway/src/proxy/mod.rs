@@ -577,9 +577,7 @@ impl Gateway {
             );
         }
     }
-}
 
-impl Gateway {
     /// Counts a successful file download (for the deletion rules' download threshold).
     fn count_download(&self, session: &Session, ctx: &RequestCtx) {
         let req = session.req_header();
