@@ -47,8 +47,14 @@ struct Setup {
 }
 
 fn setup() -> Setup {
+    setup_with(RULES, |_| {})
+}
+
+/// Verdaccio and a gateway with `rules`; `before` prepares the gateway's folder first.
+fn setup_with(rules: &str, before: impl FnOnce(&std::path::Path)) -> Setup {
     let dir = tempfile::tempdir().expect("tempdir");
     let work = dir.path().to_path_buf();
+    before(&work.join("gateway"));
     let backend = Verdaccio::start(&work.join("verdaccio"));
     let root = fixtures().join("trusted-roots/public-good-production.trusted_root.json");
     let gateway = Gateway::builder()
@@ -56,7 +62,7 @@ fn setup() -> Setup {
             extra: "strip_npm_provenance = true\n".into(),
             ..RegistrySpec::new("npm", "npm", backend.addr())
         })
-        .rules(RULES)
+        .rules(rules)
         .config(&format!(
             "[provenance]\ntrusted_root = {:?}\n",
             root.display().to_string()
@@ -306,31 +312,10 @@ fn seed_history(state_dir: &std::path::Path, repository: &str) {
 }
 
 fn setup_with_history(repository: &str, rules_extra: &str) -> Setup {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let work = dir.path().to_path_buf();
-    seed_history(&work.join("gateway/data"), repository);
-    let backend = Verdaccio::start(&work.join("verdaccio"));
-    let root = fixtures().join("trusted-roots/public-good-production.trusted_root.json");
     let rules = RULES.replace("mode = \"required\"", &format!("mode = \"optional\"\n{rules_extra}"));
-    let gateway = Gateway::builder()
-        .registry(RegistrySpec {
-            extra: "strip_npm_provenance = true\n".into(),
-            ..RegistrySpec::new("npm", "npm", backend.addr())
-        })
-        .rules(&rules)
-        .config(&format!(
-            "[provenance]\ntrusted_root = {:?}\n",
-            root.display().to_string()
-        ))
-        .start(&work.join("gateway"));
-    let token = backend.token(backend.addr());
-    Setup {
-        _dir: dir,
-        work,
-        backend,
-        gateway,
-        token,
-    }
+    setup_with(&rules, |gateway_dir| {
+        seed_history(&gateway_dir.join("data"), repository)
+    })
 }
 
 #[test]
