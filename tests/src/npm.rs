@@ -17,3 +17,16 @@ pub fn npm(work: &Path, npmrc: &Path, cwd: &Path) -> Command {
         .env("NO_COLOR", "1");
     command
 }
+
+/// Writes an npm user configuration at `path` that publishes to `gateway` with `token`.
+pub fn write_npmrc(path: &Path, gateway: &crate::gateway::Gateway, token: &str) {
+    std::fs::write(
+        path,
+        format!(
+            "registry={}/\n//{}/:_authToken={token}\n",
+            gateway.url(),
+            gateway.addr()
+        ),
+    )
+    .expect("npmrc");
+}

@@ -38,15 +38,7 @@ fn setup() -> Setup {
     // The token is obtained through the gateway, as `npm login` would.
     let token = backend.token(gateway.addr());
     let npmrc = work.join("npmrc");
-    std::fs::write(
-        &npmrc,
-        format!(
-            "registry={}/\n//{}/:_authToken={token}\n",
-            gateway.url(),
-            gateway.addr()
-        ),
-    )
-    .expect("npmrc");
+    portcullis_e2e::npm::write_npmrc(&npmrc, &gateway, &token);
     Setup {
         _dir: dir,
         work,

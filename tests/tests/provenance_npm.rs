@@ -230,16 +230,7 @@ fn forged_misdirected_and_missing_provenance_is_refused_and_nothing_is_stored() 
 fn npm_publish_without_provenance_under_optional_and_required() {
     let s = setup();
     let npmrc = s.work.join("npmrc");
-    std::fs::write(
-        &npmrc,
-        format!(
-            "registry={}/\n//{}/:_authToken={}\n",
-            s.gateway.url(),
-            s.gateway.addr(),
-            s.token
-        ),
-    )
-    .expect("npmrc");
+    portcullis_e2e::npm::write_npmrc(&npmrc, &s.gateway, &s.token);
     let package = |name: &str| {
         let dir = s.work.join(format!("src-{name}"));
         std::fs::create_dir_all(&dir).expect("dir");

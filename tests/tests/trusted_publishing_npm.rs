@@ -150,15 +150,7 @@ fn a_failed_exchange_explains_the_refused_publish() {
     let s = setup();
     // actions/setup-node writes an .npmrc with a placeholder token (NODE_AUTH_TOKEN defaults to
     // XXXXX-XXXXX-XXXXX-XXXXX); npm falls back to it when the exchange fails.
-    std::fs::write(
-        &s.npmrc,
-        format!(
-            "registry={}/\n//{}/:_authToken=XXXXX-XXXXX-XXXXX-XXXXX\n",
-            s.gateway.url(),
-            s.gateway.addr()
-        ),
-    )
-    .expect("npmrc");
+    portcullis_e2e::npm::write_npmrc(&s.npmrc, &s.gateway, "XXXXX-XXXXX-XXXXX-XXXXX");
     let out = npm_publish_in_ci(&s, &package(&s, "tp-unlisted", "1.0.0"));
     let text = printed(&out);
     assert!(!out.status.success(), "{text}");
