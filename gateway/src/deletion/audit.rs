@@ -58,7 +58,7 @@ impl AuditEntry {
 /// Where audit records go.
 pub struct AuditLog {
     store: Arc<dyn StateStore>,
-    file: Mutex<Option<std::fs::File>>,
+    file: Mutex<std::fs::File>,
     path: PathBuf,
     webhook: Option<(reqwest::Client, String)>,
 }
@@ -84,7 +84,7 @@ impl AuditLog {
         };
         Ok(AuditLog {
             store,
-            file: Mutex::new(Some(file)),
+            file: Mutex::new(file),
             path,
             webhook,
         })
@@ -102,10 +102,9 @@ impl AuditLog {
             tracing::error!(request_id = %record.request_id, error = %e, "the audit record could not be stored");
         }
         let written = match self.file.lock() {
-            Ok(mut file) => match file.as_mut() {
-                Some(f) => writeln!(f, "{line}").and_then(|()| f.flush()),
-                None => Ok(()),
-            },
+            // One write per record: with O_APPEND, lines of concurrent writers (the old and the
+            // new process of a graceful upgrade) never interleave.
+            Ok(mut file) => file.write_all(format!("{line}\n").as_bytes()),
             Err(_) => Ok(()),
         };
         if let Err(e) = written {
