@@ -458,11 +458,17 @@ impl Gateway {
     pub(super) async fn audit(&self, session: &Session, ctx: &RequestCtx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let registry = self.registry_label(ctx).to_owned();
-        let revision = ctx
-            .rules
-            .as_ref()
-            .map_or(String::new(), |r| r.rules.revision().to_owned());
-        let now = unix_now();
+        // What every record of this request shares; the line is written when it is appended.
+        let base = AuditRecord {
+            at: unix_now(),
+            request_id: ctx.id.clone(),
+            registry: registry.clone(),
+            rules_revision: ctx
+                .rules
+                .as_ref()
+                .map_or(String::new(), |r| r.rules.revision().to_owned()),
+            ..AuditRecord::default()
+        };
         if let Some((project, records)) = &ctx.deletions {
             let actor = actor(ctx, &registry, project.as_str());
             for record in records {
@@ -484,19 +490,15 @@ impl Gateway {
                 };
                 let entry = AuditEntry {
                     record: AuditRecord {
-                        at: now,
-                        request_id: ctx.id.clone(),
-                        registry: registry.clone(),
                         project: project.as_str().to_owned(),
                         actor: actor.clone(),
                         action: record.action.as_str().to_owned(),
                         target: record.target(project),
                         outcome: outcome.to_owned(),
                         rule: record.decision.rule.as_str().to_owned(),
-                        rules_revision: revision.clone(),
                         code,
                         reason: ctx.admin_override.clone().unwrap_or(message),
-                        line: String::new(),
+                        ..base.clone()
                     },
                     facts: record.decision.facts_used.clone(),
                     status,
@@ -518,9 +520,6 @@ impl Gateway {
                 if delete_like {
                     let entry = AuditEntry {
                         record: AuditRecord {
-                            at: now,
-                            request_id: ctx.id.clone(),
-                            registry: registry.clone(),
                             project: match &ctx.class {
                                 crate::protocol::RequestClass::Write { project, .. } => project.as_str().to_owned(),
                                 _ => String::new(),
@@ -529,11 +528,9 @@ impl Gateway {
                             action: "delete_request".to_owned(),
                             target: format!("{} {}", req.method, crate::auth::shorten(req.uri.path(), 200)),
                             outcome: "refuse".to_owned(),
-                            rule: String::new(),
-                            rules_revision: revision,
                             code: refusal.code().to_owned(),
                             reason: refusal.to_string(),
-                            line: String::new(),
+                            ..base
                         },
                         facts: Vec::new(),
                         status,
@@ -549,9 +546,6 @@ impl Gateway {
         let allowed = decision.decision.is_allowed() && ctx.refusal.is_none();
         let entry = AuditEntry {
             record: AuditRecord {
-                at: now,
-                request_id: ctx.id.clone(),
-                registry: registry.clone(),
                 project: decision.project.as_str().to_owned(),
                 actor: actor(ctx, &registry, decision.project.as_str()),
                 action: "upload".to_owned(),
@@ -564,10 +558,9 @@ impl Gateway {
                     Some(Refusal::VersionDeleted(_) | Refusal::NameReserved(_)) => TOMBSTONE_RULE.to_owned(),
                     _ => decision.decision.rule.as_str().to_owned(),
                 },
-                rules_revision: revision,
                 code: ctx.refusal.as_ref().map_or(String::new(), |r| r.code().to_owned()),
                 reason: ctx.refusal.as_ref().map_or(String::new(), ToString::to_string),
-                line: String::new(),
+                ..base
             },
             facts: ctx.provenance_steps.clone(),
             status,
