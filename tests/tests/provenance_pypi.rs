@@ -123,6 +123,11 @@ fn upload(
     )
 }
 
+/// An upload of the real `pypi-attestations` 0.0.19 sdist's name and version carrying `content`.
+fn upload_sdist(s: &Setup, content: &[u8], attestations: Option<&str>) -> http::Response {
+    upload(s, "pypi-attestations", "0.0.19", SDIST, content, attestations)
+}
+
 fn settled(backend: &Pypiserver) -> Vec<String> {
     std::thread::sleep(std::time::Duration::from_millis(300));
     backend.stored()
@@ -302,14 +307,7 @@ fn forged_misdirected_and_missing_attestations_are_refused_and_nothing_is_stored
     }
     assert!(settled(&s.backend).is_empty(), "{:?}", s.backend.stored());
     // The genuine upload still passes afterwards (refusals are not cached as verdicts on it).
-    let ok = upload(
-        &s,
-        "pypi-attestations",
-        "0.0.19",
-        SDIST,
-        &sdist,
-        Some(&list(&attestation)),
-    );
+    let ok = upload_sdist(&s, &sdist, Some(&list(&attestation)));
     assert_eq!(ok.status, 200, "{}", ok.text());
     assert_eq!(settled(&s.backend), vec![SDIST.to_owned()]);
     // ...and its attestations are served back byte for byte as uploaded.
@@ -327,14 +325,7 @@ fn a_production_attestation_does_not_verify_under_another_trusted_root() {
     // certificate chain and log entry do not verify under it.
     let s = setup("required", false, "public-good-staging.trusted_root.json");
     let (sdist, attestation) = genuine();
-    let response = upload(
-        &s,
-        "pypi-attestations",
-        "0.0.19",
-        SDIST,
-        &sdist,
-        Some(&format!("[{attestation}]")),
-    );
+    let response = upload_sdist(&s, &sdist, Some(&format!("[{attestation}]")));
     assert_eq!(response.status, 400, "{}", response.text());
     assert_eq!(response.json()["code"], "provenance_invalid");
     assert!(settled(&s.backend).is_empty());
@@ -347,14 +338,7 @@ fn audit_and_shadow_modes_pass_and_record() {
     changed[10] ^= 0x01;
 
     let audit = setup("audit", false, "public-good-production.trusted_root.json");
-    let response = upload(
-        &audit,
-        "pypi-attestations",
-        "0.0.19",
-        SDIST,
-        &changed,
-        Some(&format!("[{attestation}]")),
-    );
+    let response = upload_sdist(&audit, &changed, Some(&format!("[{attestation}]")));
     assert_eq!(response.status, 200, "audit never refuses: {}", response.text());
     assert_eq!(settled(&audit.backend), vec![SDIST.to_owned()]);
     let detail = audit.gateway.decisions(1)[0]["detail"]
@@ -406,14 +390,7 @@ fn a_project_that_published_with_provenance_cannot_drop_it() {
     );
     assert_eq!(plain.status, 200, "{}", plain.text());
     // The attested release is recorded in the ledger...
-    let attested = upload(
-        &s,
-        "pypi-attestations",
-        "0.0.19",
-        SDIST,
-        &sdist,
-        Some(&format!("[{attestation}]")),
-    );
+    let attested = upload_sdist(&s, &sdist, Some(&format!("[{attestation}]")));
     assert_eq!(attested.status, 200, "{}", attested.text());
     // ...so the next release without provenance is a downgrade, refused before the backend
     // commits it.
@@ -475,14 +452,7 @@ fn a_bundle_from_the_staging_instance_is_refused_before_its_statement_is_read() 
     let staging = attestation_of_bundle(&bundle).to_string();
     let s = setup("optional", false, "public-good-production.trusted_root.json");
     let (sdist, _) = genuine();
-    let response = upload(
-        &s,
-        "pypi-attestations",
-        "0.0.19",
-        SDIST,
-        &sdist,
-        Some(&format!("[{staging}]")),
-    );
+    let response = upload_sdist(&s, &sdist, Some(&format!("[{staging}]")));
     assert_eq!(response.status, 400, "{}", response.text());
     assert_eq!(response.json()["code"], "provenance_invalid");
     let message = response.json()["message"].as_str().unwrap_or_default().to_owned();
@@ -501,14 +471,7 @@ fn a_bundle_from_the_staging_instance_is_refused_before_its_statement_is_read() 
         "optional",
         &fixtures().join("sigstore-conformance/bundle-verify/rekor2-dsse-happy-path/trusted_root.json"),
     );
-    let response = upload(
-        &s2,
-        "pypi-attestations",
-        "0.0.19",
-        SDIST,
-        &sdist,
-        Some(&format!("[{staging}]")),
-    );
+    let response = upload_sdist(&s2, &sdist, Some(&format!("[{staging}]")));
     assert_eq!(response.json()["code"], "provenance_invalid", "{}", response.text());
     let message = response.json()["message"].as_str().unwrap_or_default().to_owned();
     assert!(
