@@ -97,6 +97,7 @@ pub struct GatewayBuilder {
     admin_config: String,
     wait_ready: bool,
     tls: Option<(PathBuf, PathBuf)>,
+    threads: usize,
 }
 
 /// The admin token [`admin_token_config`] configures.
@@ -161,6 +162,7 @@ impl Gateway {
             admin_config: String::new(),
             wait_ready: true,
             tls: None,
+            threads: 2,
         }
     }
 
@@ -302,6 +304,12 @@ impl GatewayBuilder {
         self
     }
 
+    /// Proxy worker threads (default 2).
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
+
     /// Do not wait for `/readyz` (for tests with a dead backend).
     pub fn without_waiting_for_ready(mut self) -> Self {
         self.wait_ready = false;
@@ -316,10 +324,11 @@ impl GatewayBuilder {
             let addr: SocketAddr = format!("127.0.0.1:{}", crate::free_port()).parse().expect("addr");
             let admin: SocketAddr = format!("127.0.0.1:{}", crate::free_port()).parse().expect("addr");
             let mut config = format!(
-                "[server]\nthreads = 2\ngrace_period = \"5s\"\nshutdown_timeout = \"5s\"\npid_file = \"{dir}/portcullis.pid\"\nupgrade_socket = \"{dir}/upgrade.sock\"\n\
+                "[server]\nthreads = {threads}\ngrace_period = \"5s\"\nshutdown_timeout = \"5s\"\npid_file = \"{dir}/portcullis.pid\"\nupgrade_socket = \"{dir}/upgrade.sock\"\n\
                  [[listener]]\naddress = \"{addr}\"\n{tls}\n[admin]\naddress = \"{admin}\"\n{admin_extra}\n\
                  [rules]\nfiles = [\"rules.toml\"]\ndebounce = \"100ms\"\n[logging]\nformat = \"json\"\nlevel = \"info\"\n{extra}\n",
                 dir = dir.display(),
+                threads = self.threads,
                 extra = self.extra_config,
                 admin_extra = self.admin_config,
                 tls = match &self.tls {

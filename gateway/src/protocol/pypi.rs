@@ -265,17 +265,25 @@ async fn parse_form(mut form: multer::Multipart<'static>) -> Result<FormAction, 
                 .ok_or_else(|| Refusal::MalformedUpload("the content part has no filename".into()))?
                 .to_owned();
             let mut hasher = Sha256::new();
-            let mut blake2 = blake2::Blake2b::<blake2::digest::consts::U32>::new();
+            // BLAKE2b-256 only serves to check a claimed blake2_256_digest. When the form
+            // already claimed a SHA-256 (twine sends its digests before the file), that check
+            // proves the bytes, and a second hash over every byte would cost as much again.
+            let mut blake2 = state
+                .sha256_digest
+                .is_none()
+                .then(blake2::Blake2b::<blake2::digest::consts::U32>::new);
             let mut bytes = 0u64;
             while let Some(chunk) = field.chunk().await.map_err(malformed)? {
                 bytes += chunk.len() as u64;
                 hasher.update(&chunk);
-                blake2.update(&chunk);
+                if let Some(blake2) = blake2.as_mut() {
+                    blake2.update(&chunk);
+                }
             }
             state.filename = Some(filename);
             state.content_bytes = bytes;
             state.content_sha256 = Some(hasher.finalize().into());
-            state.content_blake2_256 = Some(blake2.finalize().into());
+            state.content_blake2_256 = blake2.map(|b| b.finalize().into());
             continue;
         }
         let mut value = Vec::new();
@@ -741,6 +749,39 @@ mod tests {
         let bad = "f".repeat(64);
         assert!(matches!(
             inspect(&upload_form(&[("blake2_256_digest", None, bad.as_bytes())]), 3).await,
+            Err(Refusal::DigestMismatch(m)) if m.contains("blake2_256_digest")
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_claimed_sha256_before_the_file_is_the_only_digest_computed() {
+        let sha256 = hex::encode(Sha256::digest(b"file bytes"));
+        let wrong_blake2 = "f".repeat(64);
+        // twine's order: digests first, then the file. The SHA-256 check proves the bytes;
+        // BLAKE2b is not computed, so its claim is not checked.
+        let mut parts: Vec<(&str, Option<&str>, &[u8])> = vec![
+            (":action", None, b"file_upload"),
+            ("name", None, b"Demo_Pkg"),
+            ("version", None, b"1.0"),
+            ("sha256_digest", None, sha256.as_bytes()),
+            ("blake2_256_digest", None, wrong_blake2.as_bytes()),
+            ("content", Some("demo_pkg-1.0.tar.gz"), b"file bytes"),
+        ];
+        assert!(inspect(&form(&parts), 5).await.is_ok());
+        // A wrong SHA-256 in the same place is refused.
+        let wrong_sha256 = "0".repeat(64);
+        parts[3] = ("sha256_digest", None, wrong_sha256.as_bytes());
+        assert!(matches!(
+            inspect(&form(&parts), 5).await,
+            Err(Refusal::DigestMismatch(m)) if m.contains("sha256_digest")
+        ));
+        // A SHA-256 claimed only after the file: BLAKE2b was computed, and is checked.
+        let late = upload_form(&[
+            ("sha256_digest", None, sha256.as_bytes()),
+            ("blake2_256_digest", None, wrong_blake2.as_bytes()),
+        ]);
+        assert!(matches!(
+            inspect(&late, 5).await,
             Err(Refusal::DigestMismatch(m)) if m.contains("blake2_256_digest")
         ));
     }

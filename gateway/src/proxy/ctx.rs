@@ -163,9 +163,11 @@ impl Default for RequestCtx {
 pub struct WriteState {
     /// The held-back tail.
     pub holdback: HoldBack,
-    /// SHA-256 of the whole body, as forwarded (logged as `body_sha256`). The digests that
-    /// decisions use are the uploaded file's, computed by the protocol's parser.
-    pub sha256: Sha256,
+    /// SHA-256 of the whole body, as forwarded (logged as `body_sha256`), for writes that no
+    /// protocol parser reads. PyPI forms and npm publishes are not hashed whole: the digests
+    /// that decisions use and logs show are the uploaded file's, computed by the parser, and a
+    /// second pass over every byte would double the gateway's hashing cost.
+    pub sha256: Option<Sha256>,
     /// The PyPI form parser, for PyPI posts.
     pub form: Option<FormInspector>,
     /// The npm publish document scanner, for npm publishes.
@@ -181,7 +183,7 @@ impl WriteState {
     pub fn new(form: Option<FormInspector>, action: Option<WriteAction>, project: Option<ProjectName>) -> Self {
         WriteState {
             holdback: HoldBack::default(),
-            sha256: Sha256::new(),
+            sha256: Some(Sha256::new()),
             form,
             npm: None,
             action,
@@ -189,9 +191,23 @@ impl WriteState {
         }
     }
 
-    /// Hashes a chunk.
+    /// Whether a protocol parser reads this body (then it is not hashed whole).
+    pub fn parsed(&self) -> bool {
+        self.form.is_some() || self.npm.is_some()
+    }
+
+    /// Hashes a chunk, unless a protocol parser reads the body.
     pub fn hash(&mut self, chunk: &[u8]) {
-        self.sha256.update(chunk);
+        if self.parsed() {
+            self.sha256 = None;
+        } else if let Some(sha256) = self.sha256.as_mut() {
+            sha256.update(chunk);
+        }
+    }
+
+    /// The whole body's hex SHA-256 when it was hashed whole (see [`WriteState::sha256`]).
+    pub fn body_sha256(&mut self) -> Option<String> {
+        self.sha256.take().map(|sha256| hex::encode(sha256.finalize()))
     }
 }
 
@@ -204,7 +220,8 @@ pub struct DecisionRecord {
     pub action: WriteAction,
     /// The decision.
     pub decision: Decision,
-    /// Hex SHA-256 of the body, when the whole body was seen.
+    /// Hex SHA-256 of the body, when the whole body was seen and no protocol parser read it
+    /// (the parsed writes' file digests are in `detail`).
     pub body_sha256: Option<String>,
     /// Version and filename (PyPI uploads).
     pub detail: Option<String>,

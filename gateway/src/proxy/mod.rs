@@ -25,7 +25,6 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use portcullis_rules::{Outcome, Protocol, WriteAction, WriteFacts};
-use sha2::Digest;
 
 use self::ctx::{CredentialAction, DecisionRecord, InFlight, RequestCtx, WriteState};
 use self::upstream::UpstreamPeers;
@@ -279,7 +278,7 @@ impl Gateway {
 
         // The whole body has been seen: decide before releasing the tail.
         let tail = write.holdback.release();
-        let body_sha256 = hex::encode(std::mem::take(&mut write.sha256).finalize());
+        let body_sha256 = write.body_sha256();
         let mut upload = None;
         let (action, project, mut detail) = match write.form.take() {
             Some(form) => match form.finish().await? {
@@ -383,7 +382,7 @@ impl Gateway {
             project,
             action,
             decision,
-            body_sha256: Some(body_sha256),
+            body_sha256,
             detail,
         });
         if let Some(refusal) = refusal {
@@ -796,8 +795,14 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         match self.on_write_chunk(session, ctx, body.take(), end_of_stream).await {
             Ok(forward) => {
-                // Never `None` mid-stream: that would end the upstream body early.
-                *body = forward;
+                // Never `None` mid-stream: that would end the upstream body early. At the end,
+                // nothing left to send is `None`, not an empty chunk: pingora would try to
+                // write the empty chunk to an upstream body already complete (every GET) and
+                // log a warning for it.
+                *body = match forward {
+                    Some(bytes) if bytes.is_empty() && end_of_stream => None,
+                    other => other,
+                };
                 Ok(())
             }
             Err(refusal) => {

@@ -57,6 +57,12 @@ pub trait StateStore: Send + Sync {
     /// Never deletes ledger rows: the ledger is durable.
     async fn purge_expired(&self, now: i64) -> Result<u64, StateError>;
 
+    /// Housekeeping the store needs under steady load (SQLite: folding a grown write-ahead log
+    /// back into the database); called every [`MAINTAIN_INTERVAL`]. Nothing by default.
+    async fn maintain(&self) -> Result<(), StateError> {
+        Ok(())
+    }
+
     /// Records an upload in the ledger as [`LedgerState::Pending`] and returns the new row's id,
     /// which [`StateStore::ledger_finish`] takes. Ids are unique and never reused.
     ///
@@ -331,7 +337,11 @@ pub struct ProjectProvenance {
 /// How often expired replay records and revocations are deleted.
 const PURGE_INTERVAL: Duration = Duration::from_secs(600);
 
-/// Background service that deletes expired records from the state store now and then.
+/// How often [`StateStore::maintain`] runs.
+pub const MAINTAIN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Background service that deletes expired records from the state store now and then, and
+/// runs the store's housekeeping.
 pub struct StatePurger {
     store: Arc<dyn StateStore>,
 }
@@ -348,9 +358,16 @@ impl BackgroundService for StatePurger {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let mut tick = tokio::time::interval(PURGE_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut maintain = tokio::time::interval(MAINTAIN_INTERVAL);
+        maintain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
+                _ = maintain.tick() => {
+                    if let Err(e) = self.store.maintain().await {
+                        tracing::warn!(error = %e, "state store housekeeping failed");
+                    }
+                }
                 _ = tick.tick() => {
                     match self.store.purge_expired(crate::clock::unix_now()).await {
                         Ok(0) => {}

@@ -1,0 +1,228 @@
+//! The targets the load goes to, started on loopback and pinned to one core: the bench's own
+//! sink (the direct backend), nginx in front of it, and `portcullis` in front of it in
+//! pass-through and full-policy modes.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use portcullis_e2e::gateway::{Gateway, RegistrySpec};
+
+use crate::procfs;
+
+/// The core targets and their backends run on; the load generator runs on the other.
+pub const TARGET_CPU: usize = 0;
+/// The core the load generator runs on.
+pub const LOAD_CPU: usize = 1;
+
+/// Pins every thread of `pid` to `cpu` (`taskset`), so later threads inherit it.
+pub fn pin(pid: u32, cpu: usize) {
+    let _ = Command::new("taskset")
+        .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
+        .stdout(Stdio::null())
+        .status();
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    portcullis_e2e::free_port()
+}
+
+fn wait_for(addr: SocketAddr) -> bool {
+    let until = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < until {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// A child process killed when dropped.
+pub struct Process(Child);
+
+impl Process {
+    /// Its pid.
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        // The whole tree: killing nginx's master alone would orphan its worker.
+        let descendants: Vec<u32> = procfs::tree(self.0.id()).into_iter().skip(1).collect();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        for pid in descendants {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        }
+    }
+}
+
+/// The sink (`bench sink ADDR`, this same executable) on the target core.
+pub fn start_sink() -> Result<(Process, SocketAddr), String> {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port())
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let exe = std::env::current_exe().map_err(|e| format!("current exe: {e}"))?;
+    let child = Command::new("taskset")
+        .arg("-c")
+        .arg(TARGET_CPU.to_string())
+        .arg(exe)
+        .arg("sink")
+        .arg(addr.to_string())
+        .spawn()
+        .map_err(|e| format!("start sink: {e}"))?;
+    let process = Process(child);
+    if !wait_for(addr) {
+        return Err("the sink did not start".into());
+    }
+    Ok((process, addr))
+}
+
+/// The bare pingora proxy (`pingora_baseline`, beside this executable) on the target core.
+pub fn start_pingora_baseline(backend: SocketAddr) -> Result<(Process, SocketAddr), String> {
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port())
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let exe = std::env::current_exe()
+        .map_err(|e| format!("current exe: {e}"))?
+        .with_file_name("pingora_baseline");
+    let child = Command::new("taskset")
+        .arg("-c")
+        .arg(TARGET_CPU.to_string())
+        .arg(exe)
+        .arg(listen.to_string())
+        .arg(backend.to_string())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("start pingora_baseline: {e}"))?;
+    let process = Process(child);
+    if !wait_for(listen) {
+        return Err("pingora_baseline did not start".into());
+    }
+    Ok((process, listen))
+}
+
+/// nginx as an operator configures it in front of an upload backend: one worker (the
+/// gateway runs one thread), request and response buffering off, HTTP/1.1 keep-alive to the
+/// backend, no body size limit, no access log.
+pub fn nginx_config(dir: &Path, listen: SocketAddr, backend: SocketAddr) -> String {
+    let d = dir.display();
+    format!(
+        "worker_processes 1;\ndaemon off;\nmaster_process on;\npid {d}/nginx.pid;\n\
+         error_log {d}/error.log warn;\nevents {{ worker_connections 32768; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+           fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+           client_max_body_size 0;\n  keepalive_requests 10000000;\n  keepalive_timeout 300s;\n\
+           upstream backend {{ server {backend}; keepalive 1024; }}\n\
+           server {{\n    listen {listen} backlog=16384;\n    location / {{\n      proxy_pass http://backend;\n\
+               proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_set_header Host $host;\n\
+               proxy_request_buffering off;\n      proxy_buffering off;\n    }}\n  }}\n}}\n"
+    )
+}
+
+/// nginx from the system package, on the target core.
+pub fn start_nginx(dir: &Path, backend: SocketAddr) -> Result<(Process, SocketAddr), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{e}"))?;
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port())
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let config = dir.join("nginx.conf");
+    std::fs::write(&config, nginx_config(dir, listen, backend)).map_err(|e| format!("{e}"))?;
+    let nginx = ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .ok_or("nginx is not installed (apt-get install nginx-light or nginx)")?;
+    let child = Command::new("taskset")
+        .arg("-c")
+        .arg(TARGET_CPU.to_string())
+        .arg(nginx)
+        .arg("-c")
+        .arg(&config)
+        .arg("-p")
+        .arg(dir)
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("start nginx: {e}"))?;
+    let process = Process(child);
+    if !wait_for(listen) {
+        return Err(format!(
+            "nginx did not start: {}",
+            std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
+        ));
+    }
+    Ok((process, listen))
+}
+
+/// The rules of the full-policy gateway: project rules, a provenance rule requiring
+/// attestations for the attested project (verified against the production trusted root), a
+/// trusted publisher, deletion rules; every upload is checked against them, the tombstones and
+/// the ledger, and recorded.
+pub const POLICY_RULES: &str = r#"
+[issuers.github]
+url = "https://token.actions.githubusercontent.com"
+kind = "github"
+[registries.pypi]
+audience = "bench"
+max_upload_bytes = "1 GiB"
+[registries.pypi.deletion]
+window = "72h"
+[[registries.pypi.projects]]
+id = "no-internal"
+names = ["internal-*"]
+action = "deny"
+[[registries.pypi.provenance_rules]]
+id = "attested"
+names = ["pypi-attestations"]
+mode = "required"
+[[registries.pypi.publishers]]
+id = "tob-release"
+issuer = "github"
+projects = ["pypi-attestations"]
+repository = "trailofbits/pypi-attestations"
+repository_owner_id = "2314423"
+workflow = "release.yml"
+"#;
+
+/// How a gateway target runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GatewayMode {
+    /// No rules: routing, streaming, the form parser's file digest, the decision log line.
+    PassThrough,
+    /// [`POLICY_RULES`], Sigstore verification cached.
+    Policy,
+    /// [`POLICY_RULES`], verification cache off (`cache_size = 0`).
+    PolicyUncached,
+}
+
+/// A gateway (release build, one proxy thread) in front of `backend`, on the target core.
+pub fn start_gateway(dir: &Path, backend: SocketAddr, mode: GatewayMode, fixtures: &Path) -> Gateway {
+    let mut registry = RegistrySpec::new("pypi", "pypi", backend);
+    registry.extra = "max_body_bytes = \"1 GiB\"".into();
+    let mut builder = Gateway::builder().registry(registry).threads(1);
+    if mode != GatewayMode::PassThrough {
+        let root = fixtures.join("trusted-roots/public-good-production.trusted_root.json");
+        builder = builder.rules(POLICY_RULES).config(&format!(
+            "[provenance]\ntrusted_root = {:?}\n{}",
+            root.display().to_string(),
+            if mode == GatewayMode::PolicyUncached {
+                "cache_size = 0\n"
+            } else {
+                ""
+            }
+        ));
+    }
+    let mut gateway = builder.start(dir);
+    pin(gateway.process().pid(), TARGET_CPU);
+    gateway
+}
+
+/// Whether the process tree `pid` is alive.
+pub fn alive(pid: u32) -> bool {
+    procfs::cpu_seconds(pid) > 0.0 || Path::new(&format!("/proc/{pid}")).exists()
+}
