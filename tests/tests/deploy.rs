@@ -41,9 +41,7 @@ fn system_tool(name: &str, package: &str) -> PathBuf {
 }
 
 fn run(command: &mut Command) -> Output {
-    command
-        .output()
-        .unwrap_or_else(|e| panic!("running {command:?}: {e}"))
+    command.output().unwrap_or_else(|e| panic!("running {command:?}: {e}"))
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -141,12 +139,21 @@ fn promql_metric_names(expr: &str) -> BTreeSet<String> {
     while k < tokens.len() {
         let token = tokens[k].as_str();
         let next_is_paren = tokens.get(k + 1).is_some_and(|t| t == "(");
+        // An aggregation written `sum by (...) (...)` is followed by its grouping, not `(`.
+        let next_is_grouping = tokens.get(k + 1).is_some_and(|t| t == "by" || t == "without")
+            && tokens.get(k + 2).is_some_and(|t| t == "(");
         if GROUPING.contains(&token) && next_is_paren {
             // Skip the label list.
             while k < tokens.len() && tokens[k] != ")" {
                 k += 1;
             }
-        } else if token != "(" && token != ")" && !next_is_paren && !token.starts_with('$') && !KEYWORDS.contains(&token) {
+        } else if token != "("
+            && token != ")"
+            && !next_is_paren
+            && !next_is_grouping
+            && !token.starts_with('$')
+            && !KEYWORDS.contains(&token)
+        {
             names.insert(token.to_owned());
         }
         k += 1;
@@ -353,8 +360,8 @@ fn every_metric_in_the_dashboard_and_the_alerts_is_exported_by_the_gateway() {
     // rules file that does not validate.
     let case = fixtures().join("pep740/github-publish-pypi-attestations-0.0.19");
     let artifact = std::fs::read(case.join("artifact")).expect("artifact");
-    let attestation = std::fs::read_to_string(case.join("pypi_attestations-0.0.19.tar.gz.publish.attestation"))
-        .expect("attestation");
+    let attestation =
+        std::fs::read_to_string(case.join("pypi_attestations-0.0.19.tar.gz.publish.attestation")).expect("attestation");
     let attestations = format!("[{attestation}]");
     for _ in 0..2 {
         let form = Form::pypi_upload_with(
@@ -444,8 +451,7 @@ impl Prometheus {
     /// `GET /api/v1/<path>`, the JSON answer.
     fn api(&self, path_and_query: &str) -> Value {
         let r = http::get(self.addr, &format!("/api/v1/{path_and_query}"));
-        serde_json::from_slice(&r.body)
-            .unwrap_or_else(|e| panic!("prometheus {path_and_query}: {e}: {}", r.text()))
+        serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("prometheus {path_and_query}: {e}: {}", r.text()))
     }
 
     /// An instant query's answer (`data.result`), after asserting it succeeded.
@@ -528,7 +534,10 @@ fn a_real_prometheus_scrapes_the_admin_listener_and_counts_the_uploads_and_decis
     // The first scrape happens before any upload.
     assert!(
         wait_until(Duration::from_secs(30), || {
-            prometheus.samples("up{job=\"portcullis\"}", &["instance"]).get(&gateway.admin().to_string()) == Some(&1.0)
+            prometheus
+                .samples("up{job=\"portcullis\"}", &["instance"])
+                .get(&gateway.admin().to_string())
+                == Some(&1.0)
         }),
         "prometheus never scraped {}: {:?}",
         gateway.admin(),
@@ -543,17 +552,29 @@ fn a_real_prometheus_scrapes_the_admin_listener_and_counts_the_uploads_and_decis
         ("acme-gadgets", "0.1"),
         ("internal-secrets", "1.0"),
     ] {
-        let r = pypi_upload(gateway.addr(), name, version, format!("{name} {version}").as_bytes(), &[]);
+        let r = pypi_upload(
+            gateway.addr(),
+            name,
+            version,
+            format!("{name} {version}").as_bytes(),
+            &[],
+        );
         *statuses.entry(r.status.to_string()).or_insert(0.0) += 1.0;
     }
     assert_eq!(
         statuses,
         BTreeMap::from([("200".to_owned(), 3.0), ("403".to_owned(), 1.0)])
     );
-    let complete = |s: &portcullis_e2e::sink::Seen| s.method == "POST" && s.ending == portcullis_e2e::sink::Ending::Complete;
-    assert_eq!(sink.seen().iter().filter(|s| complete(s)).count(), 3, "the refused upload never completed upstream");
+    let complete =
+        |s: &portcullis_e2e::sink::Seen| s.method == "POST" && s.ending == portcullis_e2e::sink::Ending::Complete;
+    assert_eq!(
+        sink.seen().iter().filter(|s| complete(s)).count(),
+        3,
+        "the refused upload never completed upstream"
+    );
 
-    let requests = "sum by (status) (portcullis_requests_total{job=\"portcullis\",registry=\"pypi\",method_class=\"write\"})";
+    let requests =
+        "sum by (status) (portcullis_requests_total{job=\"portcullis\",registry=\"pypi\",method_class=\"write\"})";
     let decisions = "sum by (rule, outcome) (portcullis_decisions_total{job=\"portcullis\",registry=\"pypi\"})";
     let refusals = "sum by (code) (portcullis_refusals_total{job=\"portcullis\",registry=\"pypi\"})";
     let want_decisions = BTreeMap::from([
@@ -618,15 +639,26 @@ fn a_real_prometheus_scrapes_the_admin_listener_and_counts_the_uploads_and_decis
 fn promtool_checks_the_config_and_rules_and_the_rule_unit_tests_pass() {
     let promtool = system_tool("promtool", "prometheus");
     let dir = deploy().join("prometheus");
-    let check = run(Command::new(&promtool).args(["check", "rules", "alerts.yml"]).current_dir(&dir));
+    let check = run(Command::new(&promtool)
+        .args(["check", "rules", "alerts.yml"])
+        .current_dir(&dir));
     assert!(check.status.success(), "{}{}", text(&check.stdout), text(&check.stderr));
     let want = format!("SUCCESS: {} rules found", alert_expressions().len());
     assert!(text(&check.stdout).contains(&want), "{}", text(&check.stdout));
 
-    let config = run(Command::new(&promtool).args(["check", "config", "prometheus.yml"]).current_dir(&dir));
-    assert!(config.status.success(), "{}{}", text(&config.stdout), text(&config.stderr));
+    let config = run(Command::new(&promtool)
+        .args(["check", "config", "prometheus.yml"])
+        .current_dir(&dir));
+    assert!(
+        config.status.success(),
+        "{}{}",
+        text(&config.stdout),
+        text(&config.stderr)
+    );
 
-    let tests = run(Command::new(&promtool).args(["test", "rules", "alerts.test.yml"]).current_dir(&dir));
+    let tests = run(Command::new(&promtool)
+        .args(["test", "rules", "alerts.test.yml"])
+        .current_dir(&dir));
     assert!(tests.status.success(), "{}{}", text(&tests.stdout), text(&tests.stderr));
     assert!(text(&tests.stdout).contains("SUCCESS"), "{}", text(&tests.stdout));
 
@@ -639,8 +671,12 @@ fn promtool_checks_the_config_and_rules_and_the_rule_unit_tests_pass() {
     let mutated = run(Command::new(&promtool)
         .args(["test", "rules", "alerts.test.yml"])
         .current_dir(work.path()));
-    assert!(!mutated.status.success(), "the unit tests did not notice a changed threshold");
-    assert!(text(&mutated.stdout).contains("PortcullisRefusalSpike"), "{}", text(&mutated.stdout));
+    assert!(
+        !mutated.status.success(),
+        "the unit tests did not notice a changed threshold"
+    );
+    let report = format!("{}{}", text(&mutated.stdout), text(&mutated.stderr));
+    assert!(report.contains("PortcullisRefusalSpike"), "{report}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -667,7 +703,11 @@ fn systemd_analyze_verifies_the_unit_and_its_commands_work() {
     let work = tempfile::tempdir().expect("tempdir");
     // verify needs the ExecStart binaries to exist: point the copy at the built one.
     let local = work.path().join("portcullis.service");
-    std::fs::write(&local, unit.replace("/usr/local/bin/portcullis", &binary.display().to_string())).expect("write");
+    std::fs::write(
+        &local,
+        unit.replace("/usr/local/bin/portcullis", &binary.display().to_string()),
+    )
+    .expect("write");
     let verify = run(Command::new(&analyze).arg("verify").arg(&local));
     let complaints: Vec<_> = text(&verify.stderr)
         .lines()
@@ -774,7 +814,12 @@ fn the_containerfile_passes_hadolint_and_its_healthcheck_probes_healthz() {
     let hadolint = deploy_tools().join("hadolint");
     let file = deploy().join("container/Containerfile");
     let lint = run(Command::new(&hadolint).arg(&file));
-    assert!(lint.status.success(), "hadolint:\n{}{}", text(&lint.stdout), text(&lint.stderr));
+    assert!(
+        lint.status.success(),
+        "hadolint:\n{}{}",
+        text(&lint.stdout),
+        text(&lint.stderr)
+    );
 
     // The linter bites: an unpinned base image is reported.
     let source = std::fs::read_to_string(&file).expect("Containerfile");
@@ -783,7 +828,11 @@ fn the_containerfile_passes_hadolint_and_its_healthcheck_probes_healthz() {
     assert!(source.contains("debian:bookworm-slim"));
     std::fs::write(&bad, source.replace("debian:bookworm-slim", "debian:latest")).expect("write");
     let lint = run(Command::new(&hadolint).arg(&bad));
-    assert!(!lint.status.success() && text(&lint.stdout).contains("DL3007"), "{}", text(&lint.stdout));
+    assert!(
+        !lint.status.success() && text(&lint.stdout).contains("DL3007"),
+        "{}",
+        text(&lint.stdout)
+    );
 
     let instructions = containerfile_instructions(&source);
     let user = instructions
@@ -792,10 +841,7 @@ fn the_containerfile_passes_hadolint_and_its_healthcheck_probes_healthz() {
         .find_map(|i| i.strip_prefix("USER "))
         .expect("a USER");
     assert!(!user.starts_with('0') && !user.starts_with("root"), "runs as {user}");
-    let volume = instructions
-        .iter()
-        .find(|i| i.starts_with("VOLUME "))
-        .expect("VOLUME");
+    let volume = instructions.iter().find(|i| i.starts_with("VOLUME ")).expect("VOLUME");
     assert!(volume.contains("/etc/portcullis") && volume.contains("/var/lib/portcullis"));
     assert_eq!(
         instructions.iter().filter(|i| i.starts_with("FROM ")).count(),
@@ -852,19 +898,29 @@ fn render_and_validate(kustomization: &str, work: &Path) -> Rendered {
     let render = run(Command::new(bin.join("kubectl"))
         .arg("kustomize")
         .arg(deploy().join("kubernetes").join(kustomization)));
-    assert!(render.status.success(), "kustomize {kustomization}: {}", text(&render.stderr));
+    assert!(
+        render.status.success(),
+        "kustomize {kustomization}: {}",
+        text(&render.stderr)
+    );
     let file = work.join(format!("{}.yaml", kustomization.replace('/', "-")));
     std::fs::write(&file, &render.stdout).expect("write rendered");
     let validate = run(Command::new(bin.join("kubernetes-validate")).arg("--strict").arg(&file));
     let report = format!("{}{}", text(&validate.stdout), text(&validate.stderr));
-    assert!(validate.status.success(), "kubernetes-validate {kustomization}:\n{report}");
+    assert!(
+        validate.status.success(),
+        "kubernetes-validate {kustomization}:\n{report}"
+    );
     let resources = yaml_documents(&file);
     // Every resource but the ServiceMonitor (a CRD, without a published schema) passed.
     for r in &resources {
         let kind = r["kind"].as_str().expect("kind");
         let name = r["metadata"]["name"].as_str().expect("name");
         if kind == "ServiceMonitor" {
-            assert!(report.contains("Couldn't find schema for kind ServiceMonitor"), "{report}");
+            assert!(
+                report.contains("Couldn't find schema for kind ServiceMonitor"),
+                "{report}"
+            );
         } else {
             let line = format!("passed for resource {}/{name}", kind.to_lowercase());
             assert!(report.contains(&line), "{line} missing in:\n{report}");
@@ -943,7 +999,10 @@ fn check_kubernetes_resources(rendered: &Rendered, work: &Path) {
     assert_eq!(u64::from(toml_port(config, "admin")), port_of("admin"));
     assert_eq!(u64::from(toml_port(config, "listener")), port_of("http"));
     let rules_cm = rendered.config_map("portcullis-rules");
-    assert_eq!(rules_cm["metadata"]["name"], "portcullis-rules", "no hash suffix: edits reach the pods");
+    assert_eq!(
+        rules_cm["metadata"]["name"], "portcullis-rules",
+        "no hash suffix: edits reach the pods"
+    );
     let rules = rules_cm["data"]["rules.toml"].as_str().expect("rules.toml");
     let mounts = container["volumeMounts"].as_array().expect("mounts");
     let mount = |volume: &str| {
@@ -953,20 +1012,29 @@ fn check_kubernetes_resources(rendered: &Rendered, work: &Path) {
             .and_then(|m| m["mountPath"].as_str())
             .unwrap_or_else(|| panic!("mount {volume}"))
     };
-    assert!(mounts.iter().all(|m| m.get("subPath").is_none()), "subPath mounts never update");
+    assert!(
+        mounts.iter().all(|m| m.get("subPath").is_none()),
+        "subPath mounts never update"
+    );
     let rules_path = format!("{}/rules.toml", mount("rules"));
     assert!(config.contains(&format!("files = [\"{rules_path}\"]")), "{config}");
     let config_arg = format!("{}/portcullis.toml", mount("config"));
     assert!(
-        container["args"].as_array().expect("args").iter().any(|a| a == config_arg.as_str()),
+        container["args"]
+            .as_array()
+            .expect("args")
+            .iter()
+            .any(|a| a == config_arg.as_str()),
         "{}",
         container["args"]
     );
     let volumes = spec["volumes"].as_array().expect("volumes");
-    assert!(volumes
-        .iter()
-        .any(|v| v["name"] == "config" && v["configMap"]["name"] == rendered.config_map("portcullis-config")["metadata"]["name"]));
-    assert!(config.contains(&format!("dir = \"{}\"", mount("state"))), "state dir on its volume");
+    assert!(volumes.iter().any(|v| v["name"] == "config"
+        && v["configMap"]["name"] == rendered.config_map("portcullis-config")["metadata"]["name"]));
+    assert!(
+        config.contains(&format!("dir = \"{}\"", mount("state"))),
+        "state dir on its volume"
+    );
     // The backend's host name resolves in the cluster, not here: check against loopback.
     let sink = Sink::start();
     let upstream = toml_like::parse(config)
@@ -978,7 +1046,10 @@ fn check_kubernetes_resources(rendered: &Rendered, work: &Path) {
     let local_config = config
         .replace(&rules_path, &work.join("rules.toml").display().to_string())
         .replace(&upstream, &sink.addr().to_string())
-        .replace(&format!("\"{}\"", mount("state")), &format!("{:?}", work.join("state").display().to_string()));
+        .replace(
+            &format!("\"{}\"", mount("state")),
+            &format!("{:?}", work.join("state").display().to_string()),
+        );
     std::fs::write(work.join("portcullis.toml"), local_config).expect("config");
     let (code, stdout, stderr) = check_config(&work.join("portcullis.toml"));
     assert_eq!(code, Some(0), "{stdout}{stderr}");
@@ -1050,12 +1121,12 @@ fn kubernetes_base_and_overlay_render_validate_and_fit_together() {
         .as_array()
         .expect("egress")
         .clone();
-    assert!(egress
-        .iter()
-        .any(|e| e["ports"][0]["port"] == 5432 && e["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "postgresql"));
+    assert!(egress.iter().any(|e| e["ports"][0]["port"] == 5432
+        && e["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "postgresql"));
     assert_eq!(overlay.one("HorizontalPodAutoscaler")["spec"]["maxReplicas"], 10);
     // The backend egress rule selects the backend, not the gateway (kustomize labels must not
     // leak into other selectors).
-    assert!(egress.iter().any(|e| e["to"][0]["podSelector"]["matchLabels"]
-        == serde_json::json!({"app.kubernetes.io/name": "pypiserver"})));
+    assert!(egress.iter().any(
+        |e| e["to"][0]["podSelector"]["matchLabels"] == serde_json::json!({"app.kubernetes.io/name": "pypiserver"})
+    ));
 }
