@@ -1130,3 +1130,52 @@ fn kubernetes_base_and_overlay_render_validate_and_fit_together() {
         |e| e["to"][0]["podSelector"]["matchLabels"] == serde_json::json!({"app.kubernetes.io/name": "pypiserver"})
     ));
 }
+
+/// Lays out `dir/rules.toml` as the kubelet mounts a ConfigMap key: `rules.toml ->
+/// ..data/rules.toml`, `..data -> ..<version>`, and swaps `..data` atomically on update.
+fn kubelet_swap(dir: &Path, version: &str, rules: &str) {
+    let data = dir.join(format!("..{version}"));
+    std::fs::create_dir_all(&data).expect("data dir");
+    std::fs::write(data.join("rules.toml"), rules).expect("rules");
+    let tmp = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(format!("..{version}"), &tmp).expect("symlink");
+    std::fs::rename(&tmp, dir.join("..data")).expect("swap ..data");
+}
+
+#[test]
+fn a_configmap_style_symlink_swap_reloads_the_rules_without_a_restart() {
+    let sink = Sink::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let allow = "[registries.pypi]\ndefault = \"allow\"\n";
+    let mut gateway = Gateway::builder()
+        .registry(RegistrySpec::new("pypi", "pypi", sink.addr()))
+        .rules(allow)
+        .start(dir.path());
+    // Turn the plain rules file into the kubelet's layout, same content first.
+    kubelet_swap(&gateway.dir, "2026_11_26_00_00_00.1", allow);
+    let link = gateway.dir.join(".rules.toml.link");
+    std::os::unix::fs::symlink("..data/rules.toml", &link).expect("symlink");
+    std::fs::rename(&link, gateway.rules_path()).expect("rules.toml -> ..data/rules.toml");
+    let first = gateway.revision();
+    assert_eq!(
+        pypi_upload(gateway.addr(), "acme-widgets", "1.0", b"one", &[]).status,
+        200
+    );
+
+    // The ConfigMap is edited: the kubelet writes a new folder and swaps `..data`.
+    kubelet_swap(
+        &gateway.dir,
+        "2026_11_26_00_01_00.2",
+        "[registries.pypi]\ndefault = \"allow\"\n[[registries.pypi.projects]]\nid = \"frozen\"\nnames = [\"acme-*\"]\naction = \"deny\"\nmessage = \"frozen\"\n",
+    );
+    let _ = std::fs::remove_dir_all(gateway.dir.join("..2026_11_26_00_00_00.1"));
+    assert!(
+        wait_until(Duration::from_secs(10), || gateway.revision() != first),
+        "the swap was not seen:\n{}",
+        gateway.log()
+    );
+    let r = pypi_upload(gateway.addr(), "acme-widgets", "1.1", b"two", &[]);
+    assert_eq!((r.status, r.json()["code"].as_str()), (403, Some("project_denied")));
+    assert_eq!(gateway.process().try_exit(), None, "no restart");
+}
