@@ -11,6 +11,9 @@ ensure_system_packages() {
     command -v node >/dev/null || missing+=(nodejs)
     command -v npm >/dev/null || missing+=(npm)
     python3 -c 'import venv' 2>/dev/null || missing+=(python3-venv)
+    # tests/tests/deploy.rs: a real Prometheus server and promtool, systemd-analyze for the unit.
+    command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
+    command -v systemd-analyze >/dev/null || missing+=(systemd)
     if ((${#missing[@]})); then
         echo "installing system packages: ${missing[*]}"
         apt-get update -qq

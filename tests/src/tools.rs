@@ -35,12 +35,7 @@ impl Tools {
 pub fn tools() -> &'static Tools {
     static TOOLS: OnceLock<Tools> = OnceLock::new();
     TOOLS.get_or_init(|| {
-        let dir = std::env::var_os("PORTCULLIS_TOOLS")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
-                    .join(".cache/portcullis/tools")
-            });
+        let dir = tools_dir();
         let script = crate::repo_root().join("tests/tools/install.sh");
         let output = Command::new("bash")
             .arg(&script)
@@ -55,6 +50,38 @@ pub fn tools() -> &'static Tools {
         );
         Tools { dir }
     })
+}
+
+/// The checkers of `deploy/` (kubectl with kustomize, kubernetes-validate, hadolint), installed
+/// once per test process by `tests/tools/install.sh --deploy`; returns their `bin` folder.
+pub fn deploy_tools() -> &'static PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let dir = tools_dir();
+        let script = crate::repo_root().join("tests/tools/install.sh");
+        let output = Command::new("bash")
+            .arg(&script)
+            .arg("--deploy")
+            .arg(&dir)
+            .output()
+            .expect("run tests/tools/install.sh --deploy");
+        assert!(
+            output.status.success(),
+            "tests/tools/install.sh --deploy failed:\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        dir.join("deploy-venv/bin")
+    })
+}
+
+/// `$PORTCULLIS_TOOLS`, default `~/.cache/portcullis/tools`.
+fn tools_dir() -> PathBuf {
+    std::env::var_os("PORTCULLIS_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache/portcullis/tools")
+        })
 }
 
 /// Writes test distributions with `tests/tools/make_dists.py`; returns (wheel, sdist).

