@@ -66,6 +66,9 @@ impl Options {
     }
 }
 
+/// An upload scenario: name, targets, how to build its request, clients, limit.
+type UploadScenario<'a> = (&'a str, &'a [&'a str], fn() -> RequestSpec, usize, Limit);
+
 /// A target as the load sees it.
 struct Target {
     name: &'static str,
@@ -507,7 +510,7 @@ fn main() {
     bench.scenario("GET c=1", &proxies, &read, 1, seconds);
     bench.scenario("GET c=64", &proxies, &read, 64, seconds);
     bench.scenario("GET c=1024", &proxies, &read, 1024, seconds);
-    let uploads: [(&str, &[&str], fn() -> RequestSpec, usize, Limit); 4] = [
+    let uploads: [UploadScenario; 4] = [
         (
             "upload 1 MiB, Content-Length, c=4",
             &proxies,
