@@ -857,9 +857,15 @@ mod tests {
         let (dir, store) = fresh().await;
         let wal = dir.path().join(format!("{DATABASE_FILE}-wal"));
         let wal_size = || std::fs::metadata(&wal).map_or(0, |m| m.len());
-        // While another connection reads, SQLite's automatic checkpoints cannot restart the
-        // log, so it only grows; the checkpoint waits for the reader, then truncates.
-        let mut reader = store.pool.begin().await.expect("reader");
+        // While another connection reads (here another process's, say a backup), SQLite's
+        // automatic checkpoints cannot restart the log, so it only grows; the checkpoint
+        // waits for the reader, then truncates.
+        let other = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(connect_options(&dir.path().join(DATABASE_FILE)))
+            .await
+            .expect("another connection");
+        let mut reader = other.begin().await.expect("reader");
         let _: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ledger")
             .fetch_one(&mut *reader)
             .await
