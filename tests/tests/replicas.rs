@@ -1,5 +1,5 @@
 //! Two gateway replicas sharing one real PostgreSQL state store in front of one real
-//! pypiserver: a version published through A is under the deletion window on B, a tombstone
+//! backend: an OIDC token (`jti`) exchanged on A is a replay on B, a version published through A is under the deletion window on B, a tombstone
 //! made through B is enforced on A, download counts add up across both; and a replica started
 //! while the database is down serves reads, refuses writes with `state_unavailable` and
 //! recovers by itself once the database is back.
@@ -7,8 +7,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use portcullis_e2e::gateway::{admin_token_config, Gateway, RegistrySpec};
+use portcullis_e2e::gateway::{admin_token_config, trusted_publishing_config, Gateway, RegistrySpec};
 use portcullis_e2e::http::{self, Form};
+use portcullis_e2e::oidc::Issuer;
 use portcullis_e2e::postgres::Postgres;
 use portcullis_e2e::pypiserver::{self, Pypiserver};
 
@@ -167,4 +168,78 @@ fn a_replica_started_while_the_database_is_down_refuses_writes_then_recovers() {
         pg.query("late", "SELECT state FROM ledger WHERE project = 'late-pkg'"),
         "committed"
     );
+}
+
+const AUDIENCE: &str = "portcullis-test";
+
+fn exchange_rules(issuer: &Issuer) -> String {
+    format!(
+        r#"
+[issuers.gha]
+url = "{url}"
+kind = "github"
+algorithms = ["RS256", "ES256"]
+
+[registries.pypi]
+audience = "{AUDIENCE}"
+
+[[registries.pypi.publishers]]
+id = "widgets-release"
+issuer = "gha"
+projects = ["demo-pkg"]
+repository = "acme/widgets"
+repository_owner_id = "1234"
+workflow = "release.yml"
+pending = true
+"#,
+        url = issuer.url()
+    )
+}
+
+fn mint(gateway: &Gateway, token: &str) -> http::Response {
+    let body = serde_json::to_vec(&serde_json::json!({ "token": token })).expect("json");
+    http::request(
+        gateway.addr(),
+        "POST",
+        "/_/oidc/mint-token",
+        &[("content-type", "application/json")],
+        &body,
+    )
+}
+
+#[test]
+fn an_oidc_token_exchanged_on_one_replica_is_a_replay_on_the_other() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let work = dir.path();
+    let pg = Postgres::start();
+    let url = pg.create_database("jti");
+    let issuer = Issuer::start(&work.join("issuer"));
+    let backend = Pypiserver::start(&work.join("pypiserver"));
+    let start = |name: &str| {
+        let gw_dir = work.join(name);
+        Gateway::builder()
+            .registry(RegistrySpec::new("pypi", "pypi", backend.addr()))
+            .rules(&exchange_rules(&issuer))
+            .config(&trusted_publishing_config(&gw_dir.join("keys"), issuer.ca_file()))
+            .config(&postgres_state(&gw_dir, &url))
+            .start(&gw_dir)
+    };
+    let (a, b) = (start("a"), start("b"));
+    let claims = || issuer.github_claims(AUDIENCE, "acme/widgets", "1234", "release.yml");
+
+    let token = issuer.token(claims());
+    let first = mint(&a, &token);
+    assert_eq!(first.status, 200, "{}", first.text());
+    let replay = mint(&b, &token);
+    assert_eq!(replay.status, 422, "{}", replay.text());
+    assert_eq!(
+        replay.json()["errors"][0]["code"],
+        "invalid-reuse-token",
+        "{}",
+        replay.text()
+    );
+    // B exchanges tokens it has not seen: the refusal was the shared record, not B.
+    let fresh = mint(&b, &issuer.token(claims()));
+    assert_eq!(fresh.status, 200, "{}", fresh.text());
+    assert_eq!(pg.query("jti", "SELECT COUNT(*) FROM jti_claims"), "2");
 }
