@@ -1,6 +1,7 @@
 //! Two gateway replicas sharing one real PostgreSQL state store in front of one real
 //! backend: an OIDC token (`jti`) exchanged on A is a replay on B, a version published through A is under the deletion window on B, a tombstone
-//! made through B is enforced on A, download counts add up across both; and a replica started
+//! made through B is enforced on A, download counts add up across both, a replica killed
+//! mid-upload leaves nothing in the backend and the retry through the other succeeds; and a replica started
 //! while the database is down serves reads, refuses writes with `state_unavailable` and
 //! recovers by itself once the database is back.
 
@@ -242,4 +243,75 @@ fn an_oidc_token_exchanged_on_one_replica_is_a_replay_on_the_other() {
     let fresh = mint(&b, &issuer.token(claims()));
     assert_eq!(fresh.status, 200, "{}", fresh.text());
     assert_eq!(pg.query("jti", "SELECT COUNT(*) FROM jti_claims"), "2");
+}
+
+#[test]
+fn a_replica_killed_mid_upload_leaves_nothing_and_the_retry_through_the_other_succeeds() {
+    use std::io::Write;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let work = dir.path();
+    let pg = Postgres::start();
+    let url = pg.create_database("kill");
+    let backend = Pypiserver::start(&work.join("pypiserver"));
+    let mut a = replica(work, "a", &backend, &url);
+    let b = replica(work, "b", &backend, &url);
+
+    let content: Vec<u8> = (0..8u32 << 20).map(|i| (i % 251) as u8).collect();
+    let form = Form::pypi_upload("big_pkg", "1.0", "big_pkg-1.0.tar.gz", &content);
+    let head = http::upload_head(
+        a.addr(),
+        "POST",
+        "/",
+        &[
+            ("content-type", form.content_type()),
+            ("content-length", form.body.len().to_string()),
+            ("authorization", auth()),
+        ],
+    );
+    // Half the body through A, forwarded to the backend as it streams; then A dies.
+    let mut stream = http::connect(a.addr());
+    stream.write_all(head.as_bytes()).expect("head");
+    stream
+        .write_all(&form.body[..form.body.len() / 2])
+        .expect("half the body");
+    stream.flush().expect("flush");
+    std::thread::sleep(Duration::from_millis(500));
+    a.process().signal("KILL");
+    assert!(
+        a.process().wait_exit(Duration::from_secs(5)).is_some(),
+        "replica A is gone"
+    );
+    drop(stream);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        stored(&backend).is_empty(),
+        "nothing partial in the backend: {:?}",
+        stored(&backend)
+    );
+
+    // The client retries through B: accepted, stored whole, committed in the shared ledger.
+    let r = http::request(
+        b.addr(),
+        "POST",
+        "/",
+        &[("content-type", &form.content_type()), ("authorization", &auth())],
+        &form.body,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(stored(&backend), ["big_pkg-1.0.tar.gz"]);
+    let r = http::get(b.addr(), "/packages/big_pkg-1.0.tar.gz");
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body == content,
+        "the stored file is the whole upload ({} bytes)",
+        r.body.len()
+    );
+    assert_eq!(
+        pg.query(
+            "kill",
+            "SELECT COUNT(*) FROM ledger WHERE project = 'big-pkg' AND state = 'committed'"
+        ),
+        "1"
+    );
 }
