@@ -113,11 +113,28 @@ fn replicas_share_the_window_tombstones_and_download_counts() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(stored(&backend), ["demo_pkg-1.1.tar.gz"]);
 
+    // Control: a version that reached the backend without a gateway has no publish time in
+    // the shared ledger, and B refuses to remove it for that reason.
+    let filename = "demo_pkg-0.9.tar.gz";
+    let form = Form::pypi_upload("demo_pkg", "0.9", filename, b"sdist 0.9");
+    let direct = http::request(
+        backend.addr(),
+        "POST",
+        "/",
+        &[("content-type", &form.content_type()), ("authorization", &auth())],
+        &form.body,
+    );
+    assert_eq!(direct.status, 200, "{}", direct.text());
+    let r = remove(&b, "demo_pkg", "0.9");
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.json()["code"], "deletion_unknown_facts", "{}", r.text());
+    assert_eq!(stored(&backend), ["demo_pkg-0.9.tar.gz", "demo_pkg-1.1.tar.gz"]);
+
     // The tombstone B made is enforced on A.
     let r = upload(&a, "demo_pkg", "1.0");
     assert_eq!(r.status, 409, "{}", r.text());
     assert_eq!(r.json()["code"], "version_deleted");
-    assert_eq!(stored(&backend), ["demo_pkg-1.1.tar.gz"]);
+    assert_eq!(stored(&backend), ["demo_pkg-0.9.tar.gz", "demo_pkg-1.1.tar.gz"]);
 
     // Downloads through both replicas add up in the shared store (each replica flushes its
     // counts every 2 s).
