@@ -14,6 +14,9 @@ ensure_system_packages() {
     # tests/tests/deploy.rs: a real Prometheus server and promtool, systemd-analyze for the unit.
     command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
     command -v systemd-analyze >/dev/null || missing+=(systemd)
+    # tests/src/postgres.rs: throwaway PostgreSQL clusters for the shared state store and the
+    # multi-replica tests (initdb, postgres, pg_isready, psql).
+    compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
     if ((${#missing[@]})); then
         echo "installing system packages: ${missing[*]}"
         apt-get update -qq

@@ -198,9 +198,30 @@ fn build_exchanger(config: &Config, metrics: Arc<Metrics>) -> Result<Exchanger, 
         .enable_all()
         .build()
         .map_err(|e| BuildError::Server(format!("a runtime to open the state store: {e}")))?;
-    let store = runtime.block_on(SqliteStore::open(&config.state_dir))?;
+    let state: Arc<dyn StateStore> = match &config.state_backend {
+        crate::config::validated::StateBackend::Sqlite => {
+            let store = runtime.block_on(SqliteStore::open(&config.state_dir))?;
+            Arc::new(store)
+        }
+        crate::config::validated::StateBackend::Postgres(settings) => {
+            // Connected lazily: a database that is down now does not stop the start; the
+            // write path refuses with `state_unavailable` until it is back, and the first
+            // call after that (or the purger's housekeeping, every second) migrates it.
+            // The migrations are tried now on a pool of their own, closed before this
+            // runtime goes (its connections belong to this runtime's reactor).
+            let probe = crate::state::PostgresStore::connect_lazy(settings)?;
+            match runtime.block_on(probe.ready()) {
+                Ok(_) => tracing::info!("state store: PostgreSQL, migrations applied"),
+                Err(e @ crate::state::StateError::Corrupt(_)) => return Err(e.into()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "PostgreSQL state store unreachable at start; retrying in the background")
+                }
+            }
+            runtime.block_on(probe.close());
+            Arc::new(crate::state::PostgresStore::connect_lazy(settings)?)
+        }
+    };
     drop(runtime);
-    let state: Arc<dyn StateStore> = Arc::new(store);
     let tp = &config.trusted_publishing;
     let jwks = crate::auth::jwks::JwksCache::new(crate::auth::jwks::JwksSettings {
         timeout: tp.jwks_timeout,

@@ -52,6 +52,22 @@ pub fn check_config(file: &Path) -> (Option<i32>, String, String) {
     )
 }
 
+/// Runs `portcullis check-config` on `file` with extra environment variables; exit code,
+/// stdout and stderr.
+pub fn check_config_with_env(file: &Path, env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let out = Command::new(binary())
+        .arg("check-config")
+        .arg(file)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run check-config");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// One registry in a generated config.
 #[derive(Debug, Clone)]
 pub struct RegistrySpec {

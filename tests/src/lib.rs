@@ -8,6 +8,7 @@ pub mod http;
 pub mod npm;
 pub mod oidc;
 pub mod pki;
+pub mod postgres;
 pub mod process;
 pub mod pypiserver;
 pub mod sink;

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use portcullis_e2e::gateway::{self, check_config, Gateway, RegistrySpec};
+use portcullis_e2e::gateway::{self, check_config, check_config_with_env, Gateway, RegistrySpec};
 use portcullis_e2e::http::{self, Form};
 use portcullis_e2e::process::Managed;
 use portcullis_e2e::sink::Sink;
@@ -1050,8 +1050,23 @@ fn check_kubernetes_resources(rendered: &Rendered, work: &Path) {
             &format!("\"{}\"", mount("state")),
             &format!("{:?}", work.join("state").display().to_string()),
         );
-    std::fs::write(work.join("portcullis.toml"), local_config).expect("config");
-    let (code, stdout, stderr) = check_config(&work.join("portcullis.toml"));
+    std::fs::write(work.join("portcullis.toml"), &local_config).expect("config");
+    // A PostgreSQL state store reads its connection string from a variable the pod spec sets.
+    let dsn_var = local_config
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("url_env = \""))
+        .map(|rest| rest.trim_end_matches('"').to_owned());
+    let env: Vec<(&str, &str)> = match &dsn_var {
+        Some(var) => {
+            let set = container["env"]
+                .as_array()
+                .is_some_and(|env| env.iter().any(|e| e["name"] == var.as_str()));
+            assert!(set, "state.url_env names {var}, which the container does not get");
+            vec![(var.as_str(), "postgres://portcullis@127.0.0.1:1/portcullis")]
+        }
+        None => Vec::new(),
+    };
+    let (code, stdout, stderr) = check_config_with_env(&work.join("portcullis.toml"), &env);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
 
     // Selectors meet: Service, PDB and NetworkPolicy select the pods, the HPA the Deployment,

@@ -126,6 +126,84 @@ address = "127.0.0.1:8081"
     }
 
     #[test]
+    fn the_state_backend_defaults_to_sqlite_and_postgres_settings_are_checked_by_field() {
+        let config = parse_str(MINIMAL).expect("valid");
+        assert!(matches!(config.state_backend, validated::StateBackend::Sqlite));
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dsn = dir.path().join("dsn");
+        std::fs::write(&dsn, "postgres://portcullis:hunter2@db.internal:5432/portcullis\n").expect("dsn");
+        let with = |state: &str| format!("{MINIMAL}\n[state]\n{state}\n");
+        let file = format!("url_file = {:?}", dsn.display().to_string());
+        let config = parse_str(&with(&format!(
+            "backend = \"postgres\"\n{file}\npool_size = 3\nacquire_timeout = \"750ms\""
+        )))
+        .expect("valid postgres settings");
+        match &config.state_backend {
+            validated::StateBackend::Postgres(pg) => {
+                assert_eq!(pg.url, "postgres://portcullis:hunter2@db.internal:5432/portcullis");
+                assert_eq!(pg.pool_size, 3);
+                assert_eq!(pg.acquire_timeout, std::time::Duration::from_millis(750));
+                assert_eq!(pg.statement_timeout, std::time::Duration::from_secs(5));
+            }
+            other => panic!("expected postgres, got {other:?}"),
+        }
+        assert!(
+            !format!("{config:?}").contains("hunter2"),
+            "the DSN is redacted in Debug"
+        );
+
+        let missing = dir.path().join("absent");
+        let cases = [
+            (with("backend = \"mysql\""), "state.backend"),
+            (with("backend = \"postgres\""), "state.url_file"),
+            (
+                with(&format!(
+                    "backend = \"postgres\"\nurl_file = {:?}",
+                    missing.display().to_string()
+                )),
+                "state.url_file",
+            ),
+            (
+                with("backend = \"postgres\"\nurl_env = \"PORTCULLIS_TEST_UNSET_DSN_VARIABLE\""),
+                "state.url_env",
+            ),
+            (
+                with(&format!("backend = \"postgres\"\n{file}\npool_size = 0")),
+                "state.pool_size",
+            ),
+            (
+                with(&format!(
+                    "backend = \"postgres\"\n{file}\nstatement_timeout = \"later\""
+                )),
+                "state.statement_timeout",
+            ),
+            (
+                with(&format!("backend = \"postgres\"\n{file}\nacquire_timeout = \"0s\"")),
+                "state.acquire_timeout",
+            ),
+            (with(&file), "state.url_file"),
+        ];
+        for (text, field) in cases {
+            match parse_str(&text) {
+                Err(ConfigError::Invalid { field: f, reason, .. }) => {
+                    assert_eq!(f, field, "{reason}");
+                    assert!(!reason.contains("hunter2"), "{reason}");
+                }
+                other => panic!("expected an error on {field}, got {other:?}"),
+            }
+        }
+        std::fs::write(&dsn, "mysql://root:hunter2@db/x\n").expect("dsn");
+        match parse_str(&with(&format!("backend = \"postgres\"\n{file}"))) {
+            Err(ConfigError::Invalid { field, reason, .. }) => {
+                assert_eq!(field, "state.url_file");
+                assert!(!reason.contains("hunter2"), "{reason}");
+            }
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
     fn duplicate_routes_are_refused() {
         let text = format!("{MINIMAL}\n[[registry]]\nname = \"other\"\nprotocol = \"npm\"\n[registry.upstream]\naddress = \"127.0.0.1:8082\"\n");
         let err = parse_str(&text).expect_err("same route");

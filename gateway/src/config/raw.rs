@@ -84,8 +84,21 @@ pub struct RawProvenance {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawState {
-    /// Data directory of the embedded SQLite store (default `data` beside the config file).
+    /// Data directory of the embedded SQLite store (default `data` beside the config file);
+    /// the default audit file lives there with either backend.
     pub dir: Option<PathBuf>,
+    /// `"sqlite"` (default: one file in `dir`, one replica) or `"postgres"` (shared by replicas).
+    pub backend: Option<String>,
+    /// PostgreSQL: file holding the connection string (`postgres://user:password@host/db`).
+    pub url_file: Option<PathBuf>,
+    /// PostgreSQL: environment variable holding the connection string (instead of `url_file`).
+    pub url_env: Option<String>,
+    /// PostgreSQL: most connections per replica (default 8).
+    pub pool_size: Option<u32>,
+    /// PostgreSQL: how long a call waits for a connection before failing (default `"2s"`).
+    pub acquire_timeout: Option<String>,
+    /// PostgreSQL: server-side limit on one statement (default `"5s"`).
+    pub statement_timeout: Option<String>,
 }
 
 /// Trusted publishing settings that are not policy (policy lives in the rules).

@@ -29,8 +29,10 @@ pub struct Config {
     pub logging: Logging,
     /// Registries, most specific route first.
     pub registries: Vec<Arc<Registry>>,
-    /// Data directory of the state store.
+    /// Data directory of the state store (the SQLite file, the default audit file).
     pub state_dir: PathBuf,
+    /// Which state store backend holds the shared state.
+    pub state_backend: StateBackend,
     /// Trusted publishing settings.
     pub trusted_publishing: TrustedPublishing,
     /// Upload-token keys; trusted publishing exchanges are off without them.
@@ -43,6 +45,15 @@ pub struct Config {
     pub audit: AuditSettings,
     /// Whether the admin listener may move the clock (tests only).
     pub adjustable_clock: bool,
+}
+
+/// Which state store the gateway uses.
+#[derive(Debug, Clone)]
+pub enum StateBackend {
+    /// The embedded SQLite file in the state directory (one replica).
+    Sqlite,
+    /// A PostgreSQL database shared by every replica.
+    Postgres(crate::state::PostgresSettings),
 }
 
 /// Where audit records go besides the state store.
@@ -488,6 +499,7 @@ pub fn validate(file: &Path, raw: raw::RawConfig) -> Result<Config, ConfigError>
     registries.sort_by_key(|r| std::cmp::Reverse(r.route.specificity()));
 
     let state_dir = ctx.path(raw.state.dir.as_deref().unwrap_or(Path::new("data")));
+    let state_backend = validate_state_backend(&ctx, &raw.state)?;
     let trusted_publishing = validate_trusted_publishing(&ctx, &raw.trusted_publishing)?;
     let upload_tokens = raw
         .upload_tokens
@@ -518,6 +530,7 @@ pub fn validate(file: &Path, raw: raw::RawConfig) -> Result<Config, ConfigError>
         logging,
         registries,
         state_dir,
+        state_backend,
         trusted_publishing,
         upload_tokens,
         admin_token,
@@ -525,6 +538,102 @@ pub fn validate(file: &Path, raw: raw::RawConfig) -> Result<Config, ConfigError>
         audit,
         adjustable_clock: raw.testing.adjustable_clock,
     })
+}
+
+const DEFAULT_PG_POOL: u32 = 8;
+const MAX_PG_POOL: u32 = 256;
+const DEFAULT_PG_ACQUIRE: Duration = Duration::from_secs(2);
+const DEFAULT_PG_STATEMENT: Duration = Duration::from_secs(5);
+
+fn validate_state_backend(ctx: &Ctx<'_>, raw: &raw::RawState) -> Result<StateBackend, ConfigError> {
+    match raw.backend.as_deref().unwrap_or("sqlite") {
+        "sqlite" => {
+            let postgres_only = [
+                ("state.url_file", raw.url_file.is_some()),
+                ("state.url_env", raw.url_env.is_some()),
+                ("state.pool_size", raw.pool_size.is_some()),
+                ("state.acquire_timeout", raw.acquire_timeout.is_some()),
+                ("state.statement_timeout", raw.statement_timeout.is_some()),
+            ];
+            match postgres_only.iter().find(|(_, set)| *set) {
+                Some((field, _)) => Err(ctx.err(*field, "only allowed with state.backend = \"postgres\"")),
+                None => Ok(StateBackend::Sqlite),
+            }
+        }
+        "postgres" => {
+            let url = match (&raw.url_file, &raw.url_env) {
+                (Some(path), None) => {
+                    let path = ctx.readable("state.url_file", path)?;
+                    let secret = Secret::read(&path, true).map_err(|e| ctx.err("state.url_file", e.to_string()))?;
+                    secret
+                        .expose_str()
+                        .map(|s| s.trim().to_owned())
+                        .ok_or_else(|| ctx.err("state.url_file", "the connection string is not UTF-8"))?
+                }
+                (None, Some(var)) => std::env::var(var)
+                    .map(|s| s.trim().to_owned())
+                    .map_err(|_| ctx.err("state.url_env", format!("environment variable {var} is not set")))?,
+                (Some(_), Some(_)) => {
+                    return Err(ctx.err("state.url_env", "set state.url_file or state.url_env, not both"))
+                }
+                (None, None) => {
+                    return Err(ctx.err(
+                        "state.url_file",
+                        "backend \"postgres\" needs the connection string: set state.url_file or state.url_env",
+                    ))
+                }
+            };
+            let field = if raw.url_file.is_some() {
+                "state.url_file"
+            } else {
+                "state.url_env"
+            };
+            if url.is_empty() {
+                return Err(ctx.err(field, "the connection string is empty"));
+            }
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                // The value itself is never repeated: it holds a password.
+                return Err(ctx.err(
+                    field,
+                    "the connection string must start with postgres:// or postgresql://",
+                ));
+            }
+            let pool_size = raw.pool_size.unwrap_or(DEFAULT_PG_POOL);
+            if pool_size == 0 || pool_size > MAX_PG_POOL {
+                return Err(ctx.err("state.pool_size", format!("must be between 1 and {MAX_PG_POOL}")));
+            }
+            let acquire_timeout = ctx.duration(
+                "state.acquire_timeout",
+                raw.acquire_timeout.as_deref(),
+                DEFAULT_PG_ACQUIRE,
+            )?;
+            let statement_timeout = ctx.duration(
+                "state.statement_timeout",
+                raw.statement_timeout.as_deref(),
+                DEFAULT_PG_STATEMENT,
+            )?;
+            for (name, value) in [
+                ("state.acquire_timeout", acquire_timeout),
+                ("state.statement_timeout", statement_timeout),
+            ] {
+                if value.is_zero() {
+                    return Err(ctx.err(name, "must be longer than zero"));
+                }
+            }
+            let settings = crate::state::PostgresSettings {
+                url,
+                pool_size,
+                acquire_timeout,
+                statement_timeout,
+            };
+            crate::state::PostgresStore::connect_lazy(&settings).map_err(|e| ctx.err(field, e.to_string()))?;
+            Ok(StateBackend::Postgres(settings))
+        }
+        other => Err(ctx.err(
+            "state.backend",
+            format!("unknown backend {other:?}: \"sqlite\" or \"postgres\""),
+        )),
+    }
 }
 
 fn validate_provenance(ctx: &Ctx<'_>, raw: &raw::RawProvenance) -> Result<ProvenanceSettings, ConfigError> {

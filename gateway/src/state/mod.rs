@@ -9,10 +9,12 @@
 //! Every method can fail with a [`StateError`]; callers on the upload path must fail closed
 //! (refuse the upload) when the store cannot answer.
 
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
 
+pub use self::postgres::{PostgresSettings, PostgresStore};
 pub use self::sqlite::SqliteStore;
 
 use std::sync::Arc;
