@@ -115,12 +115,8 @@ pub struct Outcome {
 impl Outcome {
     /// The `q` quantile (0 to 1) of latency, ms.
     pub fn latency_ms(&mut self, q: f64) -> f64 {
-        if self.latencies_us.is_empty() {
-            return 0.0;
-        }
         self.latencies_us.sort_unstable();
-        let index = ((self.latencies_us.len() - 1) as f64 * q).round() as usize;
-        f64::from(self.latencies_us[index]) / 1000.0
+        crate::stats::quantile_ms(&self.latencies_us, q)
     }
 
     /// Successful requests per second.

@@ -3,6 +3,15 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The `q` quantile (0 to 1) of sorted latencies in µs, in ms; 0 when there are none.
+pub fn quantile_ms(sorted_us: &[u32], q: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted_us.len() - 1) as f64 * q).round() as usize;
+    f64::from(sorted_us[index]) / 1000.0
+}
+
 /// One measured run of one target.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Run {
@@ -109,13 +118,6 @@ impl Row {
     /// Summarises runs; `latencies_us` are all of their requests' latencies.
     pub fn new(scenario: &str, target: &str, concurrency: usize, runs: Vec<Run>, mut latencies_us: Vec<u32>) -> Row {
         latencies_us.sort_unstable();
-        let quantile = |q: f64| {
-            if latencies_us.is_empty() {
-                return 0.0;
-            }
-            let index = ((latencies_us.len() - 1) as f64 * q).round() as usize;
-            f64::from(latencies_us[index]) / 1000.0
-        };
         let per_mib: Vec<f64> = runs.iter().filter_map(Run::cpu_ms_per_mib).collect();
         Row {
             scenario: scenario.to_owned(),
@@ -129,8 +131,8 @@ impl Row {
                     .map(|r| r.backend_cpu_s * 1e6 / (r.ok.max(1) as f64))
                     .collect(),
             ),
-            p50_ms: quantile(0.5),
-            p99_ms: quantile(0.99),
+            p50_ms: quantile_ms(&latencies_us, 0.5),
+            p99_ms: quantile_ms(&latencies_us, 0.99),
             peak_rss_mib: runs.iter().map(|r| r.peak_rss_mib).fold(0.0, f64::max),
             failed: runs.iter().map(|r| r.failed).sum(),
             first_failure: runs.iter().find_map(|r| r.first_failure.clone()),

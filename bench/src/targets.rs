@@ -24,9 +24,31 @@ pub fn pin(pid: u32, cpu: usize) {
         .status();
 }
 
-/// A free loopback port.
-pub fn free_port() -> u16 {
-    portcullis_e2e::free_port()
+/// A free loopback address.
+fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], portcullis_e2e::free_port()))
+}
+
+/// Starts `program args…` on the target core and waits until it listens on `listen`.
+fn spawn_listening(
+    name: &str,
+    program: &Path,
+    args: &[&std::ffi::OsStr],
+    listen: SocketAddr,
+) -> Result<Process, String> {
+    let child = Command::new("taskset")
+        .arg("-c")
+        .arg(TARGET_CPU.to_string())
+        .arg(program)
+        .args(args)
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("start {name}: {e}"))?;
+    let process = Process(child);
+    if !wait_for(listen) {
+        return Err(format!("{name} did not start"));
+    }
+    Ok(process)
 }
 
 fn wait_for(addr: SocketAddr) -> bool {
@@ -64,47 +86,22 @@ impl Drop for Process {
 
 /// The sink (`bench sink ADDR`, this same executable) on the target core.
 pub fn start_sink() -> Result<(Process, SocketAddr), String> {
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port())
-        .parse()
-        .map_err(|e| format!("{e}"))?;
+    let addr = loopback();
     let exe = std::env::current_exe().map_err(|e| format!("current exe: {e}"))?;
-    let child = Command::new("taskset")
-        .arg("-c")
-        .arg(TARGET_CPU.to_string())
-        .arg(exe)
-        .arg("sink")
-        .arg(addr.to_string())
-        .spawn()
-        .map_err(|e| format!("start sink: {e}"))?;
-    let process = Process(child);
-    if !wait_for(addr) {
-        return Err("the sink did not start".into());
-    }
+    let listen = addr.to_string();
+    let process = spawn_listening("the sink", &exe, &["sink".as_ref(), listen.as_ref()], addr)?;
     Ok((process, addr))
 }
 
 /// The bare pingora proxy (`pingora_baseline`, beside this executable) on the target core.
 pub fn start_pingora_baseline(backend: SocketAddr) -> Result<(Process, SocketAddr), String> {
-    let listen: SocketAddr = format!("127.0.0.1:{}", free_port())
-        .parse()
-        .map_err(|e| format!("{e}"))?;
+    let addr = loopback();
     let exe = std::env::current_exe()
         .map_err(|e| format!("current exe: {e}"))?
         .with_file_name("pingora_baseline");
-    let child = Command::new("taskset")
-        .arg("-c")
-        .arg(TARGET_CPU.to_string())
-        .arg(exe)
-        .arg(listen.to_string())
-        .arg(backend.to_string())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("start pingora_baseline: {e}"))?;
-    let process = Process(child);
-    if !wait_for(listen) {
-        return Err("pingora_baseline did not start".into());
-    }
-    Ok((process, listen))
+    let (listen, upstream) = (addr.to_string(), backend.to_string());
+    let process = spawn_listening("pingora_baseline", &exe, &[listen.as_ref(), upstream.as_ref()], addr)?;
+    Ok((process, addr))
 }
 
 /// nginx as an operator configures it in front of an upload backend: one worker (the
@@ -128,9 +125,7 @@ pub fn nginx_config(dir: &Path, listen: SocketAddr, backend: SocketAddr) -> Stri
 /// nginx from the system package, on the target core.
 pub fn start_nginx(dir: &Path, backend: SocketAddr) -> Result<(Process, SocketAddr), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{e}"))?;
-    let listen: SocketAddr = format!("127.0.0.1:{}", free_port())
-        .parse()
-        .map_err(|e| format!("{e}"))?;
+    let listen = loopback();
     let config = dir.join("nginx.conf");
     std::fs::write(&config, nginx_config(dir, listen, backend)).map_err(|e| format!("{e}"))?;
     let nginx = ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
@@ -138,24 +133,13 @@ pub fn start_nginx(dir: &Path, backend: SocketAddr) -> Result<(Process, SocketAd
         .map(PathBuf::from)
         .find(|p| p.exists())
         .ok_or("nginx is not installed (apt-get install nginx-light or nginx)")?;
-    let child = Command::new("taskset")
-        .arg("-c")
-        .arg(TARGET_CPU.to_string())
-        .arg(nginx)
-        .arg("-c")
-        .arg(&config)
-        .arg("-p")
-        .arg(dir)
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("start nginx: {e}"))?;
-    let process = Process(child);
-    if !wait_for(listen) {
-        return Err(format!(
-            "nginx did not start: {}",
+    let args = ["-c".as_ref(), config.as_os_str(), "-p".as_ref(), dir.as_os_str()];
+    let process = spawn_listening("nginx", &nginx, &args, listen).map_err(|e| {
+        format!(
+            "{e}: {}",
             std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
-        ));
-    }
+        )
+    })?;
     Ok((process, listen))
 }
 
@@ -220,9 +204,4 @@ pub fn start_gateway(dir: &Path, backend: SocketAddr, mode: GatewayMode, fixture
     let mut gateway = builder.start(dir);
     pin(gateway.process().pid(), TARGET_CPU);
     gateway
-}
-
-/// Whether the process tree `pid` is alive.
-pub fn alive(pid: u32) -> bool {
-    procfs::cpu_seconds(pid) > 0.0 || Path::new(&format!("/proc/{pid}")).exists()
 }

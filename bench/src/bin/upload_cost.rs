@@ -23,37 +23,13 @@ fn fixtures() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures")
 }
 
-const RULES: &str = r#"
-[issuers.github]
-url = "https://token.actions.githubusercontent.com"
-kind = "github"
-[registries.pypi]
-audience = "bench"
-max_upload_bytes = "200 MiB"
-[[registries.pypi.projects]]
-id = "no-internal"
-names = ["internal-*"]
-action = "deny"
-[[registries.pypi.provenance_rules]]
-id = "attested"
-names = ["pypi-attestations"]
-mode = "required"
-[[registries.pypi.publishers]]
-id = "tob-release"
-issuer = "github"
-projects = ["pypi-attestations"]
-repository = "trailofbits/pypi-attestations"
-repository_owner_id = "2314423"
-workflow = "release.yml"
-"#;
-
 fn gateway(sink: &Sink, dir: &std::path::Path, policy: bool, cache: bool) -> Gateway {
     let mut registry = RegistrySpec::new("pypi", "pypi", sink.addr());
     registry.extra = "max_body_bytes = \"200 MiB\"".into();
     let mut builder = Gateway::builder().registry(registry);
     if policy {
         let root = fixtures().join("trusted-roots/public-good-production.trusted_root.json");
-        builder = builder.rules(RULES).config(&format!(
+        builder = builder.rules(portcullis_bench::targets::POLICY_RULES).config(&format!(
             "[provenance]\ntrusted_root = {:?}\n{}",
             root.display().to_string(),
             if cache { "" } else { "cache_size = 0\n" }
