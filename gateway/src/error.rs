@@ -107,6 +107,9 @@ pub enum Refusal {
     /// A failure inside the gateway.
     #[error("internal error in the gateway; the request was not forwarded")]
     Internal,
+    /// The client sent its request body too slowly (`[client] min_body_rate`).
+    #[error("{0}")]
+    RequestTimeout(String),
 }
 
 impl Refusal {
@@ -139,6 +142,7 @@ impl Refusal {
             Refusal::OverrideReasonRequired(_) => "override_reason_required",
             Refusal::StateUnavailable => "state_unavailable",
             Refusal::Internal => "internal_error",
+            Refusal::RequestTimeout(_) => "request_timeout",
         }
     }
 
@@ -168,6 +172,7 @@ impl Refusal {
             Refusal::OverrideReasonRequired(_) => 400,
             Refusal::StateUnavailable => 503,
             Refusal::Internal => 500,
+            Refusal::RequestTimeout(_) => 408,
         }
     }
 

@@ -141,9 +141,18 @@ pub fn build_server(config: &Config, options: RunOptions) -> Result<Portcullis, 
         },
     );
     let grace = crate::proxy::accept_grace::DEFAULT_ACCEPT_GRACE.min(config.server.grace_period);
+    let head_clocks = crate::proxy::slow_clients::HeadClocks::new();
+    let gateway = gateway.with_client_limits(config.client, head_clocks.clone());
     let mut proxy = Service::new(
         "portcullis proxy".to_owned(),
-        crate::proxy::accept_grace::AcceptGrace::new(pingora::proxy::http_proxy(&server.configuration, gateway), grace),
+        crate::proxy::accept_grace::AcceptGrace::new(
+            crate::proxy::slow_clients::HeadTimeout::new(
+                pingora::proxy::http_proxy(&server.configuration, gateway),
+                head_clocks,
+                config.client.header_timeout,
+            ),
+            grace,
+        ),
     );
     for listener in &config.listeners {
         let address = listener.address.to_string();

@@ -45,6 +45,24 @@ pub struct RawConfig {
     /// Settings for end-to-end tests only; never set them in production.
     #[serde(default)]
     pub testing: RawTesting,
+    /// Time limits on slow clients.
+    #[serde(default)]
+    pub client: RawClient,
+}
+
+/// Time limits on slow clients (slowloris): a request head must arrive in time, and a body
+/// must keep coming.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClient {
+    /// Longest time for a whole request head to arrive, from the connection's accept or the
+    /// end of the previous request on it (default `"30s"`).
+    pub header_timeout: Option<String>,
+    /// Longest wait for one read of a request body (default `"60s"`).
+    pub read_timeout: Option<String>,
+    /// Least average body rate, per second, enforced once a body has taken longer than
+    /// `header_timeout` (default `"1 KiB"`; `"0"` turns it off).
+    pub min_body_rate: Option<ByteSize>,
 }
 
 /// The audit log: every decision on an upload or a delete-like request.

@@ -45,6 +45,31 @@ pub struct Config {
     pub audit: AuditSettings,
     /// Whether the admin listener may move the clock (tests only).
     pub adjustable_clock: bool,
+    /// Time limits on slow clients.
+    pub client: ClientLimits,
+}
+
+/// Time limits on slow clients (`[client]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// Longest time for a request head to arrive (from accept, or from the end of the
+    /// previous request on a kept-alive connection).
+    pub header_timeout: Duration,
+    /// Longest wait for one read of a request body.
+    pub read_timeout: Duration,
+    /// Least average body rate in bytes per second once a body has taken longer than
+    /// `header_timeout`; 0 turns the check off.
+    pub min_body_rate: u64,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        ClientLimits {
+            header_timeout: Duration::from_secs(30),
+            read_timeout: Duration::from_secs(60),
+            min_body_rate: 1024,
+        }
+    }
 }
 
 /// Which state store the gateway uses.
@@ -537,7 +562,34 @@ pub fn validate(file: &Path, raw: raw::RawConfig) -> Result<Config, ConfigError>
         provenance,
         audit,
         adjustable_clock: raw.testing.adjustable_clock,
+        client: validate_client(&ctx, &raw.client)?,
     })
+}
+
+fn validate_client(ctx: &Ctx<'_>, raw: &raw::RawClient) -> Result<ClientLimits, ConfigError> {
+    let defaults = ClientLimits::default();
+    let limits = ClientLimits {
+        header_timeout: ctx.duration(
+            "client.header_timeout",
+            raw.header_timeout.as_deref(),
+            defaults.header_timeout,
+        )?,
+        read_timeout: ctx.duration(
+            "client.read_timeout",
+            raw.read_timeout.as_deref(),
+            defaults.read_timeout,
+        )?,
+        min_body_rate: raw.min_body_rate.map_or(defaults.min_body_rate, |ByteSize(b)| b),
+    };
+    for (field, value) in [
+        ("client.header_timeout", limits.header_timeout),
+        ("client.read_timeout", limits.read_timeout),
+    ] {
+        if value.is_zero() {
+            return Err(ctx.err(field, "must be greater than zero"));
+        }
+    }
+    Ok(limits)
 }
 
 const DEFAULT_PG_POOL: u32 = 8;

@@ -9,10 +9,12 @@ mod authenticate;
 pub mod ctx;
 mod deletion;
 mod exchange;
+pub mod framing;
 pub mod holdback;
 mod integrity;
 mod ledger;
 mod provenance;
+pub mod slow_clients;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -75,6 +77,8 @@ pub struct Gateway {
     failed_exchanges: FailedExchanges,
     provenance: Arc<ProvenanceVerifier>,
     records: Records,
+    client: crate::config::validated::ClientLimits,
+    head_clocks: Arc<slow_clients::HeadClocks>,
 }
 
 const VIA: &str = "1.1 portcullis";
@@ -110,7 +114,26 @@ impl Gateway {
             failed_exchanges: FailedExchanges::new(failure_memory),
             provenance,
             records,
+            client: crate::config::validated::ClientLimits::default(),
+            head_clocks: slow_clients::HeadClocks::new(),
         }
+    }
+
+    /// Applies the `[client]` time limits; `head_clocks` is shared with the
+    /// [`slow_clients::HeadTimeout`] wrapping this proxy.
+    pub fn with_client_limits(
+        mut self,
+        limits: crate::config::validated::ClientLimits,
+        head_clocks: Arc<slow_clients::HeadClocks>,
+    ) -> Self {
+        self.client = limits;
+        self.head_clocks = head_clocks;
+        self
+    }
+
+    /// The id of the client connection (as [`slow_clients::HeadTimeout`] knows it).
+    fn connection_id(session: &Session) -> Option<pingora::protocols::UniqueIDType> {
+        session.as_downstream().as_http1().map(|h1| h1.stream().id())
     }
 
     fn registry(&self, ctx: &RequestCtx) -> Option<&Arc<Registry>> {
@@ -248,6 +271,20 @@ impl Gateway {
         let chunk = chunk.unwrap_or_default();
         ctx.body_bytes += chunk.len() as u64;
         self.check_size(ctx, &registry, ctx.body_bytes)?;
+        if !end_of_stream
+            && slow_clients::body_too_slow(
+                ctx.body_bytes,
+                ctx.started,
+                Instant::now(),
+                self.client.header_timeout,
+                self.client.min_body_rate,
+            )
+        {
+            return Err(Refusal::RequestTimeout(format!(
+                "the request body arrived too slowly (under {} bytes per second)",
+                self.client.min_body_rate
+            )));
+        }
         let Some(write) = ctx.write.as_mut() else {
             return Ok(Some(chunk));
         };
@@ -652,8 +689,28 @@ impl ProxyHttp for Gateway {
         RequestCtx::new()
     }
 
+    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut RequestCtx) -> Result<()> {
+        if let Some(id) = Self::connection_id(session) {
+            self.head_clocks.head_received(id);
+        }
+        session
+            .as_downstream_mut()
+            .set_read_timeout(Some(self.client.read_timeout));
+        Ok(())
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.rules = Some(self.rules.current());
+        // Framing another parser could read differently is refused before anything else.
+        let framing = match session.as_downstream().as_http1() {
+            Some(h1) => framing::check(&h1.get_headers_raw_bytes(), &session.req_header().headers),
+            None => Ok(()),
+        };
+        if let Err(refusal) = framing {
+            self.respond_refusal(session, ctx, &refusal).await?;
+            ctx.refusal = Some(refusal);
+            return Ok(true);
+        }
         if let Some(endpoint) = crate::trusted_publishing::wire::Endpoint::recognise(session.req_header().uri.path()) {
             self.serve_exchange(session, ctx, endpoint).await?;
             return Ok(true);
@@ -903,6 +960,9 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        if let Some(id) = Self::connection_id(session) {
+            self.head_clocks.request_done(id);
+        }
         self.record(session, e, ctx);
         self.count_download(session, ctx);
         self.ledger_finish(session, e, ctx).await;

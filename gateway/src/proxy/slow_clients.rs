@@ -1,0 +1,228 @@
+//! Time limits on slow clients (slowloris).
+//!
+//! pingora times out each read of a request on its own (60 s by default): a client that sends
+//! one byte of its head every few seconds, or trickles its body, holds a connection (and, for
+//! a body, a backend connection) for as long as it likes. Two limits close that:
+//!
+//! - [`HeadTimeout`] wraps the proxy application and drops a connection whose request head has
+//!   not fully arrived `header_timeout` after the accept or after the end of the previous
+//!   request on it. The proxy tells it when a head has arrived ([`HeadClocks::head_received`],
+//!   from `early_request_filter`) and when a request has ended ([`HeadClocks::request_done`],
+//!   from `logging`).
+//! - [`body_too_slow`] is checked on every body chunk: once a body has taken longer than
+//!   `header_timeout`, its average rate must be at least `min_body_rate`, or the request is
+//!   refused with `408 request_timeout` (and the partial body upstream ends in a reset).
+//!
+//! A body that stops altogether runs into the per-read `read_timeout` the proxy sets on each
+//! request.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::apps::ServerApp;
+use pingora::protocols::{Stream, UniqueIDType};
+use pingora::server::ShutdownWatch;
+use tokio::sync::Notify;
+
+/// One connection's head clock: `Some(since)` while a request head is awaited.
+#[derive(Debug)]
+struct Clock {
+    awaiting_since: Mutex<Option<Instant>>,
+    changed: Notify,
+}
+
+impl Clock {
+    fn set(&self, value: Option<Instant>) {
+        if let Ok(mut state) = self.awaiting_since.lock() {
+            *state = value;
+        }
+        self.changed.notify_one();
+    }
+
+    fn awaiting_since(&self) -> Option<Instant> {
+        self.awaiting_since.lock().map(|s| *s).unwrap_or(None)
+    }
+
+    /// Resolves once a head has been awaited for longer than `limit`.
+    async fn expired(&self, limit: Duration) {
+        loop {
+            match self.awaiting_since() {
+                Some(since) => {
+                    let deadline = since + limit;
+                    if Instant::now() >= deadline {
+                        return;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(deadline.into()) => {}
+                        _ = self.changed.notified() => {}
+                    }
+                }
+                None => self.changed.notified().await,
+            }
+        }
+    }
+}
+
+/// The head clocks of the open client connections, by connection id.
+#[derive(Debug, Default)]
+pub struct HeadClocks {
+    clocks: Mutex<HashMap<UniqueIDType, Arc<Clock>>>,
+}
+
+impl HeadClocks {
+    /// No connections yet.
+    pub fn new() -> Arc<Self> {
+        Arc::new(HeadClocks::default())
+    }
+
+    fn register(&self, id: UniqueIDType) -> Arc<Clock> {
+        let clock = Arc::new(Clock {
+            awaiting_since: Mutex::new(Some(Instant::now())),
+            changed: Notify::new(),
+        });
+        if let Ok(mut clocks) = self.clocks.lock() {
+            clocks.insert(id, clock.clone());
+        }
+        clock
+    }
+
+    fn unregister(&self, id: UniqueIDType, clock: &Arc<Clock>) {
+        if let Ok(mut clocks) = self.clocks.lock() {
+            // The id (a file descriptor) may already belong to a newer connection.
+            if clocks.get(&id).is_some_and(|c| Arc::ptr_eq(c, clock)) {
+                clocks.remove(&id);
+            }
+        }
+    }
+
+    fn get(&self, id: UniqueIDType) -> Option<Arc<Clock>> {
+        self.clocks.lock().ok().and_then(|c| c.get(&id).cloned())
+    }
+
+    /// The head of a request on connection `id` has arrived: stop its clock.
+    pub fn head_received(&self, id: UniqueIDType) {
+        if let Some(clock) = self.get(id) {
+            clock.set(None);
+        }
+    }
+
+    /// A request on connection `id` has ended: the next head is awaited from now.
+    pub fn request_done(&self, id: UniqueIDType) {
+        if let Some(clock) = self.get(id) {
+            clock.set(Some(Instant::now()));
+        }
+    }
+
+    /// How many connections are tracked (for tests).
+    pub fn len(&self) -> usize {
+        self.clocks.lock().map(|c| c.len()).unwrap_or(0)
+    }
+
+    /// Whether no connection is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A [`ServerApp`] that drops connections whose request head does not arrive in time.
+pub struct HeadTimeout<A> {
+    inner: Arc<A>,
+    clocks: Arc<HeadClocks>,
+    limit: Duration,
+}
+
+impl<A> HeadTimeout<A> {
+    /// Wraps `inner`; heads must arrive within `limit`, as `clocks` tells.
+    pub fn new(inner: A, clocks: Arc<HeadClocks>, limit: Duration) -> Self {
+        HeadTimeout {
+            inner: Arc::new(inner),
+            clocks,
+            limit,
+        }
+    }
+}
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for HeadTimeout<A> {
+    async fn process_new(self: &Arc<Self>, session: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        let id = session.id();
+        let clock = self.clocks.register(id);
+        let served = tokio::select! {
+            biased;
+            served = self.inner.process_new(session, shutdown) => served,
+            () = clock.expired(self.limit) => {
+                tracing::debug!(connection = id, limit_ms = self.limit.as_millis() as u64, "request head timed out; closing");
+                None
+            }
+        };
+        self.clocks.unregister(id, &clock);
+        served
+    }
+
+    async fn cleanup(&self) {
+        self.inner.cleanup().await;
+    }
+}
+
+/// Whether a body that has received `bytes` since `started` is too slow: it has taken longer
+/// than `grace` and its average rate is below `min_rate` bytes per second (0: never).
+pub fn body_too_slow(bytes: u64, started: Instant, now: Instant, grace: Duration, min_rate: u64) -> bool {
+    let elapsed = now.saturating_duration_since(started);
+    if min_rate == 0 || elapsed <= grace {
+        return false;
+    }
+    (bytes as f64) < (min_rate as f64) * elapsed.as_secs_f64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slow_bodies_are_judged_only_after_the_grace() {
+        let t0 = Instant::now();
+        let grace = Duration::from_secs(2);
+        assert!(!body_too_slow(0, t0, t0 + Duration::from_secs(1), grace, 1024));
+        assert!(body_too_slow(100, t0, t0 + Duration::from_secs(3), grace, 1024));
+        assert!(!body_too_slow(4096, t0, t0 + Duration::from_secs(3), grace, 1024));
+        assert!(
+            !body_too_slow(0, t0, t0 + Duration::from_secs(300), grace, 0),
+            "0 turns it off"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_clock_expires_only_while_a_head_is_awaited() {
+        let clocks = HeadClocks::new();
+        let clock = clocks.register(7);
+        clocks.head_received(7);
+        let limit = Duration::from_millis(50);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), clock.expired(limit))
+                .await
+                .is_err(),
+            "no head awaited: no expiry"
+        );
+        clocks.request_done(7);
+        let started = Instant::now();
+        tokio::time::timeout(Duration::from_secs(2), clock.expired(limit))
+            .await
+            .expect("expires after the request ended");
+        assert!(started.elapsed() >= limit);
+        clocks.unregister(7, &clock);
+        assert!(clocks.is_empty());
+    }
+
+    #[test]
+    fn a_reused_id_is_not_unregistered_by_the_old_connection() {
+        let clocks = HeadClocks::new();
+        let old = clocks.register(3);
+        let new = clocks.register(3);
+        clocks.unregister(3, &old);
+        assert_eq!(clocks.len(), 1);
+        clocks.unregister(3, &new);
+        assert!(clocks.is_empty());
+    }
+}
