@@ -1104,3 +1104,336 @@ fn chunked_edge_cases_are_forwarded_exactly_or_refused() {
     }
     s.assert_nothing_smuggled();
 }
+
+/// Short client time limits, so the slow-client cases end in about a second.
+const SHORT_CLIENT_LIMITS: &str =
+    "[client]\nheader_timeout = \"1s\"\nread_timeout = \"1s\"\nmin_body_rate = \"1 KiB\"\n";
+
+/// What a trickling client saw.
+#[derive(Debug)]
+struct Trickled {
+    /// When the gateway closed the connection (or when the client gave up, after 6 s).
+    closed_after: Duration,
+    /// When the first byte of an answer came.
+    answered_after: Option<Duration>,
+    /// The answer.
+    answer: Vec<u8>,
+}
+
+/// Sends `prefix`, then one byte of `drip` every 50 ms until the gateway closes the connection
+/// (or 6 s pass).
+fn trickle(addr: SocketAddr, prefix: &[u8], drip: u8) -> Trickled {
+    trickle_on(connect(addr), prefix, drip)
+}
+
+/// [`trickle`] on an open connection.
+fn trickle_on(mut stream: TcpStream, prefix: &[u8], drip: u8) -> Trickled {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("read timeout");
+    let started = Instant::now();
+    let mut answered_after = None;
+    let mut answer = Vec::new();
+    let done = |answer: Vec<u8>, answered_after| Trickled {
+        closed_after: started.elapsed(),
+        answered_after,
+        answer,
+    };
+    if stream.write_all(prefix).is_err() {
+        return done(answer, answered_after);
+    }
+    let mut buf = [0u8; 4096];
+    while started.elapsed() < Duration::from_secs(6) {
+        // The read timeout paces the drip: one byte per 50 ms of silence from the gateway.
+        match stream.read(&mut buf) {
+            Ok(0) => return done(answer, answered_after),
+            Ok(n) => {
+                answered_after.get_or_insert(started.elapsed());
+                answer.extend_from_slice(&buf[..n]);
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => return done(answer, answered_after),
+        }
+        if stream.write_all(&[drip]).is_err() {
+            return done(answer, answered_after);
+        }
+    }
+    done(answer, answered_after)
+}
+
+/// How long the gateway keeps a connection on which nothing is sent (at most 6 s).
+fn idle_connection(addr: SocketAddr) -> Duration {
+    let mut stream = connect(addr);
+    let started = Instant::now();
+    let got = read_replies(&mut stream, 1, Duration::from_secs(6));
+    assert!(got.replies.is_empty(), "no answer to nothing: {got:?}");
+    started.elapsed()
+}
+
+#[test]
+fn slow_clients_are_cut_off_while_others_are_served() {
+    let s = setup(SHORT_CLIENT_LIMITS);
+    let addr = s.addr();
+    let limit = Duration::from_secs(1);
+    let attacks = std::thread::scope(|scope| {
+        // A head trickled byte by byte.
+        let head = scope.spawn(|| {
+            trickle(
+                addr,
+                b"GET /simple/slow-head/ HTTP/1.1\r\nHost: registry.test\r\nX-Pad: ",
+                b'a',
+            )
+        });
+        // A connection that never sends anything.
+        let idle = scope.spawn(|| idle_connection(addr));
+        // A quick first request, then the second head trickled on the kept-alive connection.
+        let second_head = scope.spawn(|| {
+            let mut stream = connect(addr);
+            stream
+                .write_all(b"GET /simple/slow-second-first/ HTTP/1.1\r\nHost: registry.test\r\n\r\n")
+                .expect("first request");
+            let first = read_replies(&mut stream, 1, Duration::from_secs(5));
+            let second = trickle_on(
+                stream,
+                b"GET /simple/slow-second-head/ HTTP/1.1\r\nHost: registry.test\r\nX-Pad: ",
+                b'a',
+            );
+            (first, second)
+        });
+        // A body trickled byte by byte.
+        let body = scope.spawn(|| trickle(addr, &bulk("slow-body", "Content-Length: 100000\r\n", b"x"), b'x'));
+        // A body that stops.
+        let stalled = scope.spawn(|| {
+            let mut stream = connect(addr);
+            stream
+                .write_all(&bulk("stalled-body", "Content-Length: 100\r\n", b"0123456789"))
+                .expect("write");
+            let started = Instant::now();
+            let got = read_replies(&mut stream, 1, Duration::from_secs(6));
+            (started.elapsed(), got)
+        });
+        // Meanwhile, ordinary requests are served at once.
+        let mut served = Vec::new();
+        for i in 0..5 {
+            let started = Instant::now();
+            let r = http::get(addr, &format!("/simple/during-attack-{i}/"));
+            served.push((r.status, started.elapsed()));
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        (
+            head.join().expect("head"),
+            idle.join().expect("idle"),
+            second_head.join().expect("second head"),
+            body.join().expect("body"),
+            stalled.join().expect("stalled"),
+            served,
+        )
+    });
+    let (head, idle, second_head, body, stalled, served) = attacks;
+    eprintln!(
+        "head trickle cut after {:?}, idle connection after {idle:?}, second head after {:?}, \
+         body trickle answered after {:?} and closed after {:?}, stalled body closed after {:?}",
+        head.closed_after, second_head.1.closed_after, body.answered_after, body.closed_after, stalled.0
+    );
+    for (status, took) in &served {
+        assert_eq!(*status, 200);
+        assert!(
+            *took < Duration::from_secs(1),
+            "a normal request took {took:?} during the attack"
+        );
+    }
+    let within = |took: Duration| took >= limit && took < limit + Duration::from_millis(1500);
+    assert!(within(head.closed_after), "a trickled head: {head:?}");
+    assert!(head.answer.is_empty(), "no answer to a head that never completed");
+    assert!(within(idle), "an idle connection was closed after {idle:?}");
+    assert_eq!(second_head.0.statuses(), vec![200]);
+    assert!(
+        second_head.1.closed_after < limit + Duration::from_millis(1500),
+        "a trickled second head: {:?}",
+        second_head.1
+    );
+    assert!(second_head.1.answer.is_empty());
+    // The trickled body: refused with 408 once it has taken longer than the limit, then the
+    // connection closes after the lingering drain (2 s).
+    assert!(
+        body.answered_after.is_some_and(within),
+        "a trickled body was answered after {:?}",
+        body.answered_after
+    );
+    assert!(
+        body.closed_after < limit + Duration::from_secs(4),
+        "{:?}",
+        body.closed_after
+    );
+    let replies = parse_replies(&body.answer, true);
+    assert_eq!(
+        replies.iter().map(|r| r.status).collect::<Vec<_>>(),
+        vec![408],
+        "{replies:?}"
+    );
+    assert_eq!(replies[0].code().as_deref(), Some("request_timeout"));
+    // The stalled body: the read timeout closes it, without an answer.
+    assert!(stalled.1.closed, "a stalled body is closed");
+    assert!(stalled.1.replies.is_empty(), "{:?}", stalled.1);
+    assert!(within(stalled.0), "a stalled body was closed after {:?}", stalled.0);
+
+    // The backend connection of each slow body was ended, short of a whole body.
+    for tag in ["case=slow-body", "case=stalled-body"] {
+        let mut seen = Vec::new();
+        assert!(
+            wait_until(Duration::from_secs(5), || {
+                seen = s.seen_with(tag);
+                !seen.is_empty()
+            }),
+            "{tag}: the backend connection is still open"
+        );
+        assert_eq!(seen.len(), 1, "{tag}: {seen:?}");
+        assert_ne!(seen[0].ending, Ending::Complete, "{tag}: {seen:?}");
+    }
+    assert!(s.seen_with("slow-head").is_empty() && s.seen_with("slow-second-head").is_empty());
+    assert_eq!(s.seen_with("slow-second-first").len(), 1);
+    // A slow client's time is its own: the gateway still answers after the attack.
+    assert_eq!(http::get(addr, "/simple/after-attack/").status, 200);
+}
+
+/// A keep-alive client connection that reconnects when the gateway closes it.
+struct Client {
+    addr: SocketAddr,
+    stream: Option<TcpStream>,
+}
+
+impl Client {
+    fn new(addr: SocketAddr) -> Client {
+        Client { addr, stream: None }
+    }
+
+    /// Sends one request and reads its reply (on a fresh connection if the last one closed).
+    fn send(&mut self, request: &[u8]) -> Reply {
+        for _attempt in 0..2 {
+            let stream = self.stream.get_or_insert_with(|| connect(self.addr));
+            if stream.write_all(request).is_ok() {
+                let got = read_one(stream);
+                if got.1 {
+                    self.stream = None;
+                }
+                if let Some(reply) = got.0 {
+                    return reply;
+                }
+            }
+            self.stream = None;
+        }
+        panic!("no reply to {}", String::from_utf8_lossy(request));
+    }
+}
+
+/// Reads exactly one reply; returns it and whether the connection closed.
+fn read_one(stream: &mut TcpStream) -> (Option<Reply>, bool) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        if let Some((reply, _)) = parse_reply(&buf, false) {
+            let closed = reply.header("connection") == Some("close");
+            return (Some(reply), closed);
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return (parse_reply(&buf, true).map(|(r, _)| r), true),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+#[test]
+fn a_request_flood_is_answered_exactly_and_the_gateway_keeps_serving() {
+    let s = setup("[client]\nheader_timeout = \"2s\"\n");
+    let addr = s.addr();
+    const CLIENTS: usize = 8;
+    const PER_CLIENT: usize = 250;
+    let started = Instant::now();
+    // Idle connections held open through the flood (the gateway must not wait on them).
+    let idle: Vec<TcpStream> = (0..200).map(|_| connect(addr)).collect();
+    let results: Vec<Vec<(String, u16, Option<String>)>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..CLIENTS)
+            .map(|c| {
+                scope.spawn(move || {
+                    let mut client = Client::new(addr);
+                    let mut out = Vec::with_capacity(PER_CLIENT);
+                    for i in 0..PER_CLIENT {
+                        // Every tenth request is one the gateway refuses on its head.
+                        let target = if i % 10 == 9 {
+                            format!("/simple/flood-{c}-{i}/../x/")
+                        } else {
+                            format!("/simple/flood-{c}-{i}/")
+                        };
+                        let reply =
+                            client.send(format!("GET {target} HTTP/1.1\r\nHost: registry.test\r\n\r\n").as_bytes());
+                        out.push((target, reply.status, reply.code()));
+                    }
+                    out
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().expect("client")).collect()
+    });
+    // Then a connection flood: one new connection per request.
+    let connections: Vec<String> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..4)
+            .map(|c| {
+                scope.spawn(move || {
+                    (0..250)
+                        .map(|i| {
+                            let target = format!("/simple/conn-{c}-{i}/");
+                            let r = http::get(addr, &target);
+                            assert_eq!(r.status, 200, "{target}");
+                            target
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().expect("client")).collect()
+    });
+    let flood_took = started.elapsed();
+    let total: usize = results.iter().map(Vec::len).sum::<usize>() + connections.len();
+    assert_eq!(total, CLIENTS * PER_CLIENT + 1000);
+    let mut expected = connections;
+    for (target, status, code) in results.iter().flatten() {
+        if target.contains("..") {
+            assert_eq!((*status, code.as_deref()), (400, Some("bad_path")), "{target}");
+        } else {
+            assert_eq!(*status, 200, "{target}");
+            expected.push(target.clone());
+        }
+    }
+    // The backend saw exactly the requests meant to pass, once each.
+    assert!(wait_until(Duration::from_secs(10), || s.sink.seen().len() >= expected.len()));
+    let mut seen: Vec<String> = s.sink.seen().into_iter().map(|r| r.path).collect();
+    seen.sort();
+    expected.sort();
+    assert_eq!(seen.len(), expected.len(), "one backend request per accepted request");
+    assert_eq!(seen, expected);
+    eprintln!(
+        "{total} requests ({} on {CLIENTS} keep-alive connections, 1000 on their own connections; 200 idle connections held) in {flood_took:?} ({:.0} requests/s)",
+        CLIENTS * PER_CLIENT,
+        total as f64 / flood_took.as_secs_f64()
+    );
+
+    // The idle connections are closed by the head timeout; the gateway still answers.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for mut conn in idle {
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(10));
+        conn.set_read_timeout(Some(left)).expect("timeout");
+        let mut byte = [0u8; 1];
+        assert!(
+            matches!(conn.read(&mut byte), Ok(0) | Err(_)),
+            "an idle connection got bytes"
+        );
+    }
+    assert!(Instant::now() < deadline, "the idle connections were closed in time");
+    let r = http::get(addr, "/simple/after-flood/");
+    assert_eq!(r.status, 200);
+}
