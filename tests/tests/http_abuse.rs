@@ -472,6 +472,17 @@ fn ambiguous_framing_is_refused_and_never_desyncs_the_backend() {
             want: Want::Refused(400, "bad_request"),
             body: b"",
         },
+        // CL.TE carrying a second upload, to a denied project: neither request goes anywhere.
+        Case {
+            name: "cl-te-upload",
+            bytes: bulk(
+                "cl-te-upload",
+                "Content-Length: 6\r\nTransfer-Encoding: chunked\r\n",
+                b"0\r\n\r\nPUT /npm/blocked-smuggled HTTP/1.1\r\nHost: registry.test\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+            ),
+            want: Want::Refused(400, "bad_request"),
+            body: b"",
+        },
         // TE.TE: obfuscated Transfer-Encoding.
         Case {
             name: "te-xchunked",

@@ -86,6 +86,28 @@ address = "127.0.0.1:8081"
     }
 
     #[test]
+    fn client_limits_default_and_are_checked_by_field() {
+        let config = parse_str(MINIMAL).expect("valid");
+        assert_eq!(config.client, validated::ClientLimits::default());
+        assert_eq!(config.client.header_timeout.as_secs(), 30);
+        let text =
+            format!("{MINIMAL}[client]\nheader_timeout = \"2s\"\nread_timeout = \"500ms\"\nmin_body_rate = \"0\"\n");
+        let config = parse_str(&text).expect("valid");
+        assert_eq!(config.client.header_timeout.as_secs(), 2);
+        assert_eq!(config.client.read_timeout.as_millis(), 500);
+        assert_eq!(config.client.min_body_rate, 0);
+        for (line, field) in [
+            ("header_timeout = \"0s\"", "client.header_timeout"),
+            ("read_timeout = \"later\"", "client.read_timeout"),
+        ] {
+            match parse_str(&format!("{MINIMAL}[client]\n{line}\n")) {
+                Err(ConfigError::Invalid { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("expected an error on {field}, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn unknown_fields_report_line_and_reason() {
         let text = MINIMAL.replace("protocol = \"pypi\"", "protocol = \"pypi\"\nprotocl = 1");
         let err = parse_str(&text).expect_err("unknown field");
