@@ -383,12 +383,14 @@ fn hostile_key_sets_are_refused_whole_and_other_issuers_keep_working() {
     let body = serde_json::to_vec(&json!({ "keys": thousands })).expect("json");
     assert!(body.len() > 2_000_000, "{}", body.len());
     huge.serve_canned("/jwks", Canned::bytes(body.clone(), true));
-    let mut streamed = huge_stream.jwks()["keys"].as_array().expect("keys").clone();
-    streamed.extend(thousands.iter().take(6000).cloned());
-    huge_stream.serve_canned(
-        "/jwks",
-        Canned::bytes(serde_json::to_vec(&json!({ "keys": streamed })).expect("json"), false),
-    );
+    // 64 MiB without Content-Length: the genuine keys first, then padding. A gateway that
+    // buffered it would show in its memory.
+    let mut streamed = serde_json::to_vec(&json!({ "keys": huge_stream.jwks()["keys"] })).expect("json");
+    streamed.pop(); // the closing brace
+    streamed.extend_from_slice(b",\"padding\":\"");
+    streamed.resize(streamed.len() + (64 << 20), b'x');
+    streamed.extend_from_slice(b"\"}");
+    huge_stream.serve_canned("/jwks", Canned::bytes(streamed, false));
     // 101 keys: small enough in bytes, over the key count.
     let mut hundred: Vec<Value> = many.jwks()["keys"].as_array().expect("keys").clone();
     let many_jwk = hundred[0].clone();
@@ -415,8 +417,10 @@ fn hostile_key_sets_are_refused_whole_and_other_issuers_keep_working() {
         ("many", &many),
         ("nested", &nested),
     ];
-    let s = start(&issuers, Options::default());
-    let rss_before = s.gateway_rss();
+    let mut s = start(&issuers, Options::default());
+    // Warm up (the key-set HTTP client, TLS, the exchange path) before measuring memory.
+    minted(&mint(&s.gateway, &good.token(claims(&good))));
+    let peak_before = s.gateway.process().peak_rss_kib().expect("VmHWM");
 
     let cases: [(&str, &Issuer, &str, &str); 6] = [
         (
@@ -438,7 +442,7 @@ fn hostile_key_sets_are_refused_whole_and_other_issuers_keep_working() {
             "over the 262144-byte limit",
         ),
         (
-            "6000 keys, 2+ MB, read until close",
+            "64 MiB, read until close",
             &huge_stream,
             "too_large",
             "over the 262144-byte limit",
@@ -471,14 +475,15 @@ fn hostile_key_sets_are_refused_whole_and_other_issuers_keep_working() {
     for (name, issuer) in &issuers[1..] {
         assert_eq!(issuer.requests("/jwks"), 1, "{name}");
     }
-    let rss_after = s.gateway_rss();
-    if let (Some(before), Some(after)) = (rss_before, rss_after) {
-        assert!(
-            after < before + 48 * 1024,
-            "RSS grew from {before} KiB to {after} KiB refusing the hostile key sets"
-        );
-        eprintln!("gateway RSS: {before} KiB before, {after} KiB after the hostile key sets");
-    }
+    let peak_after = s.gateway.process().peak_rss_kib().expect("VmHWM");
+    let rss_after = s.gateway.process().rss_kib().expect("VmRSS");
+    eprintln!(
+        "gateway peak RSS: {peak_before} KiB before, {peak_after} KiB after the hostile key sets (current {rss_after} KiB)"
+    );
+    assert!(
+        peak_after < peak_before + 40 * 1024,
+        "peak RSS grew from {peak_before} KiB to {peak_after} KiB refusing the hostile key sets"
+    );
     assert_eq!(
         s.gateway
             .metric("portcullis_oidc_jwks_fetches_total{outcome=\"failed\"}"),
@@ -488,19 +493,6 @@ fn hostile_key_sets_are_refused_whole_and_other_issuers_keep_working() {
         assert_eq!(minted_count(&s.gateway, name), 0.0, "{name}");
     }
     assert!(s.sink.seen().is_empty(), "{:?}", s.sink.seen());
-}
-
-impl Setup {
-    /// The gateway's resident memory (KiB), when the platform tells.
-    fn gateway_rss(&self) -> Option<u64> {
-        let pid = std::fs::read_to_string(self.work.join("gateway/portcullis.pid")).ok()?;
-        let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-    }
 }
 
 #[test]
@@ -1250,8 +1242,15 @@ fn the_backend_credential_and_tokens_never_leak() {
         swapped, 2,
         "the accepted upload and the read carried the backend credential"
     );
-    // (The token_scope refusal is decided once the form names the project: its body was held
-    // back and its upstream connection reset, so the backend stored nothing.)
+    // The token_scope refusal is decided once the form names the project: its body was held
+    // back and its upstream connection closed, so the backend never got a complete upload.
+    let incomplete = s
+        .sink
+        .seen()
+        .iter()
+        .filter(|r| r.method == "POST" && r.ending != Ending::Complete)
+        .count();
+    assert_eq!(incomplete, 1, "{:?}", s.sink.seen());
 
     // ...and it appears nowhere else.
     let pair = format!("{BACKEND_USER}:{}", s.secret);
@@ -1587,6 +1586,25 @@ fn algorithm_and_structure_confusion() {
     }
     // The genuine token still works.
     minted(&mint(&s.gateway, &genuine));
+    // Header members that are not understood and not `crit` are ignored (RFC 7515 §4.1): a
+    // token the issuer itself signed with a `jku`/`x5u`/`jwk` pointing at the attacker, or with
+    // `b64: false` outside `crit`, verifies against the issuer's published keys as signed (the
+    // signature covers the encoded payload) and the attacker's server is still never contacted.
+    for (what, extra) in [
+        (
+            "jku, x5u and jwk of the attacker",
+            json!({"jku": format!("{}/jwks", evil.url()), "x5u": format!("{}/cert.pem", evil.url()), "jwk": evil_jwk}),
+        ),
+        ("b64 false outside crit", json!({"b64": false})),
+    ] {
+        let response = mint(&s.gateway, &issuer.sign(&header(extra)));
+        minted(&response);
+        assert_eq!(exchange_logged(&s.gateway, &response), "minted", "{what}");
+    }
+    for path in ["/jwks", "/cert.pem", "/.well-known/openid-configuration"] {
+        assert_eq!(evil.requests(path), 0, "{path}");
+    }
+    assert_eq!(minted_count(&s.gateway, "gha"), 4.0);
     assert!(s.sink.seen().is_empty(), "{:?}", s.sink.seen());
 }
 
