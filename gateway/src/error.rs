@@ -53,6 +53,13 @@ pub enum Refusal {
     /// token from trusted publishing).
     #[error("{0}")]
     CredentialsRefused(String),
+    /// A credential in the request URL (userinfo, or a query parameter such as `token` or
+    /// `password`): refused whole, never forwarded, since credentials are only read from the
+    /// `Authorization` header.
+    #[error(
+        "{0}; send credentials only in the Authorization header (URLs end up in logs), and treat this one as exposed"
+    )]
+    CredentialsInUrl(String),
     /// An upload token that does not verify (bad signature, expired, unknown key, malformed).
     #[error("{0}")]
     UploadTokenInvalid(String),
@@ -129,6 +136,7 @@ impl Refusal {
             Refusal::BadRequest(_) => "bad_request",
             Refusal::CredentialsMissing(_) => "credentials_missing",
             Refusal::CredentialsRefused(_) => "credentials_refused",
+            Refusal::CredentialsInUrl(_) => "credentials_in_url",
             Refusal::UploadTokenInvalid(_) => "upload_token_invalid",
             Refusal::UploadTokenRevoked(_) => "upload_token_revoked",
             Refusal::TokenScope(_) => "token_scope",
@@ -151,9 +159,11 @@ impl Refusal {
         match self {
             Refusal::ProjectDenied { .. } => 403,
             Refusal::TooLarge { .. } => 413,
-            Refusal::MalformedUpload(_) | Refusal::DigestMismatch(_) | Refusal::BadPath(_) | Refusal::BadRequest(_) => {
-                400
-            }
+            Refusal::MalformedUpload(_)
+            | Refusal::DigestMismatch(_)
+            | Refusal::BadPath(_)
+            | Refusal::BadRequest(_)
+            | Refusal::CredentialsInUrl(_) => 400,
             Refusal::UnclassifiedWrite(_) => 405,
             Refusal::NoRoute => 404,
             Refusal::UpstreamUnavailable | Refusal::UpstreamFailed => 502,

@@ -315,12 +315,54 @@ impl Signer {
     }
 }
 
+/// An answer the issuer sends for one path instead of its own (a crafted discovery document or
+/// key set, a redirect, an oversized body), for tests of what the gateway does with it.
+#[derive(Debug, Clone)]
+pub struct Canned {
+    /// The status code.
+    pub status: u16,
+    /// Extra response headers (e.g. `Location`).
+    pub headers: Vec<(String, String)>,
+    /// The body, sent as is.
+    pub body: Vec<u8>,
+    /// Send `Content-Length`; when false the body is delimited by closing the connection.
+    pub content_length: bool,
+}
+
+impl Canned {
+    /// 200 with this JSON document.
+    pub fn json(document: &Value) -> Canned {
+        Canned::bytes(serde_json::to_vec(document).expect("JSON"), true)
+    }
+
+    /// 200 with these bytes, with or without `Content-Length`.
+    pub fn bytes(body: Vec<u8>, content_length: bool) -> Canned {
+        Canned {
+            status: 200,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body,
+            content_length,
+        }
+    }
+
+    /// A redirect (`status` 301/302/307/308) to `location`.
+    pub fn redirect(status: u16, location: &str) -> Canned {
+        Canned {
+            status,
+            headers: vec![("Location".into(), location.to_owned())],
+            body: Vec::new(),
+            content_length: true,
+        }
+    }
+}
+
 /// The issuer server's shared state.
 struct IssuerState {
     url: String,
     signer: Signer,
     unreachable: AtomicBool,
     requests: Mutex<HashMap<String, usize>>,
+    canned: Mutex<HashMap<String, Canned>>,
 }
 
 impl IssuerState {
@@ -378,6 +420,7 @@ impl Issuer {
             signer: Signer::generate(),
             unreachable: AtomicBool::new(false),
             requests: Mutex::new(HashMap::new()),
+            canned: Mutex::new(HashMap::new()),
         });
         let served = state.clone();
         let server = Server::start(listener, move |stream| serve_issuer(stream, &tls, &served));
@@ -429,6 +472,19 @@ impl Issuer {
     /// closes the connection without answering (the issuer is down for its clients).
     pub fn set_unreachable(&self, unreachable: bool) {
         self.state.unreachable.store(unreachable, Ordering::SeqCst);
+    }
+
+    /// Answers requests for `path` (without query) with `canned` instead of the issuer's own
+    /// document, until [`Issuer::clear_canned`].
+    pub fn serve_canned(&self, path: &str, canned: Canned) {
+        let mut map = self.state.canned.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert(path.to_owned(), canned);
+    }
+
+    /// Serves the issuer's own answer for `path` again.
+    pub fn clear_canned(&self, path: &str) {
+        let mut map = self.state.canned.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(path);
     }
 
     /// How many requests arrived for `path` (the request target without its query), answered
@@ -550,8 +606,18 @@ fn serve_issuer(stream: TcpStream, tls: &Arc<rustls::ServerConfig>, state: &Issu
         let _ = tls_stream.sock.shutdown(Shutdown::Both);
         return;
     }
-    let (status, body) = state.answer(&request);
-    if write_response(&mut tls_stream, status, &body).is_err() {
+    let canned = {
+        let map = state.canned.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(request.path()).cloned()
+    };
+    let written = match canned {
+        Some(canned) => write_canned(&mut tls_stream, &canned),
+        None => {
+            let (status, body) = state.answer(&request);
+            write_response(&mut tls_stream, status, &body)
+        }
+    };
+    if written.is_err() {
         return;
     }
     tls_stream.conn.send_close_notify();
@@ -882,6 +948,26 @@ fn write_response(stream: &mut impl Write, status: u16, body: &Value) -> std::io
     );
     stream.write_all(head.as_bytes())?;
     stream.write_all(&body)?;
+    stream.flush()
+}
+
+/// Writes a canned response with `Connection: close`.
+fn write_canned(stream: &mut impl Write, canned: &Canned) -> std::io::Result<()> {
+    let mut head = format!(
+        "HTTP/1.1 {} Canned\r\nCache-Control: no-store\r\nConnection: close\r\n",
+        canned.status
+    );
+    for (name, value) in &canned.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if canned.content_length {
+        head.push_str(&format!("Content-Length: {}\r\n", canned.body.len()));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    for chunk in canned.body.chunks(16 * 1024) {
+        stream.write_all(chunk)?;
+    }
     stream.flush()
 }
 

@@ -61,9 +61,116 @@ pub fn client_credential<'a>(mut values: impl Iterator<Item = &'a [u8]>) -> Clie
     ClientCredential::Other
 }
 
+/// Query parameter names whose value is a credential (compared ASCII-case-insensitively,
+/// percent-decoded, with `-` read as `_`).
+const CREDENTIAL_PARAMETERS: &[&str] = &[
+    "token",
+    "access_token",
+    "id_token",
+    "auth",
+    "auth_token",
+    "authtoken",
+    "_authtoken",
+    "authorization",
+    "api_key",
+    "apikey",
+    "password",
+    "passwd",
+    "pass",
+    "pwd",
+    "secret",
+    "client_secret",
+    "private_token",
+    "jwt",
+];
+
+/// Why a request URL carries a credential, or `None`. A credential in a URL ends up in access
+/// logs, proxies and browser histories, and the gateway only ever reads credentials from the
+/// `Authorization` header, so such requests are refused whole (never stripped and forwarded):
+///
+/// - userinfo in an absolute-form target (`http://user:pass@host/`);
+/// - a query parameter named like a credential ([`CREDENTIAL_PARAMETERS`]);
+/// - a query name or value that is an upload token (`pcul_…`) or looks like a JWT (`eyJ…` with
+///   two dots), whatever the parameter is called.
+///
+/// The reason names the parameter (shortened), never its value.
+pub fn credentials_in_url(uri: &http::Uri) -> Option<String> {
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Some("the request URL carries a user name or password (user:password@host)".to_owned());
+    }
+    let query = uri.query()?;
+    for pair in query.split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |text: &str| {
+            let spaced = text.replace('+', " ");
+            crate::protocol::path::percent_decode(&spaced).unwrap_or(spaced)
+        };
+        let (name, value) = (decode(name), decode(value));
+        let normalised = name.trim().to_ascii_lowercase().replace('-', "_");
+        let secret_looking = |text: &str| {
+            let text = text.trim();
+            looks_like_upload_token(text) || (text.starts_with("eyJ") && text.matches('.').count() == 2)
+        };
+        if CREDENTIAL_PARAMETERS.contains(&normalised.as_str()) || secret_looking(&name) || secret_looking(&value) {
+            let shown = if secret_looking(&name) {
+                "(a token)".to_owned()
+            } else {
+                format!("{:?}", super::shorten(&name, 32))
+            };
+            return Some(format!(
+                "the request URL carries a credential in query parameter {shown}"
+            ));
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn in_url(target: &str) -> Option<String> {
+        credentials_in_url(&target.parse::<http::Uri>().expect("uri"))
+    }
+
+    #[test]
+    fn credentials_in_the_url_are_found() {
+        for target in [
+            "/?token=x",
+            "/?a=1&password=hunter2",
+            "/simple/p/?ACCESS-TOKEN=x",
+            "/?pass%77ord=x",
+            "/?x=1&pcul_k1.abc.def",
+            "/?q=pcul_k1.abc.def",
+            "/?q=eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJ4In0.c2ln",
+            "/?api_key",
+            "http://user:secret@example.org/",
+            "http://user@example.org/upload",
+        ] {
+            assert!(in_url(target).is_some(), "{target}");
+        }
+        let reason = in_url("/?password=hunter2").expect("found");
+        assert!(
+            reason.contains("\"password\"") && !reason.contains("hunter2"),
+            "{reason}"
+        );
+        let reason = in_url("/?pcul_k1.abc.def").expect("found");
+        assert!(!reason.contains("pcul_"), "{reason}");
+    }
+
+    #[test]
+    fn ordinary_queries_pass() {
+        for target in [
+            "/",
+            "/simple/p/?format=json&tokenized=1",
+            "/-/v1/search?text=password-manager&size=20",
+            "/?q=eyJ-not-a-jwt",
+            "http://example.org/simple/",
+            "/?%zz=1",
+        ] {
+            assert_eq!(in_url(target), None, "{target}");
+        }
+    }
 
     fn one(value: &str) -> ClientCredential {
         client_credential(std::iter::once(value.as_bytes()))

@@ -711,6 +711,14 @@ impl ProxyHttp for Gateway {
             ctx.refusal = Some(refusal);
             return Ok(true);
         }
+        if let Some(reason) = crate::auth::credentials::credentials_in_url(&session.req_header().uri) {
+            // Before the exchange endpoints and routing: nothing of such a request is
+            // forwarded, and the URL's secret is never logged (logs carry the path).
+            let refusal = Refusal::CredentialsInUrl(reason);
+            self.respond_refusal(session, ctx, &refusal).await?;
+            ctx.refusal = Some(refusal);
+            return Ok(true);
+        }
         if let Some(endpoint) = crate::trusted_publishing::wire::Endpoint::recognise(session.req_header().uri.path()) {
             self.serve_exchange(session, ctx, endpoint).await?;
             return Ok(true);
