@@ -320,6 +320,7 @@ struct IssuerState {
     url: String,
     signer: Signer,
     unreachable: AtomicBool,
+    stalled: AtomicBool,
     requests: Mutex<HashMap<String, usize>>,
 }
 
@@ -377,6 +378,7 @@ impl Issuer {
             url: url.clone(),
             signer: Signer::generate(),
             unreachable: AtomicBool::new(false),
+            stalled: AtomicBool::new(false),
             requests: Mutex::new(HashMap::new()),
         });
         let served = state.clone();
@@ -429,6 +431,13 @@ impl Issuer {
     /// closes the connection without answering (the issuer is down for its clients).
     pub fn set_unreachable(&self, unreachable: bool) {
         self.state.unreachable.store(unreachable, Ordering::SeqCst);
+    }
+
+    /// When true, the server completes the TLS handshake, reads and counts the request, then
+    /// holds the connection without answering for as long as it stays stalled (at most 10 s),
+    /// and answers normally afterwards (a slow issuer).
+    pub fn set_stalled(&self, stalled: bool) {
+        self.state.stalled.store(stalled, Ordering::SeqCst);
     }
 
     /// How many requests arrived for `path` (the request target without its query), answered
@@ -549,6 +558,10 @@ fn serve_issuer(stream: TcpStream, tls: &Arc<rustls::ServerConfig>, state: &Issu
     if state.unreachable.load(Ordering::SeqCst) {
         let _ = tls_stream.sock.shutdown(Shutdown::Both);
         return;
+    }
+    let stalled_until = std::time::Instant::now() + IO_TIMEOUT;
+    while state.stalled.load(Ordering::SeqCst) && std::time::Instant::now() < stalled_until {
+        std::thread::sleep(Duration::from_millis(20));
     }
     let (status, body) = state.answer(&request);
     if write_response(&mut tls_stream, status, &body).is_err() {
