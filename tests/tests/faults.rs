@@ -841,26 +841,70 @@ fn a_full_disk_under_the_state_store_fails_uploads_closed_and_a_full_audit_file_
     s.proxy.set(Fault::Forward);
     let r = upload_small(&s.gateway, "after_full", "1.0");
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(s.backend.stored(), ["after_full-1.0.tar.gz"]);
+    let r = upload_small(&s.gateway, "after_full", "2.0");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(s.backend.stored(), ["after_full-1.0.tar.gz", "after_full-2.0.tar.gz"]);
     assert_eq!(
-        ledger_settled(&db, "after-full", 1),
-        [("committed".to_owned(), "backend answered 200".to_owned())]
+        ledger_settled(&db, "after-full", 2),
+        [
+            ("committed".to_owned(), "backend answered 200".to_owned()),
+            ("committed".to_owned(), "backend answered 200".to_owned())
+        ]
     );
+
+    // A removal while the state store's disk is full: its tombstone cannot be written, so it
+    // is refused before it reaches the backend (without the tombstone the version could be
+    // uploaded again).
+    let filler = state.fill();
+    let posts_before = s.proxy.seen_method("POST").len();
+    let r = remove(&s.gateway, "after_full", "2.0");
+    let refused = assert_refusal(&r, 503, "state_unavailable");
+    assert_no_complete_post(&s.proxy, posts_before);
+    assert_eq!(s.backend.stored(), ["after_full-1.0.tar.gz", "after_full-2.0.tar.gz"]);
+    // Its audit record is appended just after the answer, while the disk is still full.
+    let request_id = refused["request_id"].as_str().unwrap_or_default().to_owned();
+    assert!(wait_until(Duration::from_secs(5), || s.gateway.log().lines().any(
+        |l| l.contains("the audit record could not be stored") && l.contains(&request_id)
+    )));
+    std::fs::remove_file(&filler).expect("free the space");
+    let tombstones = "SELECT kind, version FROM tombstones WHERE project = 'after-full' ORDER BY id";
+    assert!(sql(&db, tombstones).is_empty());
+    let r = remove(&s.gateway, "after_full", "2.0");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(sql(&db, tombstones), [json!(["version", "2.0"])]);
+    assert_refusal(&upload_small(&s.gateway, "after_full", "2.0"), 409, "version_deleted");
 
     // Audit records are written after the answer, to the state store and the file: with the
     // file's disk full the file misses the lines (an error is logged for each), the store keeps
     // them. A removal goes through the same way.
-    let r = remove(&s.gateway, "after_full", "1.0");
-    assert_eq!(r.status, 200, "{}", r.text());
-    let audit = s.gateway.audit("pypi", "after-full", 2);
-    assert_eq!(audit[0]["action"], "delete_version", "{audit:?}");
-    assert_eq!(audit[1]["action"], "upload", "{audit:?}");
+    // Newest first. The refused removal's record is missing: it was refused because the store
+    // could not write, and its audit record could not be stored either (its decision log line
+    // has it).
+    let audit = s.gateway.audit("pypi", "after-full", 4);
+    let actions: Vec<(String, String, u64)> = audit
+        .iter()
+        .map(|a| {
+            (
+                a["action"].as_str().unwrap_or_default().to_owned(),
+                a["code"].as_str().unwrap_or_default().to_owned(),
+                a["status"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("upload", "version_deleted", 409),
+        ("delete_version", "", 200),
+        ("upload", "", 200),
+        ("upload", "", 200),
+    ]
+    .map(|(a, c, st)| (a.to_owned(), c.to_owned(), st));
+    assert_eq!(actions, expected);
     assert!(wait_until(Duration::from_secs(5), || s
         .gateway
         .log()
         .matches("the audit record could not be written to the file")
         .count()
-        >= 2));
+        >= 6));
     assert_eq!(
         std::fs::metadata(&audit_file).map(|m| m.len()).ok(),
         Some(0),
@@ -1148,5 +1192,75 @@ fn a_storm_of_sighups_under_traffic_fails_no_request_and_ends_on_the_last_rules(
     assert!(
         rss_after < rss_before + 32 * 1024,
         "memory grew: {rss_before} KiB -> {rss_after} KiB"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2b. PostgreSQL frozen (SIGSTOP)
+// ---------------------------------------------------------------------------------------------
+
+/// The server process and every process below it (PostgreSQL's backends and workers).
+fn process_tree(pid: u32) -> Vec<u32> {
+    let mut all = vec![pid];
+    let mut i = 0;
+    while i < all.len() && all.len() < 1000 {
+        let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", all[i])).unwrap_or_default();
+        all.extend(children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()));
+        i += 1;
+    }
+    all
+}
+
+fn signal_all(pids: &[u32], signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .args(pids.iter().map(u32::to_string))
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pids:?}");
+}
+
+#[test]
+fn a_frozen_postgresql_refuses_uploads_within_the_acquire_timeout_and_recovers_when_it_thaws() {
+    use portcullis_e2e::postgres::Postgres;
+
+    let pg = Postgres::start();
+    let url = pg.create_database("frozen");
+    let s = setup_with(|work| {
+        let dsn = work.join("dsn");
+        std::fs::write(&dsn, format!("{url}\n")).expect("dsn file");
+        format!(
+            "[state]\nbackend = \"postgres\"\nurl_file = {:?}\nacquire_timeout = \"1s\"\nstatement_timeout = \"1s\"\n",
+            dsn.display().to_string()
+        )
+    });
+    let r = upload_small(&s.gateway, "before_freeze", "1.0");
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let frozen = process_tree(pg.pid().expect("postgres runs"));
+    signal_all(&frozen, "STOP");
+    let posts_before = s.proxy.seen_method("POST").len();
+    let started = Instant::now();
+    let r = upload_small(&s.gateway, "frozen_pkg", "1.0");
+    let took = started.elapsed();
+    signal_all(&frozen, "CONT");
+    assert_refusal(&r, 503, "state_unavailable");
+    assert!(took < Duration::from_secs(5), "bounded by acquire_timeout: {took:?}");
+    assert_no_complete_post(&s.proxy, posts_before);
+    assert!(!s.backend.stored().iter().any(|f| f.starts_with("frozen_pkg")));
+
+    // Thawed: the next upload succeeds and is committed, without a restart.
+    let mut r = upload_small(&s.gateway, "after_thaw", "1.0");
+    if r.status == 503 {
+        // The first statement after the thaw may still meet a connection the freeze broke.
+        r = upload_small(&s.gateway, "after_thaw", "1.0");
+    }
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        pg.query(
+            "frozen",
+            "SELECT state FROM ledger WHERE project IN ('after-thaw', 'frozen-pkg') ORDER BY id"
+        ),
+        "committed"
     );
 }
