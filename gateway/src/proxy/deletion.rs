@@ -491,6 +491,33 @@ impl Gateway {
         }
     }
 
+    /// At the end of a delete-like request the backend never answered: when the gateway
+    /// refused it (after its tombstones were written, for another reason or change), the
+    /// deletion was never released and its tombstones are removed; when the backend broke off
+    /// or timed out, whether it deleted is unknown and they are kept (fail closed).
+    pub(super) async fn deletions_finished(&self, ctx: &mut RequestCtx) {
+        if ctx.deletions_done || !ctx.tombstones_written {
+            return;
+        }
+        ctx.deletions_done = true;
+        let released = match &ctx.refusal {
+            None => true,
+            Some(r) => matches!(r, Refusal::UpstreamTimeout | Refusal::UpstreamFailed),
+        };
+        if released {
+            tracing::warn!(request_id = %ctx.id, "no backend answer to a deletion; its tombstones are kept");
+            return;
+        }
+        match self.exchanger.state().remove_tombstones(&ctx.id).await {
+            Ok(_) => ctx.tombstones_written = false,
+            Err(e) => tracing::error!(
+                request_id = %ctx.id,
+                error = %e,
+                "a refused deletion's tombstones could not be removed"
+            ),
+        }
+    }
+
     /// Appends the request's decisions to the audit log: one record per deletion-class change,
     /// or one for an upload.
     pub(super) async fn audit(&self, session: &Session, ctx: &RequestCtx) {
