@@ -361,6 +361,7 @@ struct IssuerState {
     url: String,
     signer: Signer,
     unreachable: AtomicBool,
+    stalled: AtomicBool,
     requests: Mutex<HashMap<String, usize>>,
     canned: Mutex<HashMap<String, Canned>>,
 }
@@ -419,6 +420,7 @@ impl Issuer {
             url: url.clone(),
             signer: Signer::generate(),
             unreachable: AtomicBool::new(false),
+            stalled: AtomicBool::new(false),
             requests: Mutex::new(HashMap::new()),
             canned: Mutex::new(HashMap::new()),
         });
@@ -485,6 +487,13 @@ impl Issuer {
     pub fn clear_canned(&self, path: &str) {
         let mut map = self.state.canned.lock().unwrap_or_else(|p| p.into_inner());
         map.remove(path);
+    }
+
+    /// When true, the server completes the TLS handshake, reads and counts the request, then
+    /// holds the connection without answering for as long as it stays stalled (at most 10 s),
+    /// and answers normally afterwards (a slow issuer).
+    pub fn set_stalled(&self, stalled: bool) {
+        self.state.stalled.store(stalled, Ordering::SeqCst);
     }
 
     /// How many requests arrived for `path` (the request target without its query), answered
@@ -605,6 +614,10 @@ fn serve_issuer(stream: TcpStream, tls: &Arc<rustls::ServerConfig>, state: &Issu
     if state.unreachable.load(Ordering::SeqCst) {
         let _ = tls_stream.sock.shutdown(Shutdown::Both);
         return;
+    }
+    let stalled_until = std::time::Instant::now() + IO_TIMEOUT;
+    while state.stalled.load(Ordering::SeqCst) && std::time::Instant::now() < stalled_until {
+        std::thread::sleep(Duration::from_millis(20));
     }
     let canned = {
         let map = state.canned.lock().unwrap_or_else(|p| p.into_inner());

@@ -167,6 +167,11 @@ impl Postgres {
         self.port
     }
 
+    /// The postmaster's process id while the server runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.server.as_ref().map(Managed::pid)
+    }
+
     /// The server log.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default()

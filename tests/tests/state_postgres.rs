@@ -215,6 +215,12 @@ fn two_stores_on_one_database_share_every_record() {
         assert_eq!(kinds.len(), 3);
         assert_eq!(kinds[0], TombstoneKind::Version("1.0".to_owned()));
         assert_eq!(kinds[2], TombstoneKind::Project);
+        // A deletion the backend refused: its tombstones go again, the others stay.
+        let mut refused = tomb(TombstoneKind::Version("2.0".to_owned()), 23);
+        refused.request_id = "refused".to_owned();
+        a.add_tombstone(&refused).await.expect("tomb");
+        assert_eq!(b.remove_tombstones("refused").await.expect("remove"), 1);
+        assert_eq!(b.tombstones("pypi", "app").await.expect("list").len(), 3);
         assert_eq!(
             a.dependents("pypi", "demo").await.expect("dependents"),
             0,

@@ -56,8 +56,10 @@ pub struct RequestCtx {
     pub provenance_steps: Vec<String>,
     /// The project of a delete-like request and the changes it asks for, each decided.
     pub deletions: Option<(ProjectName, Vec<crate::deletion::DeletionRecord>)>,
-    /// Whether the deletions' tombstones were written (the backend answered).
+    /// Whether the backend's answer to the deletions was handled.
     pub deletions_done: bool,
+    /// Whether the deletions' tombstones were written (before the deletion was released).
+    pub tombstones_written: bool,
     /// An admin override's reason, once the admin token in the request verified.
     pub admin_override: Option<String>,
     /// What an upload targets (`name@version file`), once the body told.
@@ -124,6 +126,7 @@ impl RequestCtx {
             provenance_steps: Vec::new(),
             deletions: None,
             deletions_done: false,
+            tombstones_written: false,
             admin_override: None,
             upload_target: None,
         }

@@ -7,8 +7,12 @@
 //! - npm metadata `PUT`s and PyPI `remove_pkg` forms are decided at the end of the body, while
 //!   the last bytes are held back ([`Gateway::decide_npm_metadata`],
 //!   [`Gateway::decide_pypi_removal`]).
-//! - When the backend answers 2xx, the deletions' tombstones are written
-//!   ([`Gateway::deletions_answered`]); uploads check them ([`Gateway::check_tombstones`]).
+//! - A deletion the rules let through leaves its tombstones before it is released to the
+//!   backend, and is refused (fail closed, `state_unavailable`) when they cannot be written: a
+//!   deletion the gateway cannot remember would let the version be uploaded again. When the
+//!   backend answers with anything but 2xx, the deletion did not happen and the tombstones are
+//!   removed ([`Gateway::deletions_answered`]); uploads check them
+//!   ([`Gateway::check_tombstones`]).
 
 use pingora::proxy::Session;
 use portcullis_rules::deletion::{name_still_reserved, DeleteAction, DeletionDecision, DeletionFacts, DeletionOutcome};
@@ -297,8 +301,74 @@ impl Gateway {
         ctx.deletions = Some((project.clone(), records));
         match refusal {
             Some(r) => Err(r),
-            None => Ok(()),
+            None => self.write_tombstones(ctx).await,
         }
+    }
+
+    /// The tombstones the request's deletions leave once they happen.
+    fn deletion_tombstones(&self, ctx: &RequestCtx) -> Vec<Tombstone> {
+        let Some((project, records)) = &ctx.deletions else {
+            return Vec::new();
+        };
+        let registry = self.registry_label(ctx).to_owned();
+        let now = unix_now();
+        let actor = actor(ctx, &registry, project.as_str());
+        let reason = ctx.admin_override.clone().unwrap_or_default();
+        let mut tombstones = Vec::new();
+        for record in records
+            .iter()
+            .filter(|r| r.action.is_deletion() && r.decision.lets_through())
+        {
+            let mut kinds = Vec::new();
+            match (record.action, &record.version, &record.filename) {
+                (DeleteAction::DeleteProject, _, _) => {
+                    kinds.push(TombstoneKind::Project);
+                    kinds.extend(record.versions.iter().cloned().map(TombstoneKind::Version));
+                }
+                (DeleteAction::DeleteFile, Some(version), Some(filename)) => kinds.push(TombstoneKind::File {
+                    version: version.clone(),
+                    filename: filename.clone(),
+                }),
+                (_, Some(version), _) => kinds.push(TombstoneKind::Version(version.clone())),
+                _ => {}
+            }
+            if record.decision.reserve_name.is_some() && record.action != DeleteAction::DeleteProject {
+                kinds.push(TombstoneKind::Project);
+            }
+            tombstones.extend(kinds.into_iter().map(|kind| Tombstone {
+                registry: registry.clone(),
+                project: project.as_str().to_owned(),
+                kind,
+                deleted_at: now,
+                request_id: ctx.id.clone(),
+                actor: actor.clone(),
+                reason: reason.clone(),
+            }));
+        }
+        tombstones
+    }
+
+    /// Writes the tombstones of the deletions about to be released; refuses (fail closed) when
+    /// the store cannot record them, removing any it did write.
+    async fn write_tombstones(&self, ctx: &mut RequestCtx) -> Result<(), Refusal> {
+        let tombstones = self.deletion_tombstones(ctx);
+        if tombstones.is_empty() {
+            return Ok(());
+        }
+        let state = self.exchanger.state();
+        ctx.tombstones_written = true;
+        for tombstone in &tombstones {
+            if let Err(e) = state.add_tombstone(tombstone).await {
+                tracing::warn!(request_id = %ctx.id, error = %e, "the deletion's tombstones could not be written; refused");
+                if let Err(e) = state.remove_tombstones(&ctx.id).await {
+                    tracing::error!(request_id = %ctx.id, error = %e, "the tombstones of a refused deletion could not be removed");
+                } else {
+                    ctx.tombstones_written = false;
+                }
+                return Err(Refusal::StateUnavailable);
+            }
+        }
+        Ok(())
     }
 
     /// The backend's npm document of `project`; a package the backend does not have is
@@ -400,56 +470,51 @@ impl Gateway {
         Ok(())
     }
 
-    /// The backend answered a delete-like request: on 2xx, the deletions that went through
-    /// leave their tombstones.
+    /// The backend answered a delete-like request: anything but 2xx means the deletions did not
+    /// happen, and the tombstones written before they were released are removed.
     pub(super) async fn deletions_answered(&self, status: u16, ctx: &mut RequestCtx) {
-        if ctx.deletions_done || !(200..300).contains(&status) {
-            ctx.deletions_done = true;
+        if ctx.deletions_done {
             return;
         }
         ctx.deletions_done = true;
-        let Some((project, records)) = &ctx.deletions else {
+        if (200..300).contains(&status) || !ctx.tombstones_written {
             return;
-        };
-        let registry = self.registry_label(ctx).to_owned();
-        let now = unix_now();
-        let actor = actor(ctx, &registry, project.as_str());
-        let reason = ctx.admin_override.clone().unwrap_or_default();
-        let mut tombstones = Vec::new();
-        for record in records
-            .iter()
-            .filter(|r| r.action.is_deletion() && r.decision.lets_through())
-        {
-            let mut kinds = Vec::new();
-            match (record.action, &record.version, &record.filename) {
-                (DeleteAction::DeleteProject, _, _) => {
-                    kinds.push(TombstoneKind::Project);
-                    kinds.extend(record.versions.iter().cloned().map(TombstoneKind::Version));
-                }
-                (DeleteAction::DeleteFile, Some(version), Some(filename)) => kinds.push(TombstoneKind::File {
-                    version: version.clone(),
-                    filename: filename.clone(),
-                }),
-                (_, Some(version), _) => kinds.push(TombstoneKind::Version(version.clone())),
-                _ => {}
-            }
-            if record.decision.reserve_name.is_some() && record.action != DeleteAction::DeleteProject {
-                kinds.push(TombstoneKind::Project);
-            }
-            tombstones.extend(kinds.into_iter().map(|kind| Tombstone {
-                registry: registry.clone(),
-                project: project.as_str().to_owned(),
-                kind,
-                deleted_at: now,
-                request_id: ctx.id.clone(),
-                actor: actor.clone(),
-                reason: reason.clone(),
-            }));
         }
-        for tombstone in tombstones {
-            if let Err(e) = self.exchanger.state().add_tombstone(&tombstone).await {
-                tracing::error!(request_id = %ctx.id, error = %e, ?tombstone, "a tombstone could not be written");
-            }
+        match self.exchanger.state().remove_tombstones(&ctx.id).await {
+            Ok(_) => ctx.tombstones_written = false,
+            Err(e) => tracing::error!(
+                request_id = %ctx.id,
+                status,
+                error = %e,
+                "the backend refused a deletion but its tombstones could not be removed"
+            ),
+        }
+    }
+
+    /// At the end of a delete-like request the backend never answered: when the gateway
+    /// refused it (after its tombstones were written, for another reason or change), the
+    /// deletion was never released and its tombstones are removed; when the backend broke off
+    /// or timed out, whether it deleted is unknown and they are kept (fail closed).
+    pub(super) async fn deletions_finished(&self, ctx: &mut RequestCtx) {
+        if ctx.deletions_done || !ctx.tombstones_written {
+            return;
+        }
+        ctx.deletions_done = true;
+        let released = match &ctx.refusal {
+            None => true,
+            Some(r) => matches!(r, Refusal::UpstreamTimeout | Refusal::UpstreamFailed),
+        };
+        if released {
+            tracing::warn!(request_id = %ctx.id, "no backend answer to a deletion; its tombstones are kept");
+            return;
+        }
+        match self.exchanger.state().remove_tombstones(&ctx.id).await {
+            Ok(_) => ctx.tombstones_written = false,
+            Err(e) => tracing::error!(
+                request_id = %ctx.id,
+                error = %e,
+                "a refused deletion's tombstones could not be removed"
+            ),
         }
     }
 

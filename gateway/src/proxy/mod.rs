@@ -974,6 +974,7 @@ impl ProxyHttp for Gateway {
         self.record(session, e, ctx);
         self.count_download(session, ctx);
         self.ledger_finish(session, e, ctx).await;
+        self.deletions_finished(ctx).await;
         // The upload is over for the client: the gauge drops before the bookkeeping below.
         ctx.in_flight = None;
         self.audit(session, ctx).await;

@@ -133,6 +133,11 @@ pub trait StateStore: Send + Sync {
     /// Records a tombstone.
     async fn add_tombstone(&self, tombstone: &Tombstone) -> Result<(), StateError>;
 
+    /// Removes the tombstones recorded by request `request_id` and returns how many: they are
+    /// written before a deletion is released to the backend, and removed again when the backend
+    /// refuses the deletion (it did not happen).
+    async fn remove_tombstones(&self, request_id: &str) -> Result<u64, StateError>;
+
     /// Every tombstone of a project, oldest first.
     async fn tombstones(&self, registry: &str, project: &str) -> Result<Vec<Tombstone>, StateError>;
 

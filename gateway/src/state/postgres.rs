@@ -543,6 +543,15 @@ impl StateStore for PostgresStore {
         Ok(())
     }
 
+    async fn remove_tombstones(&self, request_id: &str) -> Result<u64, StateError> {
+        let done = sqlx::query("DELETE FROM tombstones WHERE request_id = $1")
+            .bind(request_id)
+            .execute(self.ready().await?)
+            .await
+            .map_err(|e| in_context("removing a request's tombstones", e))?;
+        Ok(done.rows_affected())
+    }
+
     async fn tombstones(&self, registry: &str, project: &str) -> Result<Vec<Tombstone>, StateError> {
         let rows = sqlx::query(
             "SELECT registry, project, kind, version, filename, deleted_at, request_id, actor, reason \

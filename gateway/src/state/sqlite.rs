@@ -551,6 +551,15 @@ impl StateStore for SqliteStore {
         Ok(())
     }
 
+    async fn remove_tombstones(&self, request_id: &str) -> Result<u64, StateError> {
+        let done = sqlx::query("DELETE FROM tombstones WHERE request_id = ?1")
+            .bind(request_id)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| in_context("removing a request's tombstones", e))?;
+        Ok(done.rows_affected())
+    }
+
     async fn tombstones(&self, registry: &str, project: &str) -> Result<Vec<Tombstone>, StateError> {
         let rows = sqlx::query(
             "SELECT registry, project, kind, version, filename, deleted_at, request_id, actor, reason \
@@ -1461,6 +1470,28 @@ mod tests {
             actor: "legacy-credential".to_owned(),
             reason: String::new(),
         }
+    }
+
+    #[tokio::test]
+    async fn removing_a_requests_tombstones_leaves_the_others() {
+        let (_dir, store) = fresh().await;
+        let mut version = tombstone(TombstoneKind::Version("1.0".into()), 100);
+        let mut name = tombstone(TombstoneKind::Project, 100);
+        version.request_id = "refused-by-the-backend".into();
+        name.request_id = "refused-by-the-backend".into();
+        let kept = tombstone(TombstoneKind::Version("0.9".into()), 90);
+        for t in [&kept, &version, &name] {
+            store.add_tombstone(t).await.expect("tombstone");
+        }
+        assert_eq!(
+            store.remove_tombstones("refused-by-the-backend").await.expect("remove"),
+            2
+        );
+        assert_eq!(
+            store.remove_tombstones("refused-by-the-backend").await.expect("again"),
+            0
+        );
+        assert_eq!(store.tombstones("pypi", "sample-project").await.expect("list"), [kept]);
     }
 
     #[tokio::test]
