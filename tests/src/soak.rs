@@ -593,6 +593,12 @@ impl Shared<'_> {
         }
     }
 
+    fn in_flight_at_kill(&self, start: Instant, end: Instant) -> bool {
+        lock(&self.outage)
+            .as_ref()
+            .is_some_and(|w| start <= w.start && w.start <= end)
+    }
+
     fn judge(
         &self,
         kind: &str,
@@ -603,6 +609,14 @@ impl Shared<'_> {
     ) -> Verdict {
         let ended = Instant::now();
         let verdict = match result {
+            // A response the backend was streaming when it was killed can only be cut short
+            // (its head is already sent): expected for requests in flight at the kill.
+            Err(e) if self.in_flight_at_kill(started, ended) => {
+                *lock(&self.outage_codes)
+                    .entry(format!("cut in flight: {e}"))
+                    .or_default() += 1;
+                Ok(Verdict::Outage)
+            }
             Err(e) => Err(format!("transport: {e}")),
             Ok(r) => {
                 let code = refusal_code(r);
