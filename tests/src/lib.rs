@@ -12,6 +12,7 @@ pub mod postgres;
 pub mod process;
 pub mod pypiserver;
 pub mod sink;
+pub mod soak;
 pub mod tools;
 pub mod upload_token;
 pub mod verdaccio;

@@ -54,6 +54,12 @@ impl Managed {
         assert!(status.success(), "kill -{signal} {} ({}) failed", self.pid(), self.name);
     }
 
+    /// Kills the process (SIGKILL) and reaps it; nothing when it has already exited.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Whether the process has exited, and how.
     pub fn try_exit(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().ok().flatten()

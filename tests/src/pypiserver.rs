@@ -19,6 +19,7 @@ pub struct Pypiserver {
     pub packages: PathBuf,
     addr: SocketAddr,
     process: Managed,
+    server: String,
 }
 
 impl Pypiserver {
@@ -67,6 +68,7 @@ impl Pypiserver {
                     packages,
                     addr,
                     process,
+                    server: server.to_owned(),
                 };
             }
         }
@@ -74,6 +76,48 @@ impl Pypiserver {
             "pypiserver did not start; see {}",
             work.join("pypiserver.log").display()
         );
+    }
+
+    /// Kills the server (SIGKILL, as a crash or an OOM kill would) and waits for it to exit.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    /// Starts the server again after [`Pypiserver::kill`], on the same port, package folder
+    /// and htpasswd file; waits (up to 20 s) until `/health` answers.
+    pub fn start_again(&mut self) {
+        let work = self.packages.parent().expect("work folder").to_path_buf();
+        let port = self.addr.port().to_string();
+        let addr = self.addr;
+        // The port may stay taken for a moment after the kill: a few bounded attempts.
+        for _attempt in 0..5 {
+            let mut cmd = Command::new(tools().pypi_server());
+            cmd.args(["run", "-p", &port, "-i", "127.0.0.1", "--server", &self.server])
+                .args(["-a", "update", "--disable-fallback", "-P"])
+                .arg(work.join("htpasswd"))
+                .arg(&self.packages);
+            self.process = Managed::spawn("pypiserver", cmd, &work.join("pypiserver.log"));
+            let process = &mut self.process;
+            let up = crate::wait_until(Duration::from_secs(20), || {
+                process.try_exit().is_none()
+                    && std::net::TcpStream::connect(addr).is_ok()
+                    && crate::http::get(addr, "/health").status == 200
+            });
+            if up {
+                return;
+            }
+            self.process.kill();
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        panic!(
+            "pypiserver did not start again on {addr}; see {}",
+            work.join("pypiserver.log").display()
+        );
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
     }
 
     /// Its address.
