@@ -34,6 +34,24 @@ impl Response {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+
+    /// The first error code of a Warehouse-style refusal (`{"errors": [{"code": …}]}`), as the
+    /// PyPI trusted-publishing exchange answers; empty when there is none.
+    pub fn warehouse_code(&self) -> String {
+        self.json()["errors"][0]["code"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+/// Sends an OIDC ID token to the PyPI trusted-publishing exchange (`POST /_/oidc/mint-token`).
+pub fn mint_pypi_token(addr: SocketAddr, oidc_token: &str) -> Response {
+    let body = serde_json::to_vec(&serde_json::json!({ "token": oidc_token })).expect("json");
+    request(
+        addr,
+        "POST",
+        "/_/oidc/mint-token",
+        &[("content-type", "application/json")],
+        &body,
+    )
 }
 
 /// Connects with a 10 s read/write timeout.
@@ -177,6 +195,20 @@ impl Form {
         );
         body.extend_from_slice(content);
         body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        Form { boundary, body }
+    }
+
+    /// A PyPI `remove_pkg` form (the legacy API's release removal) for `name`/`version`.
+    pub fn pypi_remove(name: &str, version: &str) -> Form {
+        let boundary = "portcullis-remove-boundary".to_owned();
+        let mut body = Vec::new();
+        for (field, value) in [(":action", "remove_pkg"), ("name", name), ("version", version)] {
+            body.extend_from_slice(
+                format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"\r\n\r\n{value}\r\n")
+                    .as_bytes(),
+            );
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
         Form { boundary, body }
     }
 

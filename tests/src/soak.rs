@@ -779,25 +779,13 @@ fn upload_request(
 }
 
 fn remove_request(addr: SocketAddr, project: &str, version: &str) -> Result<Response, String> {
-    let boundary = "soak-remove-boundary";
-    let mut body = String::new();
-    for (field, value) in [
-        (":action", "remove_pkg"),
-        ("name", &project.replace('-', "_")),
-        ("version", version),
-    ] {
-        body.push_str(&format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"\r\n\r\n{value}\r\n"
-        ));
-    }
-    body.push_str(&format!("--{boundary}--\r\n"));
-    let content_type = format!("multipart/form-data; boundary={boundary}");
+    let form = Form::pypi_remove(&project.replace('-', "_"), version);
     send(
         addr,
         "POST",
         "/",
-        &[("content-type", &content_type), ("authorization", &basic())],
-        body.as_bytes(),
+        &[("content-type", &form.content_type()), ("authorization", &basic())],
+        &form.body,
     )
 }
 

@@ -58,23 +58,16 @@ fn remove(s: &Setup, version: &str, extra: &[(&str, &str)]) -> http::Response {
 }
 
 fn remove_of(s: &Setup, name: &str, version: &str, extra: &[(&str, &str)]) -> http::Response {
-    let boundary = "portcullis-remove-boundary";
-    let mut body = String::new();
     // pypiserver matches the name as its file names spell it.
-    for (field, value) in [(":action", "remove_pkg"), ("name", name), ("version", version)] {
-        body.push_str(&format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"\r\n\r\n{value}\r\n"
-        ));
-    }
-    body.push_str(&format!("--{boundary}--\r\n"));
-    let content_type = format!("multipart/form-data; boundary={boundary}");
+    let form = http::Form::pypi_remove(name, version);
+    let content_type = form.content_type();
     let auth = auth();
     let mut headers = vec![
         ("content-type", content_type.as_str()),
         ("authorization", auth.as_str()),
     ];
     headers.extend_from_slice(extra);
-    http::request(s.gateway.addr(), "POST", "/", &headers, body.as_bytes())
+    http::request(s.gateway.addr(), "POST", "/", &headers, &form.body)
 }
 
 fn stored(s: &Setup) -> Vec<String> {

@@ -405,23 +405,13 @@ fn upload_small(gateway: &Gateway, name: &str, version: &str) -> http::Response 
 }
 
 fn remove(gateway: &Gateway, name: &str, version: &str) -> http::Response {
-    let boundary = "portcullis-remove-boundary";
-    let mut body = String::new();
-    for (field, value) in [(":action", "remove_pkg"), ("name", name), ("version", version)] {
-        body.push_str(&format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"\r\n\r\n{value}\r\n"
-        ));
-    }
-    body.push_str(&format!("--{boundary}--\r\n"));
+    let form = Form::pypi_remove(name, version);
     http::request(
         gateway.addr(),
         "POST",
         "/",
-        &[
-            ("content-type", &format!("multipart/form-data; boundary={boundary}")),
-            ("authorization", &auth()),
-        ],
-        body.as_bytes(),
+        &[("content-type", &form.content_type()), ("authorization", &auth())],
+        &form.body,
     )
 }
 
@@ -949,15 +939,8 @@ fn exchange_rules(issuer: &Issuer) -> String {
 }
 
 fn mint(gateway: &Gateway, token: &str) -> (http::Response, Duration) {
-    let body = serde_json::to_vec(&json!({ "token": token })).expect("json");
     let started = Instant::now();
-    let r = http::request(
-        gateway.addr(),
-        "POST",
-        "/_/oidc/mint-token",
-        &[("content-type", "application/json")],
-        &body,
-    );
+    let r = http::mint_pypi_token(gateway.addr(), token);
     (r, started.elapsed())
 }
 

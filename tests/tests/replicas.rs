@@ -56,25 +56,13 @@ fn upload(gateway: &Gateway, name: &str, version: &str) -> http::Response {
 }
 
 fn remove(gateway: &Gateway, name: &str, version: &str) -> http::Response {
-    let boundary = "portcullis-remove-boundary";
-    let mut body = String::new();
-    for (field, value) in [(":action", "remove_pkg"), ("name", name), ("version", version)] {
-        body.push_str(&format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"\r\n\r\n{value}\r\n"
-        ));
-    }
-    body.push_str(&format!("--{boundary}--\r\n"));
-    let content_type = format!("multipart/form-data; boundary={boundary}");
-    let auth = auth();
+    let form = http::Form::pypi_remove(name, version);
     http::request(
         gateway.addr(),
         "POST",
         "/",
-        &[
-            ("content-type", content_type.as_str()),
-            ("authorization", auth.as_str()),
-        ],
-        body.as_bytes(),
+        &[("content-type", &form.content_type()), ("authorization", &auth())],
+        &form.body,
     )
 }
 
@@ -215,14 +203,7 @@ pending = true
 }
 
 fn mint(gateway: &Gateway, token: &str) -> http::Response {
-    let body = serde_json::to_vec(&serde_json::json!({ "token": token })).expect("json");
-    http::request(
-        gateway.addr(),
-        "POST",
-        "/_/oidc/mint-token",
-        &[("content-type", "application/json")],
-        &body,
-    )
+    http::mint_pypi_token(gateway.addr(), token)
 }
 
 #[test]

@@ -140,22 +140,12 @@ fn claims(issuer: &Issuer) -> Value {
 }
 
 fn mint(gateway: &Gateway, token: &str) -> http::Response {
-    let body = serde_json::to_vec(&json!({ "token": token })).expect("json");
-    http::request(
-        gateway.addr(),
-        "POST",
-        "/_/oidc/mint-token",
-        &[("content-type", "application/json")],
-        &body,
-    )
+    http::mint_pypi_token(gateway.addr(), token)
 }
 
 /// The Warehouse-style error code of a refused mint.
 fn mint_code(response: &http::Response) -> String {
-    response.json()["errors"][0]["code"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
+    response.warehouse_code()
 }
 
 fn mint_description(response: &http::Response) -> String {

@@ -86,21 +86,11 @@ fn github_claims(issuer: &Issuer) -> Value {
 }
 
 fn mint(gateway: &Gateway, token: &str) -> http::Response {
-    let body = serde_json::to_vec(&json!({ "token": token })).expect("json");
-    http::request(
-        gateway.addr(),
-        "POST",
-        "/_/oidc/mint-token",
-        &[("content-type", "application/json")],
-        &body,
-    )
+    http::mint_pypi_token(gateway.addr(), token)
 }
 
 fn error_code(response: &http::Response) -> String {
-    response.json()["errors"][0]["code"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
+    response.warehouse_code()
 }
 
 fn upload(gateway: &Gateway, token: &str, name: &str, filename: &str) -> http::Response {
