@@ -360,11 +360,8 @@ impl Gateway {
         for tombstone in &tombstones {
             if let Err(e) = state.add_tombstone(tombstone).await {
                 tracing::warn!(request_id = %ctx.id, error = %e, "the deletion's tombstones could not be written; refused");
-                if let Err(e) = state.remove_tombstones(&ctx.id).await {
-                    tracing::error!(request_id = %ctx.id, error = %e, "the tombstones of a refused deletion could not be removed");
-                } else {
-                    ctx.tombstones_written = false;
-                }
+                self.remove_written_tombstones(ctx, "its tombstones could not all be written")
+                    .await;
                 return Err(Refusal::StateUnavailable);
             }
         }
@@ -480,15 +477,8 @@ impl Gateway {
         if (200..300).contains(&status) || !ctx.tombstones_written {
             return;
         }
-        match self.exchanger.state().remove_tombstones(&ctx.id).await {
-            Ok(_) => ctx.tombstones_written = false,
-            Err(e) => tracing::error!(
-                request_id = %ctx.id,
-                status,
-                error = %e,
-                "the backend refused a deletion but its tombstones could not be removed"
-            ),
-        }
+        self.remove_written_tombstones(ctx, &format!("the backend answered {status}"))
+            .await;
     }
 
     /// At the end of a delete-like request the backend never answered: when the gateway
@@ -508,12 +498,18 @@ impl Gateway {
             tracing::warn!(request_id = %ctx.id, "no backend answer to a deletion; its tombstones are kept");
             return;
         }
+        self.remove_written_tombstones(ctx, "the gateway refused it").await;
+    }
+
+    /// Removes the tombstones this request wrote, for a deletion that did not happen (`why`).
+    async fn remove_written_tombstones(&self, ctx: &mut RequestCtx, why: &str) {
         match self.exchanger.state().remove_tombstones(&ctx.id).await {
             Ok(_) => ctx.tombstones_written = false,
             Err(e) => tracing::error!(
                 request_id = %ctx.id,
+                why,
                 error = %e,
-                "a refused deletion's tombstones could not be removed"
+                "a deletion that did not happen keeps tombstones that could not be removed"
             ),
         }
     }

@@ -131,6 +131,28 @@ impl Gateway {
         self
     }
 
+    /// Checks on the head alone, before anything else (the exchange endpoints and routing
+    /// included): framing another parser could read differently ([`framing::check`]), then
+    /// credentials in the URL (nothing of such a request is forwarded, and the URL's secret is
+    /// never logged: logs carry the path).
+    fn screen_head(session: &Session) -> Result<(), Refusal> {
+        if let Some(h1) = session.as_downstream().as_http1() {
+            framing::check(&h1.get_headers_raw_bytes(), &session.req_header().headers)?;
+        }
+        match crate::auth::credentials::credentials_in_url(&session.req_header().uri) {
+            Some(reason) => Err(Refusal::CredentialsInUrl(reason)),
+            None => Ok(()),
+        }
+    }
+
+    /// Answers `refusal` and keeps it for the request's records; the request is over (the
+    /// request filter's `Ok(true)`).
+    async fn refuse(&self, session: &mut Session, ctx: &mut RequestCtx, refusal: Refusal) -> Result<bool> {
+        self.respond_refusal(session, ctx, &refusal).await?;
+        ctx.refusal = Some(refusal);
+        Ok(true)
+    }
+
     /// The id of the client connection (as [`slow_clients::HeadTimeout`] knows it).
     fn connection_id(session: &Session) -> Option<pingora::protocols::UniqueIDType> {
         session.as_downstream().as_http1().map(|h1| h1.stream().id())
@@ -701,23 +723,8 @@ impl ProxyHttp for Gateway {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.rules = Some(self.rules.current());
-        // Framing another parser could read differently is refused before anything else.
-        let framing = match session.as_downstream().as_http1() {
-            Some(h1) => framing::check(&h1.get_headers_raw_bytes(), &session.req_header().headers),
-            None => Ok(()),
-        };
-        if let Err(refusal) = framing {
-            self.respond_refusal(session, ctx, &refusal).await?;
-            ctx.refusal = Some(refusal);
-            return Ok(true);
-        }
-        if let Some(reason) = crate::auth::credentials::credentials_in_url(&session.req_header().uri) {
-            // Before the exchange endpoints and routing: nothing of such a request is
-            // forwarded, and the URL's secret is never logged (logs carry the path).
-            let refusal = Refusal::CredentialsInUrl(reason);
-            self.respond_refusal(session, ctx, &refusal).await?;
-            ctx.refusal = Some(refusal);
-            return Ok(true);
+        if let Err(refusal) = Self::screen_head(session) {
+            return self.refuse(session, ctx, refusal).await;
         }
         if let Some(endpoint) = crate::trusted_publishing::wire::Endpoint::recognise(session.req_header().uri.path()) {
             self.serve_exchange(session, ctx, endpoint).await?;
@@ -753,8 +760,7 @@ impl ProxyHttp for Gateway {
                         .serve_npm_attestations(session, ctx, &registry, &package, &version)
                         .await
                     {
-                        self.respond_refusal(session, ctx, &refusal).await?;
-                        ctx.refusal = Some(refusal);
+                        return self.refuse(session, ctx, refusal).await;
                     }
                     return Ok(true);
                 }
@@ -767,8 +773,7 @@ impl ProxyHttp for Gateway {
                         .serve_integrity(session, ctx, &registry, project, version, filename)
                         .await
                     {
-                        self.respond_refusal(session, ctx, &refusal).await?;
-                        ctx.refusal = Some(refusal);
+                        return self.refuse(session, ctx, refusal).await;
                     }
                     return Ok(true);
                 }
@@ -776,11 +781,7 @@ impl ProxyHttp for Gateway {
         }
         match routed {
             Ok(()) => Ok(false),
-            Err(refusal) => {
-                self.respond_refusal(session, ctx, &refusal).await?;
-                ctx.refusal = Some(refusal);
-                Ok(true)
-            }
+            Err(refusal) => self.refuse(session, ctx, refusal).await,
         }
     }
 
