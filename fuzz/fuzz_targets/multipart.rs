@@ -1,5 +1,5 @@
-//! The streaming PyPI upload-form parser (`protocol::pypi::FormInspector`, multer driven in
-//! lockstep with the body): the body is fed whole, then again cut into chunks chosen by the
+//! The streaming PyPI upload-form reader (`protocol::pypi::FormInspector`, on the strict
+//! multipart reader): the body is fed whole, then again cut into chunks chosen by the
 //! input's first two bytes. Both runs must reach the same outcome (same facts, or a refusal
 //! with the same code): the gateway must not decide differently depending on how TCP split
 //! the body.
@@ -9,7 +9,6 @@
 
 use std::sync::LazyLock;
 
-use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use portcullis::error::Refusal;
 use portcullis::protocol::pypi::{FormAction, FormInspector};
@@ -22,13 +21,11 @@ static CONTENT_TYPE: LazyLock<String> = LazyLock::new(|| format!("multipart/form
 
 /// Feeds `pieces` in order and finishes, stopping at the first refusal as the proxy does.
 fn run(pieces: &[&[u8]]) -> Result<FormAction, Refusal> {
-    futures::executor::block_on(async {
-        let mut form = FormInspector::start(Some(&CONTENT_TYPE))?;
-        for piece in pieces {
-            form.feed(Bytes::copy_from_slice(piece)).await?;
-        }
-        form.finish().await
-    })
+    let mut form = FormInspector::start(Some(&CONTENT_TYPE))?;
+    for piece in pieces {
+        form.feed(piece)?;
+    }
+    form.finish()
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -25,6 +25,11 @@ pub enum Refusal {
     /// A digest the client sent does not match the bytes it sent.
     #[error("{0}")]
     DigestMismatch(String),
+    /// A request body that another reader could read differently from the gateway: a PyPI
+    /// form outside the one canonical encoding, an npm document with duplicate keys
+    /// (`docs/one-reading.md`).
+    #[error("{0}")]
+    AmbiguousBody(String),
     /// A write the gateway cannot classify, so it refuses rather than guess.
     #[error("{0}")]
     UnclassifiedWrite(String),
@@ -127,6 +132,7 @@ impl Refusal {
             Refusal::TooLarge { .. } => "upload_too_large",
             Refusal::MalformedUpload(_) => "malformed_upload",
             Refusal::DigestMismatch(_) => "digest_mismatch",
+            Refusal::AmbiguousBody(_) => "ambiguous_body",
             Refusal::UnclassifiedWrite(_) => "unclassified_write",
             Refusal::BadPath(_) => "bad_path",
             Refusal::NoRoute => "no_route",
@@ -161,6 +167,7 @@ impl Refusal {
             Refusal::TooLarge { .. } => 413,
             Refusal::MalformedUpload(_)
             | Refusal::DigestMismatch(_)
+            | Refusal::AmbiguousBody(_)
             | Refusal::BadPath(_)
             | Refusal::BadRequest(_)
             | Refusal::CredentialsInUrl(_) => 400,
@@ -230,6 +237,20 @@ impl Refusal {
         phrase
     }
 }
+
+impl From<crate::protocol::multipart::MultipartError> for Refusal {
+    fn from(e: crate::protocol::multipart::MultipartError) -> Self {
+        use crate::protocol::multipart::MultipartError;
+        match e {
+            MultipartError::Ambiguous(m) => Refusal::AmbiguousBody(m),
+            MultipartError::Truncated(m) => Refusal::MalformedUpload(m),
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "error_docs_tests.rs"]
+mod docs_tests;
 
 #[cfg(test)]
 mod tests {

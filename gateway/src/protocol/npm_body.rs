@@ -377,6 +377,7 @@ impl From<PublishError> for Refusal {
             PublishError::StringTooLong { .. }
             | PublishError::MetadataTooLarge { .. }
             | PublishError::ProvenanceTooLarge { .. } => Refusal::TooLarge { message },
+            PublishError::DuplicateKey { .. } => Refusal::AmbiguousBody(message),
             _ => Refusal::MalformedUpload(message),
         }
     }

@@ -24,6 +24,9 @@ pub struct RequestCtx {
     pub route: Option<usize>,
     /// Path and query to send upstream.
     pub upstream_path: Option<String>,
+    /// The `Content-Type` sent upstream instead of the client's (a PyPI form's, in the one
+    /// spelling the gateway read it with).
+    pub upstream_content_type: Option<String>,
     /// What the request is.
     pub class: RequestClass,
     /// The rules snapshot the request is decided under (taken once, at the start).
@@ -109,6 +112,7 @@ impl RequestCtx {
             started: Instant::now(),
             route: None,
             upstream_path: None,
+            upstream_content_type: None,
             class: RequestClass::Read,
             rules: None,
             write: None,

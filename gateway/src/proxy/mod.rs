@@ -238,11 +238,8 @@ impl Gateway {
                 ctx.write = Some(write);
             }
             RequestClass::PypiForm => {
-                let content_type = req
-                    .headers
-                    .get(http::header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok());
-                let form = FormInspector::start(content_type)?;
+                let form = FormInspector::start(protocol::headers::single(&req.headers, http::header::CONTENT_TYPE)?)?;
+                ctx.upstream_content_type = Some(form.canonical_content_type());
                 ctx.write = Some(WriteState::new(Some(form), None, None));
             }
             RequestClass::Read | RequestClass::Account => {}
@@ -312,9 +309,7 @@ impl Gateway {
         };
         write.hash(&chunk);
         if let Some(form) = write.form.as_mut() {
-            if !chunk.is_empty() {
-                form.feed(chunk.clone()).await?;
-            }
+            form.feed(&chunk)?;
         }
         // npm publishes: the scanner checks the document as it passes and may rewrite it
         // (provenance stripping); what it returns is what goes upstream.
@@ -340,7 +335,7 @@ impl Gateway {
         let body_sha256 = write.body_sha256();
         let mut upload = None;
         let (action, project, mut detail) = match write.form.take() {
-            Some(form) => match form.finish().await? {
+            Some(form) => match form.finish()? {
                 FormAction::FileUpload(u) => {
                     let detail = format!("{} {} sha256={}", u.version, u.filename, hex::encode(u.content_sha256));
                     let project = u.project.clone();
@@ -805,6 +800,10 @@ impl ProxyHttp for Gateway {
                 .map_err(|e| Error::because(ErrorType::InternalError, "rewriting the upstream path", e))?;
             upstream_request.set_uri(uri);
         }
+        for name in protocol::headers::underscored(&upstream_request.headers) {
+            tracing::debug!(request_id = %ctx.id, header = %name, "dropped a header name with '_'");
+            upstream_request.remove_header(&name);
+        }
         let client_ip = session
             .client_addr()
             .and_then(|a| a.as_inet())
@@ -824,6 +823,9 @@ impl ProxyHttp for Gateway {
         let via = appended(upstream_request.headers.get(http::header::VIA), VIA);
         upstream_request.insert_header(http::header::VIA, via)?;
         upstream_request.insert_header("x-request-id", ctx.id.as_str())?;
+        if let Some(content_type) = &ctx.upstream_content_type {
+            upstream_request.insert_header(http::header::CONTENT_TYPE, content_type.as_str())?;
+        }
         // The admin override is the gateway's business: the backend never sees its token.
         upstream_request.remove_header(deletion::ADMIN_TOKEN_HEADER);
         upstream_request.remove_header(deletion::OVERRIDE_REASON_HEADER);
