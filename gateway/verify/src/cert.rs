@@ -4,7 +4,7 @@
 
 mod fulcio;
 
-pub use fulcio::{identity, CertificateIdentity};
+pub use fulcio::{identity, CertificateIdentity, GithubWorkflowExtensions};
 
 use const_oid::ObjectIdentifier;
 use der::{Decode, Encode};
