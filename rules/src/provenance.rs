@@ -1267,19 +1267,33 @@ workflow = "publish.yml"
     }
 
     #[test]
-    fn exact_claim_publishers_cannot_vouch_for_attestations() {
+    fn buildkite_publishers_vouch_for_their_pipelines_attestations() {
         let rules = compiled("", "");
-        let buildkite = SignerIdentity {
+        let buildkite = |pipeline: &str| SignerIdentity {
             issuer: Some("https://agent.buildkite.com".into()),
-            sans: vec!["https://buildkite.com/acme/release".into()],
-            build_trigger: Some("push".into()),
+            sans: vec![format!("https://buildkite.com/acme/{pipeline}")],
+            build_trigger: Some("webhook".into()),
+            runner_environment: Some("buildkite-hosted".into()),
             ..SignerIdentity::default()
         };
-        let d = decide(&rules, "bk-thing", Some("bk"), Evidence::Verified(&attested(buildkite)));
+        let d = decide(
+            &rules,
+            "bk-thing",
+            Some("bk"),
+            Evidence::Verified(&attested(buildkite("release"))),
+        );
+        assert_eq!(d.outcome, ProvenanceOutcome::Accepted);
+        assert_eq!(d.signer_publisher.as_deref(), Some("bk"));
+        let d = decide(
+            &rules,
+            "bk-thing",
+            Some("bk"),
+            Evidence::Verified(&attested(buildkite("nightly"))),
+        );
         let (code, message) = refused(&d);
         assert_eq!(code, ProvenanceRefusal::Signer);
         assert!(
-            message.ends_with("attestations from buildkite publishers cannot be matched to a signer"),
+            message.ends_with("not the pipeline https://buildkite.com/acme/release"),
             "{message}"
         );
     }

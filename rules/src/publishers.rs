@@ -27,6 +27,8 @@
 //! # pending = true                                  # may create the project on first upload
 //! ```
 
+mod signer;
+
 use std::collections::BTreeMap;
 
 use globset::{Glob, GlobMatcher};
@@ -201,6 +203,9 @@ pub trait Claims {
 
 /// Who signed an attestation: the identity facts of its verified Fulcio certificate (subject
 /// alternative names and the `1.3.6.1.4.1.57264.1.*` extensions), as the gateway read them.
+/// For a certificate that predates Fulcio's 2023 CI extensions the CI fields were read from the
+/// deprecated GitHub Workflow extensions (`.2` to `.6`) and the workflow SAN instead, and
+/// [`SignerIdentity::predates_ci_extensions`] is set.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SignerIdentity {
     /// The OIDC issuer of the token Fulcio certified (extension .8, or the deprecated .1).
@@ -213,6 +218,10 @@ pub struct SignerIdentity {
     pub runner_environment: Option<String>,
     /// Source Repository URI (.12), e.g. `https://github.com/owner/repo`.
     pub source_repository_uri: Option<String>,
+    /// Source Repository Digest (.13): the commit built.
+    pub source_repository_digest: Option<String>,
+    /// Source Repository Ref (.14): the ref built.
+    pub source_repository_ref: Option<String>,
     /// Source Repository Owner Identifier (.17): the owner's immutable numeric id.
     pub source_repository_owner_identifier: Option<String>,
     /// Build Config URI (.18): for GitHub the caller workflow (`workflow_ref`), for GitLab
@@ -220,6 +229,9 @@ pub struct SignerIdentity {
     pub build_config_uri: Option<String>,
     /// Build Trigger (.20): the event that started the build (`push`, `release`, ...).
     pub build_trigger: Option<String>,
+    /// The certificate predates Fulcio's 2023 CI extensions (GitHub only): the caller
+    /// workflow, the owner id and the runner environment are not known.
+    pub predates_ci_extensions: bool,
 }
 
 /// Why a publisher did not match, for the refusal message.
@@ -406,211 +418,6 @@ impl Publisher {
                 Ok(())
             }
         }
-    }
-
-    /// Checks the identity of an attestation's signing certificate (Fulcio extensions) against
-    /// this publisher, `issuer` being the publisher's issuer; `Err` says what differed.
-    ///
-    /// This is the certificate counterpart of [`Publisher::check`], limited to what a
-    /// certificate carries: a publisher's `environment` and `ref` constraints cannot be checked
-    /// from one and are ignored here (the token exchange that authenticated an upload checks
-    /// them). GitHub signers are placed on `https://github.com` for the issuer
-    /// `https://token.actions.githubusercontent.com` (and its per-enterprise
-    /// `https://token.actions.githubusercontent.com/<slug>` forms), else on the scheme and host
-    /// of the issuer URL (GitHub Enterprise Server: `https://HOST/_services/token`). GitLab
-    /// signers are placed on the issuer URL. Publishers of exact-claim kinds (Buildkite,
-    /// CircleCI, generic) have no certificate identity and never match.
-    pub fn check_signer(&self, issuer: &Issuer, signer: &SignerIdentity) -> Result<(), String> {
-        let no_identity = || {
-            format!(
-                "attestations from {} publishers cannot be matched to a signer",
-                issuer.kind.as_str()
-            )
-        };
-        if let Constraints::Exact(_) = self.constraints {
-            return Err(no_identity());
-        }
-        if issuer.name != self.issuer {
-            return Err(format!(
-                "publisher {} trusts issuer {:?}, not {:?}",
-                self.id, self.issuer, issuer.name
-            ));
-        }
-        match signer.issuer.as_deref() {
-            None => return Err("the certificate does not name its OIDC issuer".into()),
-            Some(actual) if actual != issuer.url => {
-                return Err(format!(
-                    "the certificate was issued for tokens of {:?}, not {}",
-                    foreign(actual),
-                    issuer.url
-                ))
-            }
-            Some(_) => {}
-        }
-        match &self.constraints {
-            Constraints::Github {
-                repository,
-                owner_id,
-                workflow,
-                reusable,
-                allow_self_hosted,
-                allowed_events,
-                ..
-            } => {
-                let server = github_server(&issuer.url);
-                let trigger = need(&signer.build_trigger, "build trigger")?;
-                if trigger == "pull_request_target" {
-                    return Err("attestations from a workflow run by 'pull_request_target' are not allowed".into());
-                }
-                let allowed = match allowed_events {
-                    Some(list) => list.iter().any(|e| e == trigger),
-                    None => !UNTRUSTED_EVENTS.contains(&trigger),
-                };
-                if !allowed {
-                    return Err(format!(
-                        "attestations from a workflow run by {:?} are not allowed",
-                        foreign(trigger)
-                    ));
-                }
-                let expected_repo = format!("{server}/{repository}");
-                let source_repo = need(&signer.source_repository_uri, "source repository")?;
-                if !source_repo.eq_ignore_ascii_case(&expected_repo) {
-                    return Err(format!(
-                        "the source repository is {:?}, not {expected_repo}",
-                        foreign(source_repo)
-                    ));
-                }
-                let owner = need(&signer.source_repository_owner_identifier, "owner id")?;
-                if owner != owner_id {
-                    return Err(format!(
-                        "the repository owner id is {:?}, not {owner_id} (the owner account was replaced?)",
-                        foreign(owner)
-                    ));
-                }
-                let workflows = format!("{expected_repo}/.github/workflows/");
-                let caller = need(&signer.build_config_uri, "build config URI")?;
-                if !is_file_at_ref(caller, &workflows, workflow) {
-                    return Err(format!(
-                        "the calling workflow is {:?}, not {workflow} of {repository}",
-                        foreign(caller)
-                    ));
-                }
-                let called = need(&signer.build_signer_uri, "build signer URI")?;
-                match reusable {
-                    Some(expected) if expected.contains('@') => {
-                        if called != format!("{server}/{expected}") {
-                            return Err(format!(
-                                "the signing workflow is {:?}, not the reusable workflow {expected}",
-                                foreign(called)
-                            ));
-                        }
-                    }
-                    Some(expected) => {
-                        let matches = expected.rsplit_once("/.github/workflows/").is_some_and(|(repo, file)| {
-                            is_file_at_ref(called, &format!("{server}/{repo}/.github/workflows/"), file)
-                        });
-                        if !matches {
-                            return Err(format!(
-                                "the signing workflow is {:?}, not the reusable workflow {expected}",
-                                foreign(called)
-                            ));
-                        }
-                    }
-                    None => {
-                        if !is_file_at_ref(called, &workflows, workflow) {
-                            return Err(format!(
-                                "the signing workflow {:?} is a reusable workflow this publisher does not name",
-                                foreign(called)
-                            ));
-                        }
-                    }
-                }
-                if !allow_self_hosted && signer.runner_environment.as_deref() != Some("github-hosted") {
-                    return Err(format!(
-                        "self-hosted runners are not allowed for this publisher (runner environment {})",
-                        describe_runner(&signer.runner_environment)
-                    ));
-                }
-                Ok(())
-            }
-            Constraints::Gitlab {
-                project_path,
-                ci_config_path,
-                allow_self_hosted,
-                ..
-            } => {
-                let expected_repo = format!("{}/{project_path}", issuer.url);
-                let source_repo = need(&signer.source_repository_uri, "source repository")?;
-                if !source_repo.eq_ignore_ascii_case(&expected_repo) {
-                    return Err(format!(
-                        "the source repository is {:?}, not {expected_repo}",
-                        foreign(source_repo)
-                    ));
-                }
-                let config = need(&signer.build_config_uri, "build config URI")?;
-                if !is_file_at_ref(config, &format!("{expected_repo}//"), ci_config_path) {
-                    return Err(format!(
-                        "the CI configuration is {:?}, not {ci_config_path} of {project_path}",
-                        foreign(config)
-                    ));
-                }
-                if !allow_self_hosted && signer.runner_environment.as_deref() != Some("gitlab-hosted") {
-                    return Err(format!(
-                        "self-hosted runners are not allowed for this publisher (runner environment {})",
-                        describe_runner(&signer.runner_environment)
-                    ));
-                }
-                Ok(())
-            }
-            Constraints::Google { email, .. } => {
-                if !signer.sans.iter().any(|san| san == email) {
-                    return Err(match signer.sans.first() {
-                        Some(san) => format!("the certificate is for {:?}, not {email}", foreign(san)),
-                        None => format!("the certificate is not for {email}"),
-                    });
-                }
-                Ok(())
-            }
-            Constraints::Exact(_) => Err(no_identity()),
-        }
-    }
-}
-
-/// The web server of a GitHub issuer: `https://github.com` for GitHub's cloud issuer (with or
-/// without an enterprise slug), else the issuer's scheme and host (GitHub Enterprise Server).
-fn github_server(issuer_url: &str) -> String {
-    let (scheme, rest) = issuer_url.split_once("://").unwrap_or(("https", issuer_url));
-    let host = rest.split('/').next().unwrap_or(rest);
-    if host.eq_ignore_ascii_case("token.actions.githubusercontent.com") {
-        "https://github.com".to_owned()
-    } else {
-        format!("{scheme}://{host}")
-    }
-}
-
-/// Whether `uri` is `{dir}{file}@{ref}` with `dir` compared case-insensitively, `file` exactly
-/// and a non-empty ref.
-fn is_file_at_ref(uri: &str, dir: &str, file: &str) -> bool {
-    let rest = match uri.get(..dir.len()) {
-        Some(head) if head.eq_ignore_ascii_case(dir) => &uri[dir.len()..],
-        _ => return false,
-    };
-    rest.strip_prefix(file)
-        .and_then(|r| r.strip_prefix('@'))
-        .is_some_and(|r| !r.is_empty())
-}
-
-/// A certificate extension the check needs, or why it cannot be made.
-fn need<'a>(value: &'a Option<String>, what: &str) -> Result<&'a str, String> {
-    value
-        .as_deref()
-        .ok_or_else(|| format!("the certificate does not carry the {what}"))
-}
-
-fn describe_runner(runner: &Option<String>) -> String {
-    match runner {
-        Some(r) => format!("{:?}", foreign(r)),
-        None => "not stated".to_owned(),
     }
 }
 
@@ -918,6 +725,7 @@ pub(crate) mod signer_fixtures {
             source_repository_owner_identifier: Some("2314423".into()),
             build_config_uri: Some(GH_WORKFLOW.into()),
             build_trigger: Some("push".into()),
+            ..SignerIdentity::default()
         }
     }
 
@@ -932,6 +740,7 @@ pub(crate) mod signer_fixtures {
             source_repository_owner_identifier: Some("74367405".into()),
             build_config_uri: Some(GL_CONFIG.into()),
             build_trigger: Some("push".into()),
+            ..SignerIdentity::default()
         }
     }
 
@@ -960,6 +769,14 @@ kind = "google"
 [issuers.buildkite]
 url = "https://agent.buildkite.com"
 kind = "buildkite"
+algorithms = ["RS256"]
+[issuers.circleci]
+url = "https://oidc.circleci.com/org/6f0c3a0e-5d2b-4f4e-9c1a-2b7d0e9a8c11"
+kind = "circleci"
+algorithms = ["RS256"]
+[issuers.corp]
+url = "https://sso.corp.example"
+kind = "generic"
 algorithms = ["RS256"]
 "#;
 
@@ -1017,6 +834,36 @@ id = "bk"
 issuer = "buildkite"
 projects = ["bk-thing"]
 claims = { organization_slug = "acme", pipeline_slug = "release" }
+
+[[registries.pypi.publishers]]
+id = "bk-hosted-webhook"
+issuer = "buildkite"
+projects = ["bk-thing"]
+claims = { organization_slug = "acme", pipeline_slug = "release", build_source = "webhook", runner_environment = "buildkite-hosted", build_branch = "main" }
+
+[[registries.pypi.publishers]]
+id = "bk-org-only"
+issuer = "buildkite"
+projects = ["bk-thing"]
+claims = { organization_slug = "acme" }
+
+[[registries.pypi.publishers]]
+id = "cci"
+issuer = "circleci"
+projects = ["cci-thing"]
+claims = { "oidc.circleci.com/project-id" = "0e3f6a52-9b1d-4c4f-8f0e-5a6b7c8d9e01" }
+
+[[registries.pypi.publishers]]
+id = "cci-pinned"
+issuer = "circleci"
+projects = ["cci-thing"]
+claims = { "oidc.circleci.com/project-id" = "0e3f6a52-9b1d-4c4f-8f0e-5a6b7c8d9e01", "oidc.circleci.com/pipeline-definition-id" = "b7c1d2e3-0000-4000-8000-00000000aaaa", "oidc.circleci.com/vcs-origin" = "github.com/acme/thing", "oidc.circleci.com/vcs-ref" = "refs/heads/main" }
+
+[[registries.pypi.publishers]]
+id = "corp"
+issuer = "corp"
+projects = ["corp-thing"]
+claims = { sub = "release-bot" }
 "#;
 
     /// Issuers and publishers for the signers above, with `registry_keys` added to
@@ -1411,285 +1258,5 @@ claims = { organization_slug = "acme", pipeline_slug = "release" }
         .expect("compiles");
         assert!(off.issuer_by_url(GH).is_some_and(|i| !i.enabled));
         assert!(off.issuer_by_url("https://unknown.example").is_none());
-    }
-
-    fn signer_check(publisher: &str, signer: &SignerIdentity) -> Result<(), String> {
-        let rules = signer_fixtures::rules("", "").expect("compiles");
-        let publisher = rules
-            .policy("pypi")
-            .publishers
-            .iter()
-            .find(|p| p.id.as_str() == publisher)
-            .expect("publisher");
-        let issuer = rules.issuers.get(&publisher.issuer).expect("issuer");
-        publisher.check_signer(issuer, signer)
-    }
-
-    fn github_signer_with(change: impl FnOnce(&mut SignerIdentity)) -> SignerIdentity {
-        let mut signer = signer_fixtures::github_signer();
-        change(&mut signer);
-        signer
-    }
-
-    #[test]
-    fn the_real_github_fixture_signer_matches_its_publisher() {
-        assert_eq!(
-            signer_check("pypi-attestations", &signer_fixtures::github_signer()),
-            Ok(())
-        );
-        // Repository names compare case-insensitively, in the source and the workflow URIs.
-        let shouting = github_signer_with(|s| {
-            s.source_repository_uri = Some("https://github.com/TrailOfBits/PyPI-Attestations".into());
-            s.build_config_uri = Some(
-                "https://github.com/TrailOfBits/PyPI-Attestations/.github/workflows/release.yml@refs/heads/main".into(),
-            );
-        });
-        assert_eq!(signer_check("pypi-attestations", &shouting), Ok(()));
-    }
-
-    #[test]
-    fn github_signers_that_must_not_match_say_what_differed() {
-        type Change = Box<dyn FnOnce(&mut SignerIdentity)>;
-        let other_workflow =
-            "https://github.com/trailofbits/pypi-attestations/.github/workflows/evil.yml@refs/heads/main";
-        let cases: Vec<(Change, &str)> = vec![
-            (
-                Box::new(|s| s.issuer = Some("https://gitlab.com".into())),
-                "issued for tokens of \"https://gitlab.com\"",
-            ),
-            (Box::new(|s| s.issuer = None), "does not name its OIDC issuer"),
-            (
-                Box::new(|s| s.source_repository_uri = Some("https://github.com/evil/pypi-attestations".into())),
-                "the source repository is \"https://github.com/evil/pypi-attestations\"",
-            ),
-            (
-                Box::new(|s| s.source_repository_owner_identifier = Some("9999".into())),
-                "owner id is \"9999\", not 2314423",
-            ),
-            (
-                Box::new(|s| s.source_repository_owner_identifier = None),
-                "the certificate does not carry the owner id",
-            ),
-            (
-                Box::new(move |s| s.build_config_uri = Some(other_workflow.into())),
-                "the calling workflow is",
-            ),
-            (
-                Box::new(|s| {
-                    s.build_config_uri =
-                        Some("https://github.com/trailofbits/pypi-attestations/.github/workflows/Release.yml@v1".into())
-                }),
-                "not release.yml of trailofbits/pypi-attestations",
-            ),
-            (
-                Box::new(|s| {
-                    s.build_config_uri =
-                        Some("https://github.com/trailofbits/pypi-attestations/.github/workflows/release.yml@".into())
-                }),
-                "the calling workflow is",
-            ),
-            (
-                Box::new(|s| {
-                    s.build_signer_uri = Some("https://github.com/evil/ci/.github/workflows/x.yml@main".into())
-                }),
-                "a reusable workflow this publisher does not name",
-            ),
-            (
-                Box::new(|s| s.runner_environment = Some("self-hosted".into())),
-                "self-hosted runners are not allowed",
-            ),
-            (
-                Box::new(|s| s.runner_environment = None),
-                "(runner environment not stated)",
-            ),
-            (
-                Box::new(|s| s.build_trigger = Some("pull_request_target".into())),
-                "'pull_request_target'",
-            ),
-            (
-                Box::new(|s| s.build_trigger = Some("pull_request".into())),
-                "run by \"pull_request\"",
-            ),
-            (Box::new(|s| s.build_trigger = None), "does not carry the build trigger"),
-        ];
-        for (change, expected) in cases {
-            let reason = signer_check("pypi-attestations", &github_signer_with(change)).expect_err(expected);
-            assert!(reason.contains(expected), "expected {expected:?} in {reason:?}");
-        }
-    }
-
-    #[test]
-    fn foreign_text_in_signer_messages_is_clipped() {
-        let long = format!("https://github.com/{}\n", "x".repeat(5000));
-        let reason = signer_check(
-            "pypi-attestations",
-            &github_signer_with(|s| s.source_repository_uri = Some(long)),
-        )
-        .expect_err("differs");
-        assert!(reason.chars().count() < 300, "{} chars", reason.chars().count());
-        assert!(!reason.contains('\n'));
-    }
-
-    #[test]
-    fn github_servers_derive_from_the_issuer() {
-        assert_eq!(github_server(GH), "https://github.com");
-        assert_eq!(
-            github_server("https://token.actions.githubusercontent.com/acme"),
-            "https://github.com"
-        );
-        assert_eq!(
-            github_server("https://ghe.example.com/_services/token"),
-            "https://ghe.example.com"
-        );
-        let ghes = SignerIdentity {
-            issuer: Some("https://ghe.example.com/_services/token".into()),
-            sans: vec![
-                "https://ghe.example.com/platform/enterprise/.github/workflows/publish.yaml@refs/heads/main".into(),
-            ],
-            build_signer_uri: Some(
-                "https://ghe.example.com/platform/enterprise/.github/workflows/publish.yaml@refs/heads/main".into(),
-            ),
-            runner_environment: Some("self-hosted".into()),
-            source_repository_uri: Some("https://ghe.example.com/platform/enterprise".into()),
-            source_repository_owner_identifier: Some("42".into()),
-            build_config_uri: Some(
-                "https://ghe.example.com/platform/enterprise/.github/workflows/publish.yaml@refs/heads/main".into(),
-            ),
-            build_trigger: Some("workflow_dispatch".into()),
-        };
-        assert_eq!(
-            signer_check("ghes", &ghes),
-            Ok(()),
-            "self-hosted is allowed for this publisher"
-        );
-        let mut on_github = ghes;
-        on_github.source_repository_uri = Some("https://github.com/platform/enterprise".into());
-        let reason = signer_check("ghes", &on_github).expect_err("wrong server");
-        assert!(
-            reason.contains("not https://ghe.example.com/platform/enterprise"),
-            "{reason}"
-        );
-    }
-
-    #[test]
-    fn reusable_workflow_signers_match_by_path_or_exact_ref() {
-        let signer = |called: &str| SignerIdentity {
-            issuer: Some(GH.into()),
-            sans: vec![called.into()],
-            build_signer_uri: Some(called.into()),
-            runner_environment: Some("github-hosted".into()),
-            source_repository_uri: Some("https://github.com/acme/shared".into()),
-            source_repository_owner_identifier: Some("1234".into()),
-            build_config_uri: Some("https://github.com/acme/shared/.github/workflows/release.yml@refs/tags/v1".into()),
-            build_trigger: Some("release".into()),
-        };
-        let v2 = "https://github.com/acme/ci/.github/workflows/publish.yml@refs/tags/v2";
-        assert_eq!(signer_check("shared-ci", &signer(v2)), Ok(()));
-        assert_eq!(
-            signer_check(
-                "shared-ci",
-                &signer("https://github.com/ACME/CI/.github/workflows/publish.yml@main")
-            ),
-            Ok(())
-        );
-        let reason = signer_check(
-            "shared-ci",
-            &signer("https://github.com/acme/ci/.github/workflows/other.yml@main"),
-        )
-        .expect_err("other file");
-        assert!(
-            reason.contains("not the reusable workflow acme/ci/.github/workflows/publish.yml"),
-            "{reason}"
-        );
-        assert!(
-            signer_check(
-                "shared-ci",
-                &signer("https://ghe.example.com/acme/ci/.github/workflows/publish.yml@main")
-            )
-            .is_err(),
-            "another server"
-        );
-        // Without a reusable workflow named, the signing workflow must be the caller itself.
-        assert!(signer_check(
-            "pypi-attestations",
-            &github_signer_with(|s| s.build_signer_uri = Some(v2.into()))
-        )
-        .is_err());
-        // A pinned ref compares exactly.
-        assert_eq!(signer_check("shared-ci-pinned", &signer(v2)), Ok(()));
-        let reason = signer_check(
-            "shared-ci-pinned",
-            &signer("https://github.com/acme/ci/.github/workflows/publish.yml@refs/tags/v3"),
-        )
-        .expect_err("other ref");
-        assert!(reason.contains("@refs/tags/v2"), "{reason}");
-    }
-
-    #[test]
-    fn gitlab_signers_match_the_project_and_ci_file() {
-        let gitlab = signer_fixtures::gitlab_signer();
-        assert_eq!(signer_check("gitlab-oidc", &gitlab), Ok(()));
-        let mut shouting = gitlab.clone();
-        shouting.source_repository_uri = Some("https://gitlab.com/FacuTuesca/GitLab-OIDC-Project".into());
-        shouting.build_config_uri =
-            Some("https://gitlab.com/FacuTuesca/GitLab-OIDC-Project//.gitlab-ci.yml@refs/tags/v1".into());
-        assert_eq!(signer_check("gitlab-oidc", &shouting), Ok(()));
-        let mut other_project = gitlab.clone();
-        other_project.source_repository_uri = Some("https://gitlab.com/facutuesca/other".into());
-        let reason = signer_check("gitlab-oidc", &other_project).expect_err("other project");
-        assert!(
-            reason.contains("not https://gitlab.com/facutuesca/gitlab-oidc-project"),
-            "{reason}"
-        );
-        let mut other_file = gitlab.clone();
-        other_file.build_config_uri =
-            Some("https://gitlab.com/facutuesca/gitlab-oidc-project//ci/release.yml@refs/heads/main".into());
-        let reason = signer_check("gitlab-oidc", &other_file).expect_err("other file");
-        assert!(
-            reason.contains("not .gitlab-ci.yml of facutuesca/gitlab-oidc-project"),
-            "{reason}"
-        );
-        let mut self_hosted = gitlab;
-        self_hosted.runner_environment = Some("self-hosted".into());
-        assert!(signer_check("gitlab-oidc", &self_hosted)
-            .expect_err("self-hosted")
-            .contains("self-hosted runners"));
-    }
-
-    #[test]
-    fn google_and_exact_claim_signers() {
-        assert_eq!(
-            signer_check(
-                "gcb",
-                &signer_fixtures::google_signer("builder@proj.iam.gserviceaccount.com")
-            ),
-            Ok(())
-        );
-        let reason = signer_check(
-            "gcb",
-            &signer_fixtures::google_signer("Builder@proj.iam.gserviceaccount.com"),
-        )
-        .expect_err("emails compare exactly");
-        assert!(reason.contains("not builder@proj.iam.gserviceaccount.com"), "{reason}");
-        let buildkite = SignerIdentity {
-            issuer: Some("https://agent.buildkite.com".into()),
-            sans: vec!["https://buildkite.com/acme/release".into()],
-            ..SignerIdentity::default()
-        };
-        assert_eq!(
-            signer_check("bk", &buildkite),
-            Err("attestations from buildkite publishers cannot be matched to a signer".into())
-        );
-    }
-
-    #[test]
-    fn a_signer_is_checked_against_the_publishers_own_issuer() {
-        let rules = signer_fixtures::rules("", "").expect("compiles");
-        let publisher = rules.policy("pypi").publishers.first().expect("publisher");
-        let gitlab = rules.issuer_by_url("https://gitlab.com").expect("issuer");
-        let reason = publisher
-            .check_signer(gitlab, &signer_fixtures::gitlab_signer())
-            .expect_err("wrong issuer");
-        assert!(reason.contains("trusts issuer \"github\""), "{reason}");
     }
 }

@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod npm;
 pub mod pep740;
+pub mod signer;
 
 use std::sync::Arc;
 

@@ -9,7 +9,8 @@ use portcullis_rules::provenance::AttestationFacts;
 use portcullis_verify::{Artifact, Policy, TrustedRoot};
 
 use super::cache::VerificationCache;
-use super::pep740::{signer_identity, Checked};
+use super::pep740::Checked;
+use super::signer::signer_identity;
 
 /// The purl the npm CLI puts in the statement's subject: `pkg:npm/<name>@<version>`, with a
 /// scope's `@` written `%40`.
@@ -99,32 +100,4 @@ pub async fn check(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn purls_encode_the_scope() {
-        assert_eq!(purl("sigstore", "2.3.1"), "pkg:npm/sigstore@2.3.1");
-        assert_eq!(purl("@acme/widget", "1.0.0"), "pkg:npm/%40acme/widget@1.0.0");
-    }
-
-    #[test]
-    fn repository_urls_compare_as_npm_writes_them() {
-        let source = "https://github.com/sigstore/sigstore-js";
-        for declared in [
-            "git+https://github.com/sigstore/sigstore-js.git",
-            "https://github.com/sigstore/sigstore-js/",
-            "https://github.com/Sigstore/Sigstore-JS",
-        ] {
-            assert_eq!(
-                normalize_repository(declared),
-                normalize_repository(source),
-                "{declared}"
-            );
-        }
-        assert_ne!(
-            normalize_repository("https://github.com/someone/fork"),
-            normalize_repository(source)
-        );
-    }
-}
+mod tests;

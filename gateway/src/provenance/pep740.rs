@@ -10,11 +10,11 @@
 
 use std::sync::Arc;
 
-use portcullis_rules::provenance::{AttestationFacts, SignerIdentity};
-use portcullis_verify::cert::CertificateIdentity;
+use portcullis_rules::provenance::AttestationFacts;
 use portcullis_verify::{Artifact, Policy, TrustedRoot};
 
 use super::cache::VerificationCache;
+use super::signer::signer_identity;
 
 /// Most attestations accepted per file (as PyPI).
 pub const MAX_ATTESTATIONS: usize = 2;
@@ -118,18 +118,4 @@ pub async fn check(
         });
     }
     Checked::Verified(facts)
-}
-
-/// The rules' view of a certificate identity.
-pub fn signer_identity(identity: &CertificateIdentity) -> SignerIdentity {
-    SignerIdentity {
-        issuer: identity.issuer.clone(),
-        sans: identity.sans.clone(),
-        build_signer_uri: identity.build_signer_uri.clone(),
-        runner_environment: identity.runner_environment.clone(),
-        source_repository_uri: identity.source_repository_uri.clone(),
-        source_repository_owner_identifier: identity.source_repository_owner_identifier.clone(),
-        build_config_uri: identity.build_config_uri.clone(),
-        build_trigger: identity.build_trigger.clone(),
-    }
 }

@@ -10,6 +10,28 @@ use crate::trust_root::b64;
 /// Largest bundle accepted, in bytes.
 pub const MAX_BUNDLE_BYTES: usize = 4 << 20;
 
+/// Most transparency log entries a bundle may carry (sigstore-go's limit).
+pub const MAX_TLOG_ENTRIES: usize = 32;
+
+/// Most RFC 3161 timestamps a bundle may carry (sigstore-go's limit).
+pub const MAX_TIMESTAMPS: usize = 32;
+
+/// Refuses more than [`MAX_TLOG_ENTRIES`] log entries or [`MAX_TIMESTAMPS`] timestamps, each of
+/// which costs a signature check or more, with a stable message.
+pub fn check_limits(tlog_entries: usize, timestamps: usize) -> Result<()> {
+    if tlog_entries > MAX_TLOG_ENTRIES {
+        return Err(err(format!(
+            "too many transparency log entries: {tlog_entries} > {MAX_TLOG_ENTRIES}"
+        )));
+    }
+    if timestamps > MAX_TIMESTAMPS {
+        return Err(err(format!(
+            "too many signed timestamps: {timestamps} > {MAX_TIMESTAMPS}"
+        )));
+    }
+    Ok(())
+}
+
 /// A bundle format version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum BundleVersion {
@@ -325,6 +347,13 @@ impl Bundle {
             _ => return Err(err("the bundle has more than one kind of verification material")),
         };
 
+        check_limits(
+            material.tlog_entries.len(),
+            material
+                .timestamp_verification_data
+                .as_ref()
+                .map_or(0, |t| t.rfc3161_timestamps.len()),
+        )?;
         let tlog_entries = material
             .tlog_entries
             .iter()

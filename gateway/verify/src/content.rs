@@ -78,19 +78,25 @@ pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
 pub fn verify_content(content: &Content, key: &PublicKey, artifact: &Artifact) -> Result<Option<Statement>> {
     match content {
         Content::MessageSignature { digest, signature } => {
-            if let Some((algorithm, claimed)) = digest {
-                if algorithm == "SHA2_256" && claimed.as_slice() != artifact.sha256 {
-                    return Err(sig_err("the bundle's message digest is not the artifact's SHA-256"));
-                }
-            }
-            let hash = key.default_hash();
-            let result = match (&artifact.bytes, hash, key) {
-                (Some(bytes), _, _) => key.verify(hash, bytes, signature),
-                (None, HashAlg::Sha256, _) => key.verify_prehash(&artifact.sha256, signature),
-                (None, _, _) => {
+            let hash = match digest {
+                Some((algorithm, claimed)) => checked_message_digest(algorithm, claimed, artifact)?,
+                None => key.default_hash(),
+            };
+            let result = match (&artifact.bytes, key) {
+                (Some(bytes), _) => key.verify(hash, bytes, signature),
+                (None, PublicKey::Ed25519(_)) => {
                     return Err(sig_err(
-                        "this key signs with a digest other than SHA-256: the artifact's bytes are needed",
+                        "an Ed25519 message signature can only be checked against the artifact's bytes",
                     ))
+                }
+                (None, _) => {
+                    let known = artifact_digest(artifact, hash).ok_or_else(|| {
+                        sig_err(format!(
+                            "the signature is over the artifact's {}, which is not known here: the artifact's bytes are needed",
+                            hash_name(hash)
+                        ))
+                    })?;
+                    key.verify_prehash(&known, signature)
                 }
             };
             result.map_err(|e| sig_err(format!("artifact signature: {e}")))?;
@@ -102,6 +108,55 @@ pub fn verify_content(content: &Content, key: &PublicKey, artifact: &Artifact) -
             check_subject(&statement, artifact)?;
             Ok(Some(statement))
         }
+    }
+}
+
+/// The hash a message signature was made with: the one its `messageDigest` names, as
+/// sigstore-js uses it (so a P-384 key over a `SHA2_256` digest, as sigstore-python signed in
+/// 2023, is checked with SHA-256, as sigstore-python and sigstore-js check it). The digest must
+/// be the artifact's under that algorithm; an unknown algorithm is refused.
+fn checked_message_digest(algorithm: &str, claimed: &[u8], artifact: &Artifact) -> Result<HashAlg> {
+    let hash = match algorithm {
+        "SHA2_256" => HashAlg::Sha256,
+        "SHA2_384" => HashAlg::Sha384,
+        "SHA2_512" => HashAlg::Sha512,
+        other => {
+            return Err(sig_err(format!(
+                "unsupported message digest algorithm {:?} (SHA2_256, SHA2_384 or SHA2_512)",
+                other.chars().take(40).collect::<String>()
+            )))
+        }
+    };
+    let actual = artifact_digest(artifact, hash).ok_or_else(|| {
+        sig_err(format!(
+            "the bundle's message digest is a {}, which is not known for this artifact: its bytes are needed",
+            hash_name(hash)
+        ))
+    })?;
+    if claimed != actual.as_slice() {
+        return Err(sig_err(format!(
+            "the bundle's message digest is not the artifact's {}",
+            hash_name(hash)
+        )));
+    }
+    Ok(hash)
+}
+
+/// The artifact's digest under `hash`, when its bytes or that digest are known.
+fn artifact_digest(artifact: &Artifact, hash: HashAlg) -> Option<Vec<u8>> {
+    match (hash, &artifact.bytes) {
+        (HashAlg::Sha256, _) => Some(artifact.sha256.to_vec()),
+        (HashAlg::Sha512, _) if artifact.sha512.is_some() => artifact.sha512.map(|d| d.to_vec()),
+        (_, Some(bytes)) => Some(hash.digest(bytes)),
+        (_, None) => None,
+    }
+}
+
+fn hash_name(hash: HashAlg) -> &'static str {
+    match hash {
+        HashAlg::Sha256 => "SHA-256",
+        HashAlg::Sha384 => "SHA-384",
+        HashAlg::Sha512 => "SHA-512",
     }
 }
 
@@ -183,29 +238,4 @@ pub fn check_subject(statement: &Statement, artifact: &Artifact) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pae_matches_the_dsse_spec_example() {
-        assert_eq!(
-            pae("http://example.com/HelloWorld", b"hello world"),
-            b"DSSEv1 29 http://example.com/HelloWorld 11 hello world".to_vec()
-        );
-    }
-
-    #[test]
-    fn subjects_match_by_sha256_or_sha512() {
-        let artifact = Artifact::from_bytes(b"abc".to_vec());
-        let make = |alg: &str, value: String| Statement {
-            predicate_type: "p".into(),
-            subjects: vec![("x".into(), vec![(alg.into(), value)])],
-            predicate: Value::Null,
-        };
-        assert!(check_subject(&make("sha256", hex::encode(artifact.sha256)), &artifact).is_ok());
-        assert!(check_subject(&make("sha512", hex::encode(Sha512::digest(b"abc"))), &artifact).is_ok());
-        assert!(check_subject(&make("sha256", hex::encode(Sha256::digest(b"abd"))), &artifact).is_err());
-        let digest_only = Artifact::from_sha256(artifact.sha256);
-        assert!(check_subject(&make("sha512", hex::encode(Sha512::digest(b"abc"))), &digest_only).is_err());
-    }
-}
+mod tests;

@@ -62,6 +62,12 @@ pub enum KeyError {
 }
 
 const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+const ECDSA_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
+const ECDSA_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
+const ECDSA_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.4");
+const RSA_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
+const RSA_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.12");
+const RSA_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.13");
 const P256_CURVE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
 const P384_CURVE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
 const ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
@@ -195,6 +201,59 @@ impl PublicKey {
                 "Ed25519 signatures cannot be checked against a digest",
             )),
         }
+    }
+}
+
+/// A signature algorithm as certificates and CMS name it (`AlgorithmIdentifier` OID).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureAlgorithm {
+    /// ECDSA with this hash; `None` is a bare `id-ecPublicKey` (CMS: "with the signer's digest
+    /// algorithm"), which certificates never use.
+    Ecdsa(Option<HashAlg>),
+    /// Ed25519.
+    Ed25519,
+    /// RSA PKCS#1 v1.5 with this hash.
+    Rsa(HashAlg),
+}
+
+impl SignatureAlgorithm {
+    /// The algorithm an OID names, if supported.
+    pub fn from_oid(oid: &ObjectIdentifier) -> Option<Self> {
+        Some(match *oid {
+            o if o == ECDSA_SHA256 => SignatureAlgorithm::Ecdsa(Some(HashAlg::Sha256)),
+            o if o == ECDSA_SHA384 => SignatureAlgorithm::Ecdsa(Some(HashAlg::Sha384)),
+            o if o == ECDSA_SHA512 => SignatureAlgorithm::Ecdsa(Some(HashAlg::Sha512)),
+            o if o == EC_PUBLIC_KEY => SignatureAlgorithm::Ecdsa(None),
+            o if o == ED25519 => SignatureAlgorithm::Ed25519,
+            o if o == RSA_SHA256 => SignatureAlgorithm::Rsa(HashAlg::Sha256),
+            o if o == RSA_SHA384 => SignatureAlgorithm::Rsa(HashAlg::Sha384),
+            o if o == RSA_SHA512 => SignatureAlgorithm::Rsa(HashAlg::Sha512),
+            _ => return None,
+        })
+    }
+
+    /// Verifies `signature` over `message` with `key`, which must be of the algorithm's type;
+    /// `fallback` is the hash of a bare ECDSA algorithm.
+    pub fn verify(
+        self,
+        key: &PublicKey,
+        fallback: Option<HashAlg>,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<(), KeyError> {
+        let hash = match (self, key) {
+            (SignatureAlgorithm::Ecdsa(hash), PublicKey::P256(_) | PublicKey::P384(_)) => hash
+                .or(fallback)
+                .ok_or(KeyError::Unsupported("no hash algorithm for the ECDSA signature"))?,
+            (SignatureAlgorithm::Ed25519, PublicKey::Ed25519(_)) => HashAlg::Sha512,
+            (SignatureAlgorithm::Rsa(hash), PublicKey::Rsa(_)) => hash,
+            _ => {
+                return Err(KeyError::Unsupported(
+                    "the signature algorithm does not match the key type",
+                ))
+            }
+        };
+        key.verify(hash, message, signature)
     }
 }
 

@@ -12,6 +12,7 @@ pub use trust_root::TrustedRoot;
 pub mod bundle;
 pub mod cert;
 pub mod content;
+mod der_walk;
 pub mod sct;
 pub mod timestamp;
 pub mod tlog;
@@ -21,3 +22,5 @@ pub use bundle::Bundle;
 pub use content::Artifact;
 pub use verify::{verify, Policy, SignerFacts};
 pub mod pep740;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;

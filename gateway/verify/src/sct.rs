@@ -1,11 +1,12 @@
 //! Embedded signed certificate timestamps (RFC 6962 §3.2) in the Fulcio leaf, verified
 //! against a CT log key of the trusted root valid at the SCT's time.
 
-use der::{Decode, Encode};
+use der::Decode;
 use sha2::{Digest, Sha256};
 use x509_cert::Certificate;
 
-use crate::cert::SCT_LIST;
+use crate::cert::{RawCertificate, SCT_LIST};
+use crate::der_walk::{encode, single, Der, CONTEXT_3, OID, SEQUENCE};
 use crate::error::{Result, Step, VerifyError};
 use crate::trust_root::TrustedRoot;
 
@@ -65,23 +66,50 @@ fn parse_list(list: &[u8]) -> Result<Vec<Sct<'_>>> {
     Ok(scts)
 }
 
-/// Verifies that at least one embedded SCT is signed by a trusted CT log; returns its time.
-pub fn verify_embedded(leaf: &Certificate, issuer: &Certificate, root: &TrustedRoot) -> Result<i64> {
-    let extensions = leaf
+/// The precertificate's TBS (RFC 6962 §3.2): the leaf's TBS without the SCT list extension,
+/// built from the leaf's original bytes: only the lengths of the elements that contained the
+/// extension are written anew.
+fn precert_tbs(raw: &RawCertificate<'_>) -> Result<Vec<u8>> {
+    let extensions = raw.extensions.ok_or_else(|| err("the certificate has no SCT"))?;
+    let explicit = single(extensions, CONTEXT_3, Step::Sct, "certificate extensions")?;
+    let list = single(explicit.value, SEQUENCE, Step::Sct, "certificate extensions")?;
+    let mut walker = Der::new(list.value, Step::Sct, "certificate extensions");
+    let mut kept = Vec::with_capacity(list.value.len());
+    let mut removed = 0;
+    while !walker.is_empty() {
+        let extension = walker.take(SEQUENCE)?;
+        let oid = Der::new(extension.value, Step::Sct, "certificate extension").take(OID)?;
+        if oid.is_oid(&SCT_LIST) {
+            removed += 1;
+        } else {
+            kept.extend_from_slice(extension.raw);
+        }
+    }
+    if removed != 1 {
+        return Err(err(format!(
+            "the certificate has {removed} SCT list extensions, not one"
+        )));
+    }
+    let mut content = raw.tbs_head.to_vec();
+    if !kept.is_empty() {
+        content.extend_from_slice(&encode(CONTEXT_3, &encode(SEQUENCE, &kept)));
+    }
+    Ok(encode(SEQUENCE, &content))
+}
+
+/// Verifies that at least one embedded SCT of `leaf` (parsed from `leaf_der`) is signed by a
+/// trusted CT log; returns its time.
+pub fn verify_embedded(leaf_der: &[u8], leaf: &Certificate, issuer: &Certificate, root: &TrustedRoot) -> Result<i64> {
+    let ext = leaf
         .tbs_certificate
         .extensions
         .as_ref()
-        .ok_or_else(|| err("the certificate has no SCT"))?;
-    let ext = extensions
-        .iter()
-        .find(|e| e.extn_id == SCT_LIST)
+        .and_then(|extensions| extensions.iter().find(|e| e.extn_id == SCT_LIST))
         .ok_or_else(|| err("the certificate has no SCT"))?;
     let list =
         der::asn1::OctetString::from_der(ext.extn_value.as_bytes()).map_err(|e| err(format!("SCT list: {e}")))?;
-    // The precertificate TBS: the leaf's TBS without the SCT list extension.
-    let mut tbs = leaf.tbs_certificate.clone();
-    tbs.extensions = Some(extensions.iter().filter(|e| e.extn_id != SCT_LIST).cloned().collect());
-    let tbs_der = tbs.to_der().map_err(|e| err(format!("re-encoding: {e}")))?;
+    let raw = crate::cert::raw_parts(leaf_der, Step::Sct)?;
+    let tbs_der = precert_tbs(&raw)?;
     let issuer_key_hash: [u8; 32] = Sha256::digest(crate::cert::spki_der(issuer).map_err(|e| err(e.reason))?).into();
     let mut last = err("no SCT from a trusted CT log");
     for sct in parse_list(list.as_bytes())? {
@@ -111,4 +139,38 @@ pub fn verify_embedded(leaf: &Certificate, issuer: &Certificate, root: &TrustedR
         }
     }
     Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use der::Encode;
+
+    use super::*;
+
+    /// The precertificate TBS spliced from the original bytes equals the leaf's TBS re-encoded
+    /// without the SCT extension, for the real (canonically encoded) leaves of the fixtures.
+    #[test]
+    fn the_precertificate_is_the_tbs_without_the_sct_list() {
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
+        for case in [
+            "sigstore-conformance/bundle-verify/happy-path-v0.3",
+            "pep740/gitlab-publish-gitlab-oidc-project-0.0.3",
+            "npm-provenance/slsa-v0.2-sigstore-1.0.0",
+        ] {
+            let json = std::fs::read(fixtures.join(case).join("bundle.sigstore.json")).expect("bundle");
+            let crate::bundle::SignerMaterial::Certificate { leaf, .. } =
+                crate::Bundle::from_json(&json).expect("bundle").signer
+            else {
+                panic!("{case}: no certificate");
+            };
+            let raw = crate::cert::raw_parts(&leaf, Step::Sct).expect("raw parts");
+            let spliced = precert_tbs(&raw).expect("precertificate");
+            let mut tbs = crate::cert::parse(&leaf).expect("leaf").tbs_certificate;
+            tbs.extensions = tbs
+                .extensions
+                .map(|all| all.into_iter().filter(|e| e.extn_id != SCT_LIST).collect());
+            assert_eq!(spliced, tbs.to_der().expect("DER"), "{case}");
+            assert!(spliced.len() < raw.tbs.len(), "{case}");
+        }
+    }
 }

@@ -18,8 +18,13 @@ use der::{Decode, Encode};
 use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage};
 use x509_cert::Certificate;
 
+use crate::cert::RawCertificate;
+use crate::der_walk::{
+    single, Der, Tlv, CONTEXT_0, CONTEXT_0_PRIMITIVE, CONTEXT_1, GENERALIZED_TIME, INTEGER, OCTET_STRING, OID,
+    SEQUENCE, SET,
+};
 use crate::error::{Result, Step, VerifyError};
-use crate::keys::{HashAlg, PublicKey};
+use crate::keys::{HashAlg, PublicKey, SignatureAlgorithm};
 use crate::trust_root::{Authority, TrustedRoot};
 
 /// A verified timestamp.
@@ -70,8 +75,11 @@ pub fn verify_timestamp(token_der: &[u8], signature: &[u8], root: &TrustedRoot) 
     }
 }
 
+/// The step every fault here is reported at.
+const STEP: Step = Step::Timestamp;
+
 fn fail(reason: impl Into<String>) -> VerifyError {
-    VerifyError::new(Step::Timestamp, reason)
+    VerifyError::new(STEP, reason)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -85,140 +93,16 @@ const ID_SIGNING_CERTIFICATE_V2: ObjectIdentifier = ObjectIdentifier::new_unwrap
 const ID_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
 const ID_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.2");
 const ID_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.3");
-const ECDSA_WITH_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
-const ECDSA_WITH_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
-const ECDSA_WITH_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.4");
-const ID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
-const ID_ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
 const ID_KP_TIME_STAMPING: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.8");
 const ANY_EXTENDED_KEY_USAGE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.37.0");
 const ID_CE_EXT_KEY_USAGE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.37");
 const ID_CE_BASIC_CONSTRAINTS: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.19");
 const ID_CE_SUBJECT_KEY_IDENTIFIER: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.14");
 
-// ---------------------------------------------------------------------------------------------
-// A minimal DER walker: tag, length, value, and the raw bytes of each element.
-
-const INTEGER: u8 = 0x02;
-const OCTET_STRING: u8 = 0x04;
-const OID: u8 = 0x06;
-const GENERALIZED_TIME: u8 = 0x18;
-const SEQUENCE: u8 = 0x30;
-const SET: u8 = 0x31;
-const CONTEXT_0: u8 = 0xA0;
-const CONTEXT_1: u8 = 0xA1;
-const CONTEXT_0_PRIMITIVE: u8 = 0x80;
-
-/// One DER element.
-#[derive(Debug, Clone, Copy)]
-struct Tlv<'a> {
-    tag: u8,
-    value: &'a [u8],
-    raw: &'a [u8],
-}
-
-impl Tlv<'_> {
-    fn is_oid(&self, oid: &ObjectIdentifier) -> bool {
-        self.tag == OID && self.value == oid.as_bytes()
-    }
-
-    fn oid_name(&self) -> String {
-        ObjectIdentifier::from_bytes(self.value)
-            .map(|oid| oid.to_string())
-            .unwrap_or_else(|_| "<malformed OID>".to_owned())
-    }
-}
-
-/// Reads consecutive DER elements from a byte string.
-struct Der<'a> {
-    rest: &'a [u8],
-    what: &'static str,
-}
-
-impl<'a> Der<'a> {
-    fn new(data: &'a [u8], what: &'static str) -> Self {
-        Der { rest: data, what }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.rest.is_empty()
-    }
-
-    fn peek_tag(&self) -> Option<u8> {
-        self.rest.first().copied()
-    }
-
-    fn malformed(&self, why: &str) -> VerifyError {
-        fail(format!("malformed {}: {why}", self.what))
-    }
-
-    fn any(&mut self) -> Result<Tlv<'a>> {
-        let data = self.rest;
-        let (&tag, after_tag) = data.split_first().ok_or_else(|| self.malformed("truncated"))?;
-        if tag & 0x1f == 0x1f {
-            return Err(self.malformed("multi-byte tags are not supported"));
-        }
-        let (&first, after_len) = after_tag.split_first().ok_or_else(|| self.malformed("truncated"))?;
-        let (len, header) = if first < 0x80 {
-            (usize::from(first), 2)
-        } else {
-            let count = usize::from(first & 0x7f);
-            if count == 0 {
-                return Err(self.malformed("indefinite length is not DER"));
-            }
-            if count > 4 {
-                return Err(self.malformed("length too large"));
-            }
-            let bytes = after_len.get(..count).ok_or_else(|| self.malformed("truncated"))?;
-            let len = bytes.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-            (len, 2 + count)
-        };
-        let end = header
-            .checked_add(len)
-            .ok_or_else(|| self.malformed("length too large"))?;
-        let raw = data.get(..end).ok_or_else(|| self.malformed("truncated"))?;
-        let value = raw.get(header..).ok_or_else(|| self.malformed("truncated"))?;
-        self.rest = data.get(end..).unwrap_or_default();
-        Ok(Tlv { tag, value, raw })
-    }
-
-    fn take(&mut self, tag: u8) -> Result<Tlv<'a>> {
-        match self.peek_tag() {
-            Some(found) if found == tag => self.any(),
-            Some(found) => Err(self.malformed(&format!("expected tag {tag:#04x}, found {found:#04x}"))),
-            None => Err(self.malformed(&format!("expected tag {tag:#04x}, found the end"))),
-        }
-    }
-
-    fn optional(&mut self, tag: u8) -> Result<Option<Tlv<'a>>> {
-        if self.peek_tag() == Some(tag) {
-            self.any().map(Some)
-        } else {
-            Ok(None)
-        }
-    }
-
-    fn finish(&self) -> Result<()> {
-        if self.rest.is_empty() {
-            Ok(())
-        } else {
-            Err(self.malformed("unexpected trailing data"))
-        }
-    }
-}
-
-/// Parses `data` as exactly one element with `tag`.
-fn single<'a>(data: &'a [u8], tag: u8, what: &'static str) -> Result<Tlv<'a>> {
-    let mut der = Der::new(data, what);
-    let tlv = der.take(tag)?;
-    der.finish()?;
-    Ok(tlv)
-}
-
 /// Reads an AlgorithmIdentifier and returns its OID element (parameters are not used).
 fn algorithm<'a>(der: &mut Der<'a>, what: &'static str) -> Result<Tlv<'a>> {
     let seq = der.take(SEQUENCE)?;
-    let mut inner = Der::new(seq.value, what);
+    let mut inner = Der::new(seq.value, STEP, what);
     let oid = inner.take(OID)?;
     if !inner.is_empty() {
         inner.any()?;
@@ -242,17 +126,6 @@ fn hash_alg(oid: &Tlv<'_>, what: &str) -> Result<HashAlg> {
 // ---------------------------------------------------------------------------------------------
 // The token.
 
-/// The signer's signature algorithm.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum SigAlg {
-    /// ECDSA; `None` (plain id-ecPublicKey) means "with the signer's digest algorithm".
-    Ecdsa(Option<HashAlg>),
-    /// Ed25519 over the signed attributes.
-    Ed25519,
-    /// Anything else (RSA, ...), refused once a trusted signer is found.
-    Unsupported(String),
-}
-
 /// How the SignerInfo names its certificate.
 #[derive(Debug, Clone, Copy)]
 enum Sid<'a> {
@@ -271,7 +144,9 @@ struct Signer<'a> {
     signed_attrs_der: Vec<u8>,
     /// The content of the signed attributes (the attributes themselves).
     signed_attrs: &'a [u8],
-    sig_alg: SigAlg,
+    /// The signature algorithm, or the OID of an unsupported one (refused once a trusted
+    /// signer is found).
+    sig_alg: std::result::Result<SignatureAlgorithm, String>,
     signature: &'a [u8],
 }
 
@@ -288,15 +163,15 @@ struct Token<'a> {
 /// Accepts a TimeStampResp (status + token, as Sigstore bundles store it) or a bare token;
 /// returns the token (ContentInfo) bytes.
 fn unwrap_response(data: &[u8]) -> Result<&[u8]> {
-    let top = single(data, SEQUENCE, "timestamp")?;
-    let mut fields = Der::new(top.value, "timestamp response");
+    let top = single(data, SEQUENCE, STEP, "timestamp")?;
+    let mut fields = Der::new(top.value, STEP, "timestamp response");
     let first = fields.any()?;
     match first.tag {
         // ContentInfo: contentType comes first.
         OID => Ok(top.raw),
         // TimeStampResp: PKIStatusInfo, then the token.
         SEQUENCE => {
-            let mut status_info = Der::new(first.value, "timestamp response status");
+            let mut status_info = Der::new(first.value, STEP, "timestamp response status");
             let status = status_info.take(INTEGER)?;
             // granted (0) or grantedWithMods (1)
             if status.value != [0] && status.value != [1] {
@@ -318,8 +193,8 @@ fn unwrap_response(data: &[u8]) -> Result<&[u8]> {
 }
 
 fn parse_token(data: &[u8]) -> Result<Token<'_>> {
-    let content_info = single(data, SEQUENCE, "timestamp token")?;
-    let mut ci = Der::new(content_info.value, "timestamp token");
+    let content_info = single(data, SEQUENCE, STEP, "timestamp token")?;
+    let mut ci = Der::new(content_info.value, STEP, "timestamp token");
     let content_type = ci.take(OID)?;
     if !content_type.is_oid(&ID_SIGNED_DATA) {
         return Err(fail(format!(
@@ -329,13 +204,13 @@ fn parse_token(data: &[u8]) -> Result<Token<'_>> {
     }
     let explicit = ci.take(CONTEXT_0)?;
     ci.finish()?;
-    let signed_data = single(explicit.value, SEQUENCE, "SignedData")?;
+    let signed_data = single(explicit.value, SEQUENCE, STEP, "SignedData")?;
 
-    let mut sd = Der::new(signed_data.value, "SignedData");
+    let mut sd = Der::new(signed_data.value, STEP, "SignedData");
     sd.take(INTEGER)?; // version
     sd.take(SET)?; // digestAlgorithms
     let encap = sd.take(SEQUENCE)?;
-    let mut ec = Der::new(encap.value, "encapsulated content");
+    let mut ec = Der::new(encap.value, STEP, "encapsulated content");
     let econtent_type = ec.take(OID)?;
     if !econtent_type.is_oid(&ID_CT_TST_INFO) {
         return Err(fail(format!(
@@ -347,11 +222,11 @@ fn parse_token(data: &[u8]) -> Result<Token<'_>> {
         .optional(CONTEXT_0)?
         .ok_or_else(|| fail("the timestamp token has no TSTInfo content"))?;
     ec.finish()?;
-    let tst_info = single(econtent.value, OCTET_STRING, "encapsulated content")?.value;
+    let tst_info = single(econtent.value, OCTET_STRING, STEP, "encapsulated content")?.value;
 
     let mut certs = Vec::new();
     if let Some(set) = sd.optional(CONTEXT_0)? {
-        let mut choices = Der::new(set.value, "embedded certificates");
+        let mut choices = Der::new(set.value, STEP, "embedded certificates");
         while !choices.is_empty() {
             let choice = choices.any()?;
             // Only plain X.509 certificates; attribute and other certificate formats are ignored.
@@ -364,7 +239,7 @@ fn parse_token(data: &[u8]) -> Result<Token<'_>> {
     let signer_infos = sd.take(SET)?;
     sd.finish()?;
 
-    let mut infos = Der::new(signer_infos.value, "SignerInfos");
+    let mut infos = Der::new(signer_infos.value, STEP, "SignerInfos");
     let mut signers = Vec::new();
     while !infos.is_empty() {
         signers.push(infos.take(SEQUENCE)?);
@@ -383,12 +258,12 @@ fn parse_token(data: &[u8]) -> Result<Token<'_>> {
 }
 
 fn parse_signer_info(data: &[u8]) -> Result<Signer<'_>> {
-    let mut si = Der::new(data, "SignerInfo");
+    let mut si = Der::new(data, STEP, "SignerInfo");
     si.take(INTEGER)?; // version
     let sid_tlv = si.any()?;
     let sid = match sid_tlv.tag {
         SEQUENCE => {
-            let mut ias = Der::new(sid_tlv.value, "SignerInfo issuerAndSerialNumber");
+            let mut ias = Der::new(sid_tlv.value, STEP, "SignerInfo issuerAndSerialNumber");
             let issuer = ias.take(SEQUENCE)?.raw;
             let serial = ias.take(INTEGER)?.value;
             ias.finish()?;
@@ -410,19 +285,10 @@ fn parse_signer_info(data: &[u8]) -> Result<Signer<'_>> {
         *tag = SET;
     }
     let sig_oid = algorithm(&mut si, "SignerInfo signature algorithm")?;
-    let sig_alg = if sig_oid.is_oid(&ECDSA_WITH_SHA256) {
-        SigAlg::Ecdsa(Some(HashAlg::Sha256))
-    } else if sig_oid.is_oid(&ECDSA_WITH_SHA384) {
-        SigAlg::Ecdsa(Some(HashAlg::Sha384))
-    } else if sig_oid.is_oid(&ECDSA_WITH_SHA512) {
-        SigAlg::Ecdsa(Some(HashAlg::Sha512))
-    } else if sig_oid.is_oid(&ID_EC_PUBLIC_KEY) {
-        SigAlg::Ecdsa(None)
-    } else if sig_oid.is_oid(&ID_ED25519) {
-        SigAlg::Ed25519
-    } else {
-        SigAlg::Unsupported(sig_oid.oid_name())
-    };
+    let sig_alg = ObjectIdentifier::from_bytes(sig_oid.value)
+        .ok()
+        .and_then(|oid| SignatureAlgorithm::from_oid(&oid))
+        .ok_or_else(|| sig_oid.oid_name());
     let signature = si.take(OCTET_STRING)?.value;
     si.optional(CONTEXT_1)?; // unsigned attributes
     si.finish()?;
@@ -463,8 +329,8 @@ struct TstInfo<'a> {
 }
 
 fn parse_tst_info(data: &[u8]) -> Result<TstInfo<'_>> {
-    let seq = single(data, SEQUENCE, "TSTInfo")?;
-    let mut tst = Der::new(seq.value, "TSTInfo");
+    let seq = single(data, SEQUENCE, STEP, "TSTInfo")?;
+    let mut tst = Der::new(seq.value, STEP, "TSTInfo");
     let version = tst.take(INTEGER)?;
     if version.value != [1] {
         return Err(fail(format!(
@@ -474,7 +340,7 @@ fn parse_tst_info(data: &[u8]) -> Result<TstInfo<'_>> {
     }
     tst.take(OID)?; // policy: not checked
     let imprint = tst.take(SEQUENCE)?;
-    let mut mi = Der::new(imprint.value, "TSTInfo messageImprint");
+    let mut mi = Der::new(imprint.value, STEP, "TSTInfo messageImprint");
     let alg = algorithm(&mut mi, "TSTInfo messageImprint algorithm")?;
     let imprint_alg = hash_alg(&alg, "message imprint")?;
     let hashed = mi.take(OCTET_STRING)?.value;
@@ -540,15 +406,15 @@ fn check_signed_attributes<'a>(signer: &Signer<'a>, tst_info: &[u8]) -> Result<S
     let mut content_type = None;
     let mut message_digest = None;
     let mut out = SignedAttrs::default();
-    let mut attrs = Der::new(signer.signed_attrs, "signed attributes");
+    let mut attrs = Der::new(signer.signed_attrs, STEP, "signed attributes");
     while !attrs.is_empty() {
         let attr = attrs.take(SEQUENCE)?;
-        let mut a = Der::new(attr.value, "signed attribute");
+        let mut a = Der::new(attr.value, STEP, "signed attribute");
         let kind = a.take(OID)?;
         let values_set = a.take(SET)?;
         a.finish()?;
         let mut values = Vec::new();
-        let mut vs = Der::new(values_set.value, "signed attribute values");
+        let mut vs = Der::new(values_set.value, STEP, "signed attribute values");
         while !vs.is_empty() {
             values.push(vs.any()?);
         }
@@ -595,11 +461,11 @@ fn parse_signing_certificate_v2<'a>(value: Tlv<'a>) -> Result<(HashAlg, &'a [u8]
     if value.tag != SEQUENCE {
         return Err(fail(format!("malformed {WHAT}")));
     }
-    let mut outer = Der::new(value.value, WHAT);
+    let mut outer = Der::new(value.value, STEP, WHAT);
     let certs = outer.take(SEQUENCE)?;
-    let mut ids = Der::new(certs.value, WHAT);
+    let mut ids = Der::new(certs.value, STEP, WHAT);
     let first = ids.take(SEQUENCE)?;
-    let mut id = Der::new(first.value, WHAT);
+    let mut id = Der::new(first.value, STEP, WHAT);
     let hash = if id.peek_tag() == Some(SEQUENCE) {
         hash_alg(&algorithm(&mut id, WHAT)?, "signingCertificateV2")?
     } else {
@@ -614,34 +480,14 @@ fn parse_signing_certificate_v2<'a>(value: Tlv<'a>) -> Result<(HashAlg, &'a [u8]
 
 /// A parsed certificate with the raw pieces compared byte for byte.
 struct Cert<'a> {
-    der: &'a [u8],
-    tbs: &'a [u8],
-    serial: &'a [u8],
-    issuer: &'a [u8],
-    subject: &'a [u8],
+    raw: RawCertificate<'a>,
     parsed: Certificate,
 }
 
 fn parse_cert(der: &[u8]) -> Result<Cert<'_>> {
-    let outer = single(der, SEQUENCE, "certificate")?;
-    let mut c = Der::new(outer.value, "certificate");
-    let tbs = c.take(SEQUENCE)?;
-    let mut t = Der::new(tbs.value, "certificate");
-    t.optional(CONTEXT_0)?; // version
-    let serial = t.take(INTEGER)?.value;
-    t.take(SEQUENCE)?; // signature algorithm
-    let issuer = t.take(SEQUENCE)?.raw;
-    t.take(SEQUENCE)?; // validity
-    let subject = t.take(SEQUENCE)?.raw;
+    let raw = crate::cert::raw_parts(der, STEP)?;
     let parsed = Certificate::from_der(der).map_err(|e| fail(format!("malformed certificate: {e}")))?;
-    Ok(Cert {
-        der,
-        tbs: tbs.raw,
-        serial,
-        issuer,
-        subject,
-        parsed,
-    })
+    Ok(Cert { raw, parsed })
 }
 
 impl Cert<'_> {
@@ -659,7 +505,7 @@ impl Cert<'_> {
 
     fn subject_key_id(&self) -> Option<&[u8]> {
         let ext = self.extension(&ID_CE_SUBJECT_KEY_IDENTIFIER)?;
-        single(ext.extn_value.as_bytes(), OCTET_STRING, "subject key identifier")
+        single(ext.extn_value.as_bytes(), OCTET_STRING, STEP, "subject key identifier")
             .ok()
             .map(|t| t.value)
     }
@@ -705,38 +551,21 @@ impl Cert<'_> {
 
     fn matches(&self, sid: &Sid<'_>) -> bool {
         match *sid {
-            Sid::IssuerSerial { issuer, serial } => self.issuer == issuer && self.serial == serial,
+            Sid::IssuerSerial { issuer, serial } => self.raw.issuer == issuer && self.raw.serial == serial,
             Sid::KeyId(id) => self.subject_key_id() == Some(id),
         }
     }
 
-    /// Checks that `issuer` issued and signed this certificate.
+    /// Checks that `issuer` issued and signed this certificate (over its original TBS bytes).
     fn verify_issued_by(&self, issuer: &Cert<'_>) -> Result<()> {
-        if self.issuer != issuer.subject {
+        if self.raw.issuer != issuer.raw.subject {
             return Err(fail(format!(
                 "certificate {} was not issued by {}",
                 self.name(),
                 issuer.name()
             )));
         }
-        let oid = self.parsed.signature_algorithm.oid;
-        let alg = if oid == ECDSA_WITH_SHA256 {
-            SigAlg::Ecdsa(Some(HashAlg::Sha256))
-        } else if oid == ECDSA_WITH_SHA384 {
-            SigAlg::Ecdsa(Some(HashAlg::Sha384))
-        } else if oid == ECDSA_WITH_SHA512 {
-            SigAlg::Ecdsa(Some(HashAlg::Sha512))
-        } else if oid == ID_ED25519 {
-            SigAlg::Ed25519
-        } else {
-            SigAlg::Unsupported(oid.to_string())
-        };
-        let signature = self
-            .parsed
-            .signature
-            .as_bytes()
-            .ok_or_else(|| fail(format!("certificate {}: malformed signature", self.name())))?;
-        check_signature(&issuer.public_key()?, &alg, None, self.tbs, signature).map_err(|why| {
+        crate::cert::check_signature(&self.raw, &issuer.public_key()?).map_err(|why| {
             fail(format!(
                 "certificate {} is not signed by {}: {why}",
                 self.name(),
@@ -744,26 +573,6 @@ impl Cert<'_> {
             ))
         })
     }
-}
-
-/// Verifies `signature` over `message` with `key` under `alg`; `fallback` is the hash for a
-/// bare id-ecPublicKey algorithm. Returns a short reason on failure.
-fn check_signature(
-    key: &PublicKey,
-    alg: &SigAlg,
-    fallback: Option<HashAlg>,
-    message: &[u8],
-    signature: &[u8],
-) -> std::result::Result<(), String> {
-    let hash = match (alg, key) {
-        (SigAlg::Ed25519, PublicKey::Ed25519(_)) => HashAlg::Sha512,
-        (SigAlg::Ecdsa(hash), PublicKey::P256(_) | PublicKey::P384(_)) => hash
-            .or(fallback)
-            .ok_or_else(|| "no hash algorithm for the ECDSA signature".to_owned())?,
-        (SigAlg::Unsupported(oid), _) => return Err(format!("unsupported signature algorithm {oid}")),
-        _ => return Err("the signature algorithm does not match the key type".to_owned()),
-    };
-    key.verify(hash, message, signature).map_err(|e| e.to_string())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -794,14 +603,14 @@ fn verify_with_authority(
         paths.push(chain.iter().collect());
     }
     for cert in embedded.iter().filter(|c| c.matches(&signer.sid)) {
-        if chain.iter().any(|trusted| trusted.der == cert.der) {
+        if chain.iter().any(|trusted| trusted.raw.der == cert.raw.der) {
             // Byte-identical to a trusted certificate: the leaf case is handled above, and a
             // CA certificate of the chain cannot be a timestamp signer.
             continue;
         }
         // An embedded certificate must have been issued by a CA of the trusted chain.
         for (index, issuer) in chain.iter().enumerate() {
-            if cert.issuer == issuer.subject && issuer.is_ca() {
+            if cert.raw.issuer == issuer.raw.subject && issuer.is_ca() {
                 let mut path = vec![cert];
                 path.extend(chain.iter().skip(index));
                 paths.push(path);
@@ -854,13 +663,13 @@ fn verify_path(
         return Err(fail("empty certificate path"));
     };
     let fallback = hash_alg(&signer.digest_alg, "signer digest").ok();
-    check_signature(
-        &leaf.public_key()?,
-        &signer.sig_alg,
-        fallback,
-        &signer.signed_attrs_der,
-        signer.signature,
-    )
+    let key = leaf.public_key()?;
+    match &signer.sig_alg {
+        Ok(alg) => alg
+            .verify(&key, fallback, &signer.signed_attrs_der, signer.signature)
+            .map_err(|e| e.to_string()),
+        Err(oid) => Err(format!("unsupported signature algorithm {oid}")),
+    }
     .map_err(|why| {
         fail(format!(
             "the timestamp's signature does not verify with {}: {why}",
@@ -869,7 +678,7 @@ fn verify_path(
     })?;
 
     if let Some((hash, cert_hash)) = attrs.ess_cert_v2 {
-        if hash.digest(leaf.der) != cert_hash {
+        if hash.digest(leaf.raw.der) != cert_hash {
             return Err(fail(
                 "the signingCertificateV2 attribute does not name the timestamp's signing certificate",
             ));
@@ -921,7 +730,8 @@ fn verify_path(
         }
         if let Some(issuer) = path.get(index + 1) {
             let already_checked = checked_chain.is_some_and(|chain| {
-                chain.iter().any(|d| d.as_slice() == cert.der) && chain.iter().any(|d| d.as_slice() == issuer.der)
+                chain.iter().any(|d| d.as_slice() == cert.raw.der)
+                    && chain.iter().any(|d| d.as_slice() == issuer.raw.der)
             });
             if !already_checked {
                 cert.verify_issued_by(issuer)?;

@@ -66,9 +66,9 @@ impl Authority {
                     .iter()
                     .map(|der| crate::cert::parse(der).map_err(|e| e.reason))
                     .collect::<std::result::Result<Vec<_>, _>>()?;
-                for (i, cert) in certs.iter().enumerate() {
+                for (i, (cert, der)) in certs.iter().zip(&self.chain).enumerate() {
                     let parent = certs.get(i + 1).unwrap_or(cert);
-                    crate::cert::verify_issued_by(cert, parent).map_err(|e| format!("{}: {}", self.uri, e.reason))?;
+                    crate::cert::verify_issued_by(der, parent).map_err(|e| format!("{}: {}", self.uri, e.reason))?;
                 }
                 Ok(certs)
             })

@@ -56,12 +56,19 @@ pub fn verify(
     policy: &Policy,
     now: i64,
 ) -> Result<SignerFacts> {
+    // Bundles built in code rather than parsed meet the same limits.
+    crate::bundle::check_limits(bundle.tlog_entries.len(), bundle.timestamps.len())?;
     // The signer's material and key.
     let (leaf, extra, key, signer_der) = match (&bundle.signer, policy) {
         (SignerMaterial::Certificate { leaf, extra }, Policy::Identity { .. } | Policy::AnyIdentity) => {
             let parsed = cert::parse(leaf)?;
             let key = cert::public_key(&parsed)?;
-            (Some(parsed), extra.as_slice(), key, SignerDer::Certificate(leaf))
+            (
+                Some((leaf.as_slice(), parsed)),
+                extra.as_slice(),
+                key,
+                SignerDer::Certificate(leaf),
+            )
         }
         (SignerMaterial::PublicKey { .. }, Policy::Key { spki_der }) => {
             let key =
@@ -114,9 +121,9 @@ pub fn verify(
 
     // Certificate path at every signing time, SCT, identity.
     let identity = match (&leaf, policy) {
-        (Some(leaf), Policy::Identity { san, issuer }) => {
-            let path = cert::verify_path(leaf, extra, root, &times)?;
-            crate::sct::verify_embedded(leaf, &path.issuer, root)?;
+        (Some((leaf_der, leaf)), Policy::Identity { san, issuer }) => {
+            let path = cert::verify_path(leaf_der, leaf, extra, root, &times)?;
+            crate::sct::verify_embedded(leaf_der, leaf, &path.issuer, root)?;
             let identity = cert::identity(leaf)?;
             if !identity.sans.iter().any(|s| s == san) {
                 return Err(VerifyError::new(
@@ -132,9 +139,9 @@ pub fn verify(
             }
             identity
         }
-        (Some(leaf), Policy::AnyIdentity) => {
-            let path = cert::verify_path(leaf, extra, root, &times)?;
-            crate::sct::verify_embedded(leaf, &path.issuer, root)?;
+        (Some((leaf_der, leaf)), Policy::AnyIdentity) => {
+            let path = cert::verify_path(leaf_der, leaf, extra, root, &times)?;
+            crate::sct::verify_embedded(leaf_der, leaf, &path.issuer, root)?;
             cert::identity(leaf)?
         }
         _ => CertificateIdentity::default(),

@@ -263,3 +263,60 @@ fn a_bundle_carrying_a_root_that_is_not_the_trusted_one() {
     assert_eq!(err.step, Step::CertificateChain, "{err}");
     assert!(err.reason.contains("not in the trusted root"), "{err}");
 }
+
+/// A case's own trusted root (or production's), identity policy and artifact.
+fn case_inputs(name: &str) -> (Value, Policy, Vec<u8>) {
+    let dir = fixtures().join("sigstore-conformance/bundle-verify").join(name);
+    let read = |file: &str| std::fs::read_to_string(dir.join(file)).map(|s| s.trim().to_owned());
+    let root = match std::fs::read(dir.join("trusted_root.json")) {
+        Ok(json) => serde_json::from_slice(&json).expect("json"),
+        Err(_) => production_json(),
+    };
+    let policy = match (read("identity"), read("issuer")) {
+        (Ok(san), Ok(issuer)) => Policy::Identity { san, issuer },
+        _ => identity(),
+    };
+    (root, policy, artifact())
+}
+
+/// `bundle` with the first element of the array at `path` repeated to `count` elements.
+fn repeated(mut bundle: Value, path: &[&str], count: usize) -> Value {
+    let mut slot = &mut bundle;
+    for key in path {
+        slot = &mut slot[*key];
+    }
+    let first = slot[0].clone();
+    *slot = Value::Array(vec![first; count]);
+    bundle
+}
+
+#[test]
+fn at_most_32_transparency_log_entries() {
+    let (root, policy, bytes) = case_inputs("happy-path-v0.3");
+    let path = ["verificationMaterial", "tlogEntries"];
+    let at_limit = repeated(case("happy-path-v0.3"), &path, 32);
+    run(&at_limit, &root, Artifact::from_bytes(bytes.clone()), &policy).expect("32 entries verify");
+    let over = repeated(case("happy-path-v0.3"), &path, 33);
+    let e = run(&over, &root, Artifact::from_bytes(bytes.clone()), &policy).expect_err("33 entries");
+    assert_eq!(e.step, Step::Bundle);
+    assert_eq!(e.reason, "too many transparency log entries: 33 > 32");
+
+    // A bundle built in code is held to the same limit by the verifier.
+    let mut built = Bundle::from_json(&serde_json::to_vec(&at_limit).expect("encode")).expect("parses");
+    built.tlog_entries.push(built.tlog_entries[0].clone());
+    let root = TrustedRoot::from_json(&serde_json::to_vec(&root).expect("encode")).expect("root");
+    let e = verify(&built, &Artifact::from_bytes(bytes), &root, &policy, now()).expect_err("33 entries");
+    assert_eq!(e.reason, "too many transparency log entries: 33 > 32");
+}
+
+#[test]
+fn at_most_32_signed_timestamps() {
+    let (root, policy, bytes) = case_inputs("rekor2-happy-path");
+    let path = ["verificationMaterial", "timestampVerificationData", "rfc3161Timestamps"];
+    let at_limit = repeated(case("rekor2-happy-path"), &path, 32);
+    run(&at_limit, &root, Artifact::from_bytes(bytes.clone()), &policy).expect("32 timestamps verify");
+    let over = repeated(case("rekor2-happy-path"), &path, 33);
+    let e = run(&over, &root, Artifact::from_bytes(bytes), &policy).expect_err("33 timestamps");
+    assert_eq!(e.step, Step::Bundle);
+    assert_eq!(e.reason, "too many signed timestamps: 33 > 32");
+}
