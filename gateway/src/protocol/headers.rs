@@ -1,6 +1,8 @@
 //! Request headers read one way: a single-valued header sent twice is refused (the gateway
-//! would read the first, a backend may read the last or join them), and header names that a
-//! CGI/WSGI backend would read as another header are dropped before forwarding.
+//! would read the first, a backend may read the last or join them), a decided write's body
+//! must come as the gateway reads it (no content coding; an npm document as UTF-8 JSON), and
+//! header names that a CGI/WSGI backend would read as another header are dropped before
+//! forwarding.
 
 use http::header::{HeaderMap, HeaderName};
 
@@ -22,6 +24,45 @@ pub fn single(headers: &HeaderMap, name: HeaderName) -> Result<Option<&str>, Ref
         .to_str()
         .map(Some)
         .map_err(|_| Refusal::BadRequest(format!("the {name} header is not visible ASCII")))
+}
+
+/// A decided write's body is read as sent: a `Content-Encoding` other than `identity` is
+/// refused, since a backend (or a proxy before it) that decodes it would commit other bytes
+/// than the gateway checked.
+pub fn check_identity_coding(headers: &HeaderMap) -> Result<(), Refusal> {
+    for value in headers.get_all(http::header::CONTENT_ENCODING) {
+        let identity = value
+            .to_str()
+            .is_ok_and(|v| v.split(',').all(|c| c.trim().eq_ignore_ascii_case("identity")));
+        if !identity {
+            return Err(Refusal::AmbiguousBody(
+                "the gateway reads upload bodies as sent; send the body without a Content-Encoding".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An npm document is JSON in UTF-8: one `Content-Type`, `application/json`, with no parameter
+/// but `charset=utf-8`. A backend's JSON body parser decodes other charsets (body-parser
+/// honours `charset=latin1`, `utf-16`), so it would read other strings than the gateway.
+pub fn check_json_utf8(headers: &HeaderMap) -> Result<(), Refusal> {
+    let value = single(headers, http::header::CONTENT_TYPE)?.unwrap_or("");
+    let mut params = value.split(';').map(|p| p.trim_matches([' ', '\t']));
+    let media_type = params.next().unwrap_or("");
+    let params_ok = params.all(|p| {
+        p.split_once('=').is_some_and(|(k, v)| {
+            k.eq_ignore_ascii_case("charset") && v.trim_matches('"').eq_ignore_ascii_case("utf-8")
+        })
+    });
+    if media_type.eq_ignore_ascii_case("application/json") && params_ok {
+        Ok(())
+    } else {
+        Err(Refusal::AmbiguousBody(format!(
+            "an npm package document must be sent as Content-Type: application/json (UTF-8), not {:?}",
+            value.chars().take(60).collect::<String>()
+        )))
+    }
 }
 
 /// Names a CGI or WSGI backend (pypiserver, devpi, Warehouse behind a WSGI server) reads as
@@ -56,6 +97,47 @@ mod tests {
             single(&headers, http::header::CONTENT_TYPE),
             Err(Refusal::BadRequest(m)) if m.contains("more than one content-type")
         ));
+    }
+
+    #[test]
+    fn bodies_are_read_as_sent() {
+        let mut headers = HeaderMap::new();
+        assert!(check_identity_coding(&headers).is_ok());
+        headers.insert(http::header::CONTENT_ENCODING, HeaderValue::from_static("Identity"));
+        assert!(check_identity_coding(&headers).is_ok());
+        headers.append(http::header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        assert!(matches!(
+            check_identity_coding(&headers),
+            Err(Refusal::AmbiguousBody(_))
+        ));
+        headers.insert(http::header::CONTENT_ENCODING, HeaderValue::from_static("identity, br"));
+        assert!(check_identity_coding(&headers).is_err());
+    }
+
+    #[test]
+    fn npm_documents_are_utf8_json() {
+        let with = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(value));
+            check_json_utf8(&headers)
+        };
+        for ok in [
+            "application/json",
+            "Application/JSON; charset=UTF-8",
+            "application/json;charset=\"utf-8\"",
+        ] {
+            assert!(with(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "application/json; charset=latin1",
+            "application/json; charset=utf-16le",
+            "text/plain",
+            "application/json; x=y",
+            "application/json-patch+json",
+        ] {
+            assert!(matches!(with(bad), Err(Refusal::AmbiguousBody(_))), "{bad}");
+        }
+        assert!(check_json_utf8(&HeaderMap::new()).is_err());
     }
 
     #[test]

@@ -200,6 +200,9 @@ impl Gateway {
             self.check_size(ctx, registry, length)?;
         }
 
+        if ctx.class.is_decided_write() {
+            protocol::headers::check_identity_coding(&req.headers)?;
+        }
         let rules = ctx.rules.clone().ok_or(Refusal::Internal)?;
         match &ctx.class {
             RequestClass::Write { action, project } => {
@@ -229,6 +232,7 @@ impl Gateway {
                     && (*action == WriteAction::Upload || rest.contains("/-rev/"));
                 if npm_document_put {
                     // PUT /<pkg>: a publish or a metadata change, scanned as it streams.
+                    protocol::headers::check_json_utf8(&req.headers)?;
                     write.npm = Some(crate::protocol::npm_body::PublishInspector::new(
                         project.as_str(),
                         crate::protocol::npm_body::Limits::default(),
