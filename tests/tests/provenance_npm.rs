@@ -36,6 +36,14 @@ projects = ["sigstore"]
 repository = "sigstore/sigstore-js"
 repository_owner_id = "71096353"
 workflow = "release.yml"
+
+[[registries.npm.publishers]]
+id = "sigstore-js-2023"
+issuer = "github"
+projects = ["sigstore"]
+repository = "sigstore/sigstore-js"
+repository_owner_id = "71096353"
+workflow = "publish.yml"
 "#;
 
 struct Setup {
@@ -167,6 +175,48 @@ fn the_real_provenance_passes_is_stripped_for_verdaccio_and_served_back() {
         "https://slsa.dev/provenance/v1"
     );
     let _ = &s.work;
+}
+
+/// Provenance from February 2023, before Fulcio's CI extensions: its certificate carries only
+/// the deprecated GitHub Workflow extensions (.2 to .6) and the workflow in the SAN, and no
+/// Source Repository URI. npmjs.com accepted it; the gateway matches the publisher and the
+/// package's repository from those extensions.
+#[test]
+fn provenance_signed_before_the_2023_extensions_is_accepted() {
+    let s = setup();
+    let case = fixtures().join("npm-provenance/slsa-v0.2-sigstore-1.0.0");
+    let tarball = std::fs::read(case.join("artifact")).expect("tarball");
+    let bundle = std::fs::read_to_string(case.join("bundle.sigstore.json")).expect("bundle");
+    let response = publish(
+        &s,
+        "sigstore",
+        &publish_body("sigstore", "1.0.0", &tarball, REPO, Some(&bundle)),
+    );
+    assert!(matches!(response.status, 200 | 201), "{}", response.text());
+    let stored = s.backend.storage.join("sigstore/sigstore-1.0.0.tgz");
+    assert_eq!(
+        sha256_hex(&std::fs::read(&stored).expect("stored tarball")),
+        sha256_hex(&tarball)
+    );
+    let decision = &s.gateway.decisions(1)[0];
+    let detail = decision["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("provenance=accepted"), "{decision}");
+    assert!(detail.contains("signer_publisher=sigstore-js-2023"), "{decision}");
+    // The repository comes from the deprecated extensions: another one is refused.
+    let other = publish(
+        &s,
+        "sigstore",
+        &publish_body(
+            "sigstore",
+            "1.0.0",
+            &tarball,
+            "git+https://github.com/someone/else.git",
+            Some(&bundle),
+        ),
+    );
+    assert_eq!(other.status, 400, "{}", other.text());
+    let code = other.json()["code"].as_str().unwrap_or_default().to_owned();
+    assert!(code.starts_with("provenance_"), "{}", other.text());
 }
 
 #[test]

@@ -339,6 +339,9 @@ impl FormFields {
     }
 
     fn read_field(&mut self, name: &str, value: Vec<u8>) -> Result<(), Refusal> {
+        if std::str::from_utf8(&value).is_err() {
+            return Err(not_utf8(name));
+        }
         if name == "attestations" {
             self.attestations = Some(value);
             return Ok(());
