@@ -43,11 +43,15 @@ pub fn check_identity_coding(headers: &HeaderMap) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// An npm document is JSON in UTF-8: one `Content-Type`, `application/json`, with no parameter
-/// but `charset=utf-8`. A backend's JSON body parser decodes other charsets (body-parser
-/// honours `charset=latin1`, `utf-16`), so it would read other strings than the gateway.
+/// An npm document is JSON in UTF-8: at most one `Content-Type`, and if sent,
+/// `application/json` with no parameter but `charset=utf-8`. A backend's JSON body parser
+/// decodes the charset a client declares (Verdaccio's body-parser honours any `utf-*`, UTF-7
+/// included), so it would read other strings than the gateway. A document sent without a type
+/// is UTF-8 to any parser that reads it as JSON at all (RFC 8259), as it is to the gateway.
 pub fn check_json_utf8(headers: &HeaderMap) -> Result<(), Refusal> {
-    let value = single(headers, http::header::CONTENT_TYPE)?.unwrap_or("");
+    let Some(value) = single(headers, http::header::CONTENT_TYPE)? else {
+        return Ok(());
+    };
     let mut params = value.split(';').map(|p| p.trim_matches([' ', '\t']));
     let media_type = params.next().unwrap_or("");
     let params_ok = params.all(|p| {
@@ -137,7 +141,10 @@ mod tests {
         ] {
             assert!(matches!(with(bad), Err(Refusal::AmbiguousBody(_))), "{bad}");
         }
-        assert!(check_json_utf8(&HeaderMap::new()).is_err());
+        assert!(
+            check_json_utf8(&HeaderMap::new()).is_ok(),
+            "no type: read as UTF-8 JSON by everyone"
+        );
     }
 
     #[test]
