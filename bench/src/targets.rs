@@ -84,10 +84,12 @@ impl Drop for Process {
     }
 }
 
-/// The sink (`bench sink ADDR`, this same executable) on the target core.
+/// The sink (`bench sink ADDR`, the `bench` executable beside this one) on the target core.
 pub fn start_sink() -> Result<(Process, SocketAddr), String> {
     let addr = loopback();
-    let exe = std::env::current_exe().map_err(|e| format!("current exe: {e}"))?;
+    let exe = std::env::current_exe()
+        .map_err(|e| format!("current exe: {e}"))?
+        .with_file_name("bench");
     let listen = addr.to_string();
     let process = spawn_listening("the sink", &exe, &["sink".as_ref(), listen.as_ref()], addr)?;
     Ok((process, addr))

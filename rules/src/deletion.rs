@@ -27,7 +27,7 @@
 //! ```
 //!
 //! Durations are written as numbers with units, largest first: `"90s"`, `"30m"`, `"72h"`,
-//! `"7d"`, `"1h30m"` ([`parse_duration`]).
+//! `"7d"`, `"1h30m"` ([`crate::duration`]).
 //!
 //! Modes: `policy` allows a deletion within the window after publish, and after it only when
 //! the version (or project) is little used: fewer weekly downloads than
@@ -167,12 +167,12 @@ pub enum NameReservation {
 }
 
 impl NameReservation {
-    /// Parses `"forever"` or a duration such as `"30d"` ([`parse_duration`]).
+    /// Parses `"forever"` or a duration such as `"30d"` ([`crate::duration`]).
     pub fn parse(text: &str) -> Result<Self, String> {
         if text == "forever" {
             return Ok(NameReservation::Forever);
         }
-        parse_duration(text)
+        crate::duration::parse_seconds(text)
             .map(NameReservation::For)
             .map_err(|reason| format!("must be \"forever\" or a duration: {reason}"))
     }
@@ -185,54 +185,6 @@ pub fn name_still_reserved(reservation: NameReservation, deleted_at: i64, now: i
         NameReservation::Forever => true,
         NameReservation::For(secs) => i128::from(now) < i128::from(deleted_at) + i128::from(secs),
     }
-}
-
-/// Parses a duration such as `"72h"`, `"30m"`, `"7d"`, `"90s"` or `"1h30m"` into seconds:
-/// one or more numbers each followed by a unit (`d`, `h`, `m`, `s`), each unit at most once and
-/// largest first. Empty, negative, unit-less and unknown-unit durations are refused.
-pub fn parse_duration(text: &str) -> Result<u64, String> {
-    const SHAPE: &str = "a duration is numbers with units d, h, m or s, such as \"72h\", \"7d\" or \"1h30m\"";
-    if text.is_empty() {
-        return Err(format!("the duration is empty; {SHAPE}"));
-    }
-    if text.starts_with('-') {
-        return Err(format!("{text:?} is negative; {SHAPE}"));
-    }
-    let mut rest = text;
-    let mut total: u64 = 0;
-    let mut previous_rank: Option<u8> = None;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(format!("{text:?} is not a duration; {SHAPE}"));
-        }
-        let (number, after) = rest.split_at(digits);
-        let unit_len = after.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(after.len());
-        let (unit, after) = after.split_at(unit_len);
-        let (rank, multiplier) = match unit {
-            "d" => (0, DAY),
-            "h" => (1, HOUR),
-            "m" => (2, MINUTE),
-            "s" => (3, 1),
-            "" if after.is_empty() => return Err(format!("{text:?}: {number} has no unit; {SHAPE}")),
-            "" => return Err(format!("{text:?} is not a duration; {SHAPE}")),
-            other => return Err(format!("{text:?}: unknown unit {other:?}; {SHAPE}")),
-        };
-        if previous_rank.is_some_and(|previous| rank <= previous) {
-            return Err(format!(
-                "{text:?}: write each unit once, largest first (such as \"1d12h\")"
-            ));
-        }
-        previous_rank = Some(rank);
-        total = number
-            .parse::<u64>()
-            .ok()
-            .and_then(|n| n.checked_mul(multiplier))
-            .and_then(|secs| total.checked_add(secs))
-            .ok_or_else(|| format!("{text:?} is too long"))?;
-        rest = after;
-    }
-    Ok(total)
 }
 
 /// The registry-wide `[registries.<name>.deletion]` table as written. Every key is optional;
@@ -576,7 +528,8 @@ fn overlay(source: &str, field: &str, base: Settings, keys: Keys<'_>) -> Result<
         })?;
     }
     if let Some(window) = keys.window {
-        settings.window = parse_duration(window).map_err(|reason| error(source, format!("{field}.window"), reason))?;
+        settings.window = crate::duration::parse_seconds(window)
+            .map_err(|reason| error(source, format!("{field}.window"), reason))?;
     }
     if let Some(max) = keys.max_weekly_downloads {
         settings.max_weekly_downloads = max;
@@ -1892,37 +1845,6 @@ message = "core packages are never deleted; deprecate instead"
         assert_eq!(NameReservation::parse("forever"), Ok(NameReservation::Forever));
         assert_eq!(NameReservation::parse("2d"), Ok(NameReservation::For(2 * DAY)));
         assert!(NameReservation::parse("Forever").is_err());
-    }
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("72h"), Ok(72 * 3600));
-        assert_eq!(parse_duration("30m"), Ok(1800));
-        assert_eq!(parse_duration("7d"), Ok(7 * 86_400));
-        assert_eq!(parse_duration("90s"), Ok(90));
-        assert_eq!(parse_duration("1h30m"), Ok(5400));
-        assert_eq!(parse_duration("1d2h3m4s"), Ok(86_400 + 7200 + 180 + 4));
-        assert_eq!(parse_duration("0s"), Ok(0));
-        assert_eq!(parse_duration("007m"), Ok(420));
-        for (bad, why) in [
-            ("", "empty"),
-            ("72", "has no unit"),
-            ("h", "not a duration"),
-            ("-5m", "negative"),
-            ("5w", "unknown unit \"w\""),
-            ("5ms", "unknown unit \"ms\""),
-            ("1H", "unknown unit \"H\""),
-            ("1h 30m", "not a duration"),
-            (" 1h", "not a duration"),
-            ("1.5h", "not a duration"),
-            ("30m1h", "largest first"),
-            ("1h1h", "largest first"),
-            ("99999999999999999999s", "too long"),
-            ("213503982334602d", "too long"),
-        ] {
-            let err = parse_duration(bad).expect_err(bad);
-            assert!(err.contains(why), "{bad:?}: {err}");
-        }
     }
 
     #[test]

@@ -11,6 +11,7 @@
 pub mod compile;
 pub mod decide;
 pub mod deletion;
+pub mod duration;
 pub mod facts;
 pub mod name;
 pub mod provenance;
@@ -20,8 +21,8 @@ pub mod schema;
 pub use compile::{compile, CompiledRules, KnownRegistry, RuleSource, RulesError};
 pub use decide::{Decision, Outcome, RefusalKind, RuleId};
 pub use deletion::{
-    name_still_reserved, parse_duration, DeleteAction, DeletionDecision, DeletionFacts, DeletionMode, DeletionOutcome,
-    DeletionRefusal, NameReservation,
+    name_still_reserved, DeleteAction, DeletionDecision, DeletionFacts, DeletionMode, DeletionOutcome, DeletionRefusal,
+    NameReservation,
 };
 pub use facts::{WriteAction, WriteFacts};
 pub use name::{ProjectName, Protocol};

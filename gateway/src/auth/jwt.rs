@@ -40,7 +40,7 @@ use std::sync::Arc;
 use aws_lc_rs::signature::{self as sig, ParsedPublicKey, RsaParameters, RsaPublicKeyComponents};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::Digest as _;
@@ -748,44 +748,10 @@ fn decode(segment: &str, part: Part) -> Result<Vec<u8>, TokenError> {
 /// Decodes and parses a header or payload segment into a JSON object.
 fn object(segment: &str, part: Part) -> Result<Map<String, Value>, TokenError> {
     let bytes = decode(segment, part)?;
-    serde_json::from_slice::<UniqueObject>(&bytes)
-        .map(|o| o.0)
-        .map_err(|e| TokenError::Json {
-            part,
-            reason: e.to_string(),
-        })
-}
-
-/// A JSON object whose member names are unique: a duplicate is an error, never "last one wins",
-/// so no other parser can read a different value from the same bytes.
-struct UniqueObject(Map<String, Value>);
-
-impl<'de> Deserialize<'de> for UniqueObject {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ObjectVisitor;
-
-        impl<'de> Visitor<'de> for ObjectVisitor {
-            type Value = Map<String, Value>;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
-                let mut map = Map::new();
-                while let Some(name) = access.next_key::<String>()? {
-                    if map.contains_key(&name) {
-                        return Err(de::Error::custom(format_args!("duplicate member {:?}", echo(&name))));
-                    }
-                    let value = access.next_value::<Value>()?;
-                    map.insert(name, value);
-                }
-                Ok(map)
-            }
-        }
-
-        deserializer.deserialize_map(ObjectVisitor).map(UniqueObject)
-    }
+    super::unique_json::object(&bytes).map_err(|e| TokenError::Json {
+        part,
+        reason: e.to_string(),
+    })
 }
 
 /// An optional string member of the header.

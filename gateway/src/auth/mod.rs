@@ -4,6 +4,7 @@
 pub mod credentials;
 pub mod jwks;
 pub mod jwt;
+pub mod unique_json;
 pub mod upload_token;
 
 /// `text` cut to `max` characters, with an ellipsis when cut: how much of an attacker-supplied
@@ -15,9 +16,9 @@ pub(crate) fn shorten(text: &str, max: usize) -> String {
     }
 }
 
-/// Compares two secrets in time independent of where they differ.
+/// Compares two secrets in time independent of where they differ (aws-lc's comparison).
 pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
 }
 
 #[cfg(test)]

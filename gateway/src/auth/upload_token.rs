@@ -48,7 +48,6 @@ use aws_lc_rs::signature::{self as sig, Ed25519KeyPair, KeyPair as _, ParsedPubl
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use rustls_pki_types::pem::{self, PemObject as _, SectionKind};
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use super::shorten;
@@ -729,12 +728,12 @@ fn parse_payload(bytes: &[u8]) -> Result<Payload, UploadTokenError> {
     let malformed = |e: serde_json::Error| UploadTokenError::Malformed {
         reason: shorten(&e.to_string(), MAX_REASON_CHARS),
     };
-    serde_json::from_slice::<UniqueObject>(bytes).map_err(malformed)?;
-    let version = serde_json::from_slice::<Versioned>(bytes).map_err(malformed)?.v;
+    let object = serde_json::Value::Object(super::unique_json::object(bytes).map_err(malformed)?);
+    let version = Versioned::deserialize(&object).map_err(malformed)?.v;
     if version != u64::from(VERSION) {
         return Err(UploadTokenError::UnsupportedVersion { version });
     }
-    let payload: Payload = serde_json::from_slice(bytes).map_err(malformed)?;
+    let payload = Payload::deserialize(&object).map_err(malformed)?;
     if payload.jti.len() != 32 || !payload.jti.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return Err(UploadTokenError::Malformed {
             reason: "\"jti\" is not a UUID in simple form (32 lowercase hex digits)".to_owned(),
@@ -970,77 +969,6 @@ fn der_tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     };
     let (contents, rest) = rest.split_at_checked(len)?;
     Some((tag, contents, rest))
-}
-
-/// A JSON object whose members are unique at every depth: a duplicate is an error, never "last
-/// one wins". Only checks; the value is parsed again into its type.
-struct UniqueObject;
-
-impl<'de> Deserialize<'de> for UniqueObject {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(UniqueMembers).map(|()| UniqueObject)
-    }
-}
-
-/// Any JSON value whose objects have unique members.
-struct UniqueValue;
-
-impl<'de> Deserialize<'de> for UniqueValue {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(UniqueMembers).map(|()| UniqueValue)
-    }
-}
-
-/// Walks a JSON value and fails on the first object with a repeated member name.
-struct UniqueMembers;
-
-impl<'de> Visitor<'de> for UniqueMembers {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<(), A::Error> {
-        while access.next_element::<UniqueValue>()?.is_some() {}
-        Ok(())
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<(), A::Error> {
-        let mut names = BTreeSet::new();
-        while let Some(name) = access.next_key::<String>()? {
-            if names.contains(&name) {
-                return Err(de::Error::custom(format_args!("duplicate member {:?}", echo(&name))));
-            }
-            access.next_value::<UniqueValue>()?;
-            names.insert(name);
-        }
-        Ok(())
-    }
 }
 
 /// A supplied string, shortened for an error message.

@@ -372,7 +372,7 @@ impl Ctx<'_> {
     fn duration(&self, field: &str, value: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {
         match value {
             None => Ok(default),
-            Some(text) => parse_duration(text).map_err(|reason| self.err(field, reason)),
+            Some(text) => portcullis_rules::duration::parse(text).map_err(|reason| self.err(field, reason)),
         }
     }
 
@@ -381,26 +381,6 @@ impl Ctx<'_> {
         std::fs::metadata(&path).map_err(|e| self.err(field, format!("cannot read {}: {e}", path.display())))?;
         Ok(path)
     }
-}
-
-/// Parses `"250ms"`, `"5s"`, `"2m"`, `"1h"`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration such as \"5s\" or \"250ms\""))?;
-    let millis = match unit.trim() {
-        "ms" => Some(number),
-        "s" => number.checked_mul(1_000),
-        "m" => number.checked_mul(60_000),
-        "h" => number.checked_mul(3_600_000),
-        other => return Err(format!("unknown duration unit {other:?} (use ms, s, m or h)")),
-    };
-    millis
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("{text:?} is out of range"))
 }
 
 fn socket_addr(ctx: &Ctx<'_>, field: &str, text: &str) -> Result<SocketAddr, ConfigError> {
@@ -990,15 +970,6 @@ fn validate_upstream(ctx: &Ctx<'_>, field: &str, raw: raw::RawUpstream) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("5 fortnights").is_err());
-        assert!(parse_duration("s").is_err());
-    }
 
     #[test]
     fn routes_strip_prefixes_on_segment_boundaries() {
