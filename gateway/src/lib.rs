@@ -138,6 +138,7 @@ pub fn build_server(config: &Config, options: RunOptions) -> Result<Portcullis, 
             audit: audit.clone(),
             downloads: downloads.clone(),
             admin_token: config.admin_token.clone(),
+            state: state.clone(),
         },
     );
     let grace = crate::proxy::accept_grace::DEFAULT_ACCEPT_GRACE.min(config.server.grace_period);

@@ -128,7 +128,7 @@ impl Gateway {
         let verified = keys
             .verify(token, now)
             .map_err(|e| Refusal::UploadTokenInvalid(format!("the upload token is not valid: {e}")))?;
-        match self.exchanger.state().is_revoked(&verified.id, now).await {
+        match self.state().is_revoked(&verified.id, now).await {
             Ok(false) => Ok(verified),
             Ok(true) => Err(Refusal::UploadTokenRevoked(format!(
                 "the upload token {} was revoked; mint a new one through trusted publishing",

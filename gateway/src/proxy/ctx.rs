@@ -51,18 +51,12 @@ pub struct RequestCtx {
     pub credential: CredentialAction,
     /// The trusted publisher recorded for an exchange served by the gateway.
     pub publisher: Option<String>,
-    /// The ledger row of an upload released to the backend, finished once it answers.
-    pub ledger_id: Option<i64>,
-    /// Whether the ledger row was finished.
-    pub ledger_done: bool,
+    /// The ledger row of an upload released to the backend.
+    pub ledger: LedgerRow,
     /// What the provenance check did, step by step, for the explanation.
     pub provenance_steps: Vec<String>,
-    /// The project of a delete-like request and the changes it asks for, each decided.
-    pub deletions: Option<(ProjectName, Vec<crate::deletion::DeletionRecord>)>,
-    /// Whether the backend's answer to the deletions was handled.
-    pub deletions_done: bool,
-    /// Whether the deletions' tombstones were written (before the deletion was released).
-    pub tombstones_written: bool,
+    /// A delete-like request's changes, each decided, and how far they got.
+    pub deletions: Option<Deletions>,
     /// An admin override's reason, once the admin token in the request verified.
     pub admin_override: Option<String>,
     /// What an upload targets (`name@version file`), once the body told.
@@ -125,19 +119,70 @@ impl RequestCtx {
             auth: Auth::None,
             credential: CredentialAction::Keep,
             publisher: None,
-            ledger_id: None,
-            ledger_done: false,
+            ledger: LedgerRow::default(),
             provenance_steps: Vec::new(),
             deletions: None,
-            deletions_done: false,
-            tombstones_written: false,
             admin_override: None,
             upload_target: None,
         }
     }
 }
 
+/// The ledger row of an upload: written before the upload's last bytes are released,
+/// finished once the backend answers (or the request ends without an answer).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LedgerRow {
+    /// The row's id, once written.
+    pub id: Option<i64>,
+    /// Whether the row was finished (committed or failed).
+    pub finished: bool,
+}
+
+impl LedgerRow {
+    /// The row to finish now, marking it finished: `None` when there is none or it already was.
+    pub fn take_unfinished(&mut self) -> Option<i64> {
+        let id = self.id.filter(|_| !self.finished)?;
+        self.finished = true;
+        Some(id)
+    }
+}
+
+/// The changes a delete-like request asks for (a removal, an unpublish, a yank), each decided.
+#[derive(Debug)]
+pub struct Deletions {
+    /// The project they change.
+    pub project: ProjectName,
+    /// One record per change.
+    pub records: Vec<crate::deletion::DeletionRecord>,
+    /// Whether their tombstones were written (before the deletion was released).
+    pub tombstones_written: bool,
+    /// Whether the backend's answer (or the request's end) was handled.
+    pub answered: bool,
+}
+
+impl Deletions {
+    /// Decided changes to `project`, not yet released.
+    pub fn new(project: ProjectName, records: Vec<crate::deletion::DeletionRecord>) -> Self {
+        Deletions {
+            project,
+            records,
+            tombstones_written: false,
+            answered: false,
+        }
+    }
+}
+
 impl RequestCtx {
+    /// Adds `more` to the decision's detail (what the provenance check found).
+    pub fn add_decision_detail(&mut self, more: &str) {
+        if let Some(decision) = self.decision.as_mut() {
+            decision.detail = Some(match decision.detail.take() {
+                Some(detail) => format!("{detail} {more}"),
+                None => more.to_owned(),
+            });
+        }
+    }
+
     /// How the request authenticated, for a write to `project` on `registry`.
     pub fn credential(&self, registry: &str, project: &str) -> Credential<'_> {
         match &self.auth {

@@ -18,7 +18,7 @@ use pingora::proxy::Session;
 use portcullis_rules::deletion::{name_still_reserved, DeleteAction, DeletionDecision, DeletionFacts, DeletionOutcome};
 use portcullis_rules::{ProjectName, Protocol};
 
-use super::ctx::RequestCtx;
+use super::ctx::{Deletions, RequestCtx};
 use super::Gateway;
 use crate::auth::constant_time_eq;
 use crate::clock::unix_now;
@@ -128,7 +128,7 @@ impl Gateway {
                     decision: DeletionDecision::cleanup(),
                     versions: Vec::new(),
                 };
-                ctx.deletions = Some((project.clone(), vec![record]));
+                ctx.deletions = Some(Deletions::new(project.clone(), vec![record]));
                 return Ok(());
             }
             let last = document.versions.len() == 1 && document.has(&version);
@@ -246,7 +246,7 @@ impl Gateway {
             Refusal::StateUnavailable
         };
         let source = if asked.iter().any(|a| a.action.is_deletion()) {
-            let store = self.exchanger.state().as_ref();
+            let store = self.state().as_ref();
             let opened = FactSource::open(store, &self.records.downloads, document, &registry.name, project).await;
             Some(opened.map_err(unavailable)?)
         } else {
@@ -298,7 +298,7 @@ impl Gateway {
                 versions: asked.versions,
             });
         }
-        ctx.deletions = Some((project.clone(), records));
+        ctx.deletions = Some(Deletions::new(project.clone(), records));
         match refusal {
             Some(r) => Err(r),
             None => self.write_tombstones(ctx).await,
@@ -307,7 +307,7 @@ impl Gateway {
 
     /// The tombstones the request's deletions leave once they happen.
     fn deletion_tombstones(&self, ctx: &RequestCtx) -> Vec<Tombstone> {
-        let Some((project, records)) = &ctx.deletions else {
+        let Some(Deletions { project, records, .. }) = &ctx.deletions else {
             return Vec::new();
         };
         let registry = self.registry_label(ctx).to_owned();
@@ -355,10 +355,12 @@ impl Gateway {
         if tombstones.is_empty() {
             return Ok(());
         }
-        let state = self.exchanger.state();
-        ctx.tombstones_written = true;
+        let Some(deletions) = ctx.deletions.as_mut() else {
+            return Ok(());
+        };
+        deletions.tombstones_written = true;
         for tombstone in &tombstones {
-            if let Err(e) = state.add_tombstone(tombstone).await {
+            if let Err(e) = self.state().add_tombstone(tombstone).await {
                 tracing::warn!(request_id = %ctx.id, error = %e, "the deletion's tombstones could not be written; refused");
                 self.remove_written_tombstones(ctx, "its tombstones could not all be written")
                     .await;
@@ -398,8 +400,7 @@ impl Gateway {
         registry: &Registry,
         project: &ProjectName,
     ) -> Result<Vec<Tombstone>, Refusal> {
-        self.exchanger
-            .state()
+        self.state()
             .tombstones(&registry.name, project.as_str())
             .await
             .map_err(|e| {
@@ -470,11 +471,11 @@ impl Gateway {
     /// The backend answered a delete-like request: anything but 2xx means the deletions did not
     /// happen, and the tombstones written before they were released are removed.
     pub(super) async fn deletions_answered(&self, status: u16, ctx: &mut RequestCtx) {
-        if ctx.deletions_done {
+        let Some(deletions) = ctx.deletions.as_mut().filter(|d| !d.answered) else {
             return;
-        }
-        ctx.deletions_done = true;
-        if (200..300).contains(&status) || !ctx.tombstones_written {
+        };
+        deletions.answered = true;
+        if (200..300).contains(&status) || !deletions.tombstones_written {
             return;
         }
         self.remove_written_tombstones(ctx, &format!("the backend answered {status}"))
@@ -486,10 +487,10 @@ impl Gateway {
     /// deletion was never released and its tombstones are removed; when the backend broke off
     /// or timed out, whether it deleted is unknown and they are kept (fail closed).
     pub(super) async fn deletions_finished(&self, ctx: &mut RequestCtx) {
-        if ctx.deletions_done || !ctx.tombstones_written {
+        let Some(deletions) = ctx.deletions.as_mut().filter(|d| !d.answered && d.tombstones_written) else {
             return;
-        }
-        ctx.deletions_done = true;
+        };
+        deletions.answered = true;
         let released = match &ctx.refusal {
             None => true,
             Some(r) => matches!(r, Refusal::UpstreamTimeout | Refusal::UpstreamFailed),
@@ -503,8 +504,12 @@ impl Gateway {
 
     /// Removes the tombstones this request wrote, for a deletion that did not happen (`why`).
     async fn remove_written_tombstones(&self, ctx: &mut RequestCtx, why: &str) {
-        match self.exchanger.state().remove_tombstones(&ctx.id).await {
-            Ok(_) => ctx.tombstones_written = false,
+        match self.state().remove_tombstones(&ctx.id).await {
+            Ok(_) => {
+                if let Some(deletions) = ctx.deletions.as_mut() {
+                    deletions.tombstones_written = false;
+                }
+            }
             Err(e) => tracing::error!(
                 request_id = %ctx.id,
                 why,
@@ -530,7 +535,7 @@ impl Gateway {
                 .map_or(String::new(), |r| r.rules.revision().to_owned()),
             ..AuditRecord::default()
         };
-        if let Some((project, records)) = &ctx.deletions {
+        if let Some(Deletions { project, records, .. }) = &ctx.deletions {
             let actor = actor(ctx, &registry, project.as_str());
             for record in records {
                 self.metrics

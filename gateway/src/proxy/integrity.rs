@@ -102,7 +102,6 @@ impl Gateway {
         let project = ProjectName::parse(Protocol::Npm, package).map_err(|e| Refusal::BadPath(e.to_string()))?;
         let tarball = format!("{}-{version}.tgz", project.as_str());
         let stored = self
-            .exchanger
             .state()
             .provenance_of(&registry.name, project.as_str(), version, &tarball)
             .await
@@ -162,7 +161,6 @@ impl Gateway {
     ) -> Result<(), Refusal> {
         let project = ProjectName::parse(Protocol::Pypi, project).map_err(|e| Refusal::BadPath(e.to_string()))?;
         let stored = self
-            .exchanger
             .state()
             .provenance_of(&registry.name, project.as_str(), version, filename)
             .await

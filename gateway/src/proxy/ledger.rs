@@ -57,7 +57,7 @@ impl Gateway {
         let credential = ctx.credential(&entry.registry, project);
         entry.credential = credential.kind.to_owned();
         entry.publisher = credential.publisher.map(str::to_owned);
-        let state = self.exchanger.state();
+        let state = self.state();
         let refused = |e: crate::state::StateError| {
             tracing::warn!(request_id = %ctx.id, error = %e, "the ledger could not record an upload; refused");
             Refusal::StateUnavailable
@@ -103,10 +103,9 @@ impl Gateway {
     /// backend committed the upload, so the row is marked committed now and the client's next
     /// request already sees it (no downgrade, source pinning).
     pub(super) async fn ledger_backend_answered(&self, status: u16, ctx: &mut RequestCtx) {
-        let Some(id) = ctx.ledger_id.filter(|_| !ctx.ledger_done) else {
+        let Some(id) = ctx.ledger.take_unfinished() else {
             return;
         };
-        ctx.ledger_done = true;
         let committed = (200..300).contains(&status);
         self.ledger_write(ctx, id, committed, format!("backend answered {status}"))
             .await;
@@ -114,10 +113,9 @@ impl Gateway {
 
     /// At the end of the request: a row still pending (the backend never answered) is failed.
     pub(super) async fn ledger_finish(&self, session: &Session, error: Option<&Error>, ctx: &mut RequestCtx) {
-        let Some(id) = ctx.ledger_id.filter(|_| !ctx.ledger_done) else {
+        let Some(id) = ctx.ledger.take_unfinished() else {
             return;
         };
-        ctx.ledger_done = true;
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let detail = match error {
             Some(e) => format!("no backend answer (status {status}): {e}"),
@@ -127,12 +125,7 @@ impl Gateway {
     }
 
     async fn ledger_write(&self, ctx: &RequestCtx, id: i64, committed: bool, detail: String) {
-        if let Err(e) = self
-            .exchanger
-            .state()
-            .ledger_finish(id, committed, &detail, unix_now())
-            .await
-        {
+        if let Err(e) = self.state().ledger_finish(id, committed, &detail, unix_now()).await {
             tracing::error!(request_id = %ctx.id, ledger_id = id, error = %e, "the ledger row could not be finished; it stays pending");
         }
     }

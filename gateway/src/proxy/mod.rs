@@ -14,14 +14,16 @@ pub mod holdback;
 mod integrity;
 mod ledger;
 mod provenance;
+mod record;
 pub mod slow_clients;
 pub mod upstream;
+mod write_body;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -34,7 +36,7 @@ use crate::config::Registry;
 use crate::error::Refusal;
 use crate::explain::DecisionJournal;
 use crate::metrics::Metrics;
-use crate::protocol::pypi::{FormAction, FormInspector};
+use crate::protocol::pypi::FormInspector;
 use crate::protocol::{self, RequestClass};
 use crate::provenance::ProvenanceVerifier;
 use crate::reload::RulesHandle;
@@ -66,6 +68,8 @@ pub struct Records {
     pub downloads: Arc<crate::deletion::downloads::DownloadCounter>,
     /// The admin token that lets an admin override the deletion rules (with a reason).
     pub admin_token: Option<crate::config::Secret>,
+    /// The state store: ledger, tombstones, revocations, provenance history.
+    pub state: Arc<dyn crate::state::StateStore>,
 }
 
 /// The gateway's proxy logic.
@@ -156,6 +160,11 @@ impl Gateway {
     /// The id of the client connection (as [`slow_clients::HeadTimeout`] knows it).
     fn connection_id(session: &Session) -> Option<pingora::protocols::UniqueIDType> {
         session.as_downstream().as_http1().map(|h1| h1.stream().id())
+    }
+
+    /// The state store (shared with the trusted-publishing exchange).
+    fn state(&self) -> &Arc<dyn crate::state::StateStore> {
+        &self.records.state
     }
 
     fn registry(&self, ctx: &RequestCtx) -> Option<&Arc<Registry>> {
@@ -281,174 +290,6 @@ impl Gateway {
         Ok(())
     }
 
-    /// Handles one body chunk of a request: count, limit, hash, parse, hold back, and at the end
-    /// decide. Returns the bytes to forward now.
-    async fn on_write_chunk(
-        &self,
-        session: &Session,
-        ctx: &mut RequestCtx,
-        chunk: Option<Bytes>,
-        end_of_stream: bool,
-    ) -> std::result::Result<Option<Bytes>, Refusal> {
-        let registry = self.registry(ctx).ok_or(Refusal::Internal)?.clone();
-        let chunk = chunk.unwrap_or_default();
-        ctx.body_bytes += chunk.len() as u64;
-        self.check_size(ctx, &registry, ctx.body_bytes)?;
-        if !end_of_stream
-            && slow_clients::body_too_slow(
-                ctx.body_bytes,
-                ctx.started,
-                Instant::now(),
-                self.client.header_timeout,
-                self.client.min_body_rate,
-            )
-        {
-            return Err(Refusal::RequestTimeout(format!(
-                "the request body arrived too slowly (under {} bytes per second)",
-                self.client.min_body_rate
-            )));
-        }
-        let Some(write) = ctx.write.as_mut() else {
-            return Ok(Some(chunk));
-        };
-        write.hash(&chunk);
-        if let Some(form) = write.form.as_mut() {
-            form.feed(&chunk)?;
-        }
-        // npm publishes: the scanner checks the document as it passes and may rewrite it
-        // (provenance stripping); what it returns is what goes upstream.
-        let (chunk, npm_facts) = match write.npm.as_mut() {
-            None => (chunk, None),
-            Some(inspector) => {
-                let forwarded = inspector.feed(&chunk).map_err(Refusal::from)?;
-                if end_of_stream {
-                    let inspector = write.npm.take().ok_or(Refusal::Internal)?;
-                    let (rest, facts) = inspector.finish().map_err(Refusal::from)?;
-                    (concat(forwarded, rest), Some(facts))
-                } else {
-                    (forwarded, None)
-                }
-            }
-        };
-        if !end_of_stream {
-            return Ok(Some(write.holdback.push(chunk)));
-        }
-
-        // The whole body has been seen: decide before releasing the tail.
-        let tail = write.holdback.release();
-        let body_sha256 = write.body_sha256();
-        let mut upload = None;
-        let (action, project, mut detail) = match write.form.take() {
-            Some(form) => match form.finish()? {
-                FormAction::FileUpload(u) => {
-                    let detail = format!("{} {} sha256={}", u.version, u.filename, hex::encode(u.content_sha256));
-                    let project = u.project.clone();
-                    upload = Some(u);
-                    (WriteAction::Upload, project, Some(detail))
-                }
-                FormAction::RemovePackage { project, version } => {
-                    self.check_token_scope(ctx, &registry, WriteAction::Change, &project)?;
-                    self.decide_pypi_removal(session, ctx, &registry, &project, &version)
-                        .await?;
-                    (WriteAction::Change, project, Some(format!("remove {version}")))
-                }
-            },
-            None => match (write.action, write.project.clone(), &npm_facts) {
-                (Some(a), Some(p), Some(facts)) => match &facts.tarball {
-                    Some(_) if a != WriteAction::Upload => return Err(Refusal::UnclassifiedWrite(
-                        "a publish (a document with a tarball) must be a PUT of the package itself, not of a revision"
-                            .into(),
-                    )),
-                    Some(t) => {
-                        let detail = format!("{} {} sha512={}", t.version, t.attachment, hex::encode(t.sha512));
-                        (WriteAction::Upload, p, Some(detail))
-                    }
-                    // A PUT of the document without a tarball: unpublish of versions, deprecate
-                    // or another metadata change, read against the backend's document.
-                    None => {
-                        self.check_token_scope(ctx, &registry, WriteAction::Change, &p)?;
-                        self.decide_npm_metadata(session, ctx, &registry, &p, facts).await?;
-                        (WriteAction::Change, p, Some("metadata change".to_owned()))
-                    }
-                },
-                (Some(a), Some(p), None) => (a, p, None),
-                _ => return Err(Refusal::Internal),
-            },
-        };
-        self.check_token_scope(ctx, &registry, action, &project)?;
-        let rules = ctx.rules.clone().ok_or(Refusal::Internal)?;
-        let decision = rules.rules.decide_write(&WriteFacts {
-            registry: &registry.name,
-            action,
-            project: &project,
-            body_bytes: ctx.body_bytes,
-        });
-        let mut refusal = match &decision.outcome {
-            Outcome::Allow => None,
-            Outcome::Refuse { kind, message } => Some(Refusal::from_rules(*kind, message.clone())),
-        };
-        // The file an upload adds (the npm tarball or the PyPI distribution): named in the
-        // audit log, and never one a deletion left a tombstone for.
-        let uploaded_file = match (npm_facts.as_ref().and_then(|f| f.tarball.as_ref()), &upload) {
-            (Some(t), _) => Some((&t.version, &t.attachment)),
-            (None, Some(u)) => Some((&u.version, &u.filename)),
-            (None, None) => None,
-        };
-        if let Some((version, file)) = uploaded_file {
-            ctx.upload_target = Some(format!("{}@{version} {file}", project.as_str()));
-            if refusal.is_none() {
-                if let Err(r) = self.check_tombstones(ctx, &registry, &project, version, file).await {
-                    refusal = Some(r);
-                }
-            }
-        }
-        if let (None, Some(facts)) = (&refusal, &npm_facts) {
-            if let Some(tarball) = &facts.tarball {
-                match self
-                    .check_npm_provenance(&mut *ctx, &registry, &project, facts, tarball)
-                    .await
-                {
-                    Ok(found) => {
-                        detail = Some(format!("{} {}", detail.unwrap_or_default(), found.summary));
-                        match self
-                            .ledger_begin_npm(ctx, &registry, &project, tarball, found, &facts.dependencies)
-                            .await
-                        {
-                            Ok(id) => ctx.ledger_id = Some(id),
-                            Err(r) => refusal = Some(r),
-                        }
-                    }
-                    Err(r) => refusal = Some(r),
-                }
-            }
-        }
-        if let (None, Some(upload)) = (&refusal, &upload) {
-            match self.check_pypi_provenance(&mut *ctx, &registry, upload).await {
-                Ok(found) => {
-                    detail = Some(format!("{} {}", detail.unwrap_or_default(), found.summary));
-                    // The ledger records the upload before its last bytes are released; the
-                    // backend's answer marks it committed or failed (`logging`).
-                    match self.ledger_begin(ctx, &registry, upload, found).await {
-                        Ok(id) => ctx.ledger_id = Some(id),
-                        Err(r) => refusal = Some(r),
-                    }
-                }
-                Err(r) => refusal = Some(r),
-            }
-        }
-        ctx.decision = Some(DecisionRecord {
-            project,
-            action,
-            decision,
-            body_sha256,
-            detail,
-        });
-        if let Some(refusal) = refusal {
-            return Err(refusal);
-        }
-        Ok(Some(concat(tail, chunk)))
-    }
-
     /// Writes an answer the gateway makes itself (refusals, exchange endpoints, stored
     /// provenance): status, optional reason phrase, content type, `Cache-Control: no-store`
     /// when asked, `X-Request-Id`, `Via`. A connection whose request body is still arriving is
@@ -499,158 +340,6 @@ impl Gateway {
         }
         Ok(())
     }
-
-    /// Journals the explanation of a write or a refusal (`GET /decisions/<id>` on the admin
-    /// listener).
-    fn journal(&self, session: &Session, ctx: &RequestCtx) {
-        if ctx.decision.is_none() && ctx.refusal.is_none() && ctx.deletions.is_none() {
-            return;
-        }
-        let req = session.req_header();
-        let project = ctx.decision.as_ref().map(|d| d.project.as_str()).unwrap_or_default();
-        let credential = ctx.credential(self.registry_label(ctx), project);
-        let explanation = serde_json::json!({
-            "request_id": ctx.id,
-            "registry": self.registry_label(ctx),
-            "method": req.method.as_str(),
-            "path": req.uri.path(),
-            "status": session.response_written().map_or(0, |r| r.status.as_u16()),
-            "outcome": if ctx.refusal.is_none() && ctx.decision.as_ref().is_none_or(|d| d.decision.is_allowed()) { "allow" } else { "refuse" },
-            "refusal": ctx.refusal.as_ref().map(|r| serde_json::json!({"code": r.code(), "message": r.to_string()})),
-            "rules": ctx.rules.as_ref().map(|r| serde_json::json!({"revision": r.rules.revision(), "loaded_at": r.loaded_at})),
-            "decision": ctx.decision.as_ref().map(|d| serde_json::json!({
-                "rule": d.decision.rule.as_str(),
-                "action": d.action.as_str(),
-                "project": d.project.as_str(),
-                "detail": d.detail,
-                "body_sha256": d.body_sha256,
-            })),
-            "facts": {
-                "body_bytes": ctx.body_bytes,
-                "credential": credential.kind,
-                "token_id": credential.token_id.unwrap_or_default(),
-                "publisher": credential.publisher,
-            },
-            "provenance_steps": ctx.provenance_steps,
-            "ledger_id": ctx.ledger_id,
-            "deletions": ctx.deletions.as_ref().map(|(project, records)| records.iter().map(|r| serde_json::json!({
-                "action": r.action.as_str(),
-                "target": r.target(project),
-                "outcome": r.outcome(),
-                "rule": r.decision.rule.as_str(),
-                "mode": r.decision.mode.as_str(),
-                "facts": r.decision.facts_used,
-                "refusal": r.decision.refusal().map(|(code, message)| serde_json::json!({"code": code.code(), "message": message})),
-            })).collect::<Vec<_>>()),
-            "admin_override": ctx.admin_override,
-        });
-        self.records.journal.record(&ctx.id, explanation);
-    }
-
-    /// Records metrics and the access / decision log line of a finished request.
-    fn record(&self, session: &Session, error: Option<&Error>, ctx: &RequestCtx) {
-        self.journal(session, ctx);
-        let registry = self.registry_label(ctx);
-        let class = ctx.class.method_class();
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let status_label = status.to_string();
-        let m = &self.metrics;
-        m.requests.with_label_values(&[registry, class, &status_label]).inc();
-        m.request_bytes
-            .with_label_values(&[registry, class])
-            .inc_by(ctx.body_bytes);
-        m.request_duration
-            .with_label_values(&[registry, class])
-            .observe(ctx.started.elapsed().as_secs_f64());
-        if let Some(refusal) = &ctx.refusal {
-            m.refusals.with_label_values(&[registry, refusal.code()]).inc();
-        }
-        let revision = ctx.rules.as_ref().map_or("", |r| r.rules.revision());
-        let rules_loaded_at = ctx.rules.as_ref().map_or("", |r| r.loaded_at.as_str());
-        let req = session.req_header();
-        let duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
-        if let Some(d) = &ctx.decision {
-            let outcome = if d.decision.is_allowed() && ctx.refusal.is_none() {
-                "allow"
-            } else {
-                "refuse"
-            };
-            m.decisions
-                .with_label_values(&[registry, d.decision.rule.as_str(), outcome])
-                .inc();
-            if outcome == "allow" && d.action == WriteAction::Upload {
-                m.upload_size
-                    .with_label_values(&[registry])
-                    .observe(ctx.body_bytes as f64);
-            }
-            let credential = ctx.credential(registry, d.project.as_str());
-            tracing::info!(
-                target: "portcullis::decision",
-                request_id = %ctx.id,
-                registry,
-                credential = credential.kind,
-                token_id = credential.token_id.unwrap_or_default(),
-                publisher = credential.publisher.unwrap_or_default(),
-                project = d.project.as_str(),
-                action = d.action.as_str(),
-                outcome,
-                rule = d.decision.rule.as_str(),
-                rules_revision = revision,
-                rules_loaded_at,
-                code = ctx.refusal.as_ref().map_or("", |r| r.code()),
-                status,
-                body_bytes = ctx.body_bytes,
-                body_sha256 = d.body_sha256.as_deref().unwrap_or(""),
-                detail = d.detail.as_deref().unwrap_or(""),
-                duration_ms,
-                "decision"
-            );
-        } else if ctx.class != RequestClass::Read || ctx.refusal.is_some() || error.is_some() {
-            tracing::info!(
-                target: "portcullis::access",
-                request_id = %ctx.id,
-                registry,
-                method = %req.method,
-                path = req.uri.path(),
-                class,
-                status,
-                code = ctx.refusal.as_ref().map_or("", |r| r.code()),
-                error = error.map(|e| e.to_string()).unwrap_or_default(),
-                rules_revision = revision,
-                body_bytes = ctx.body_bytes,
-                duration_ms,
-                "request"
-            );
-        } else {
-            tracing::debug!(
-                target: "portcullis::access",
-                request_id = %ctx.id,
-                registry,
-                method = %req.method,
-                path = req.uri.path(),
-                status,
-                duration_ms,
-                "request"
-            );
-        }
-    }
-
-    /// Counts a successful file download (for the deletion rules' download threshold).
-    fn count_download(&self, session: &Session, ctx: &RequestCtx) {
-        let req = session.req_header();
-        let ok = session.response_written().is_some_and(|r| r.status.as_u16() == 200);
-        if !ok || req.method != http::Method::GET || ctx.class != RequestClass::Read {
-            return;
-        }
-        let (Some(registry), Some(path)) = (self.registry(ctx), ctx.upstream_path.as_deref()) else {
-            return;
-        };
-        if let Some((project, version)) = crate::deletion::downloads::downloaded(registry.protocol, path) {
-            self.records
-                .downloads
-                .record(&registry.name, &project, &version, crate::clock::unix_now());
-        }
-    }
 }
 
 fn strip_port(host: &str) -> &str {
@@ -668,19 +357,6 @@ fn appended(prior: Option<&http::HeaderValue>, value: &str) -> String {
     match prior.and_then(|v| v.to_str().ok()) {
         Some(prior) if !prior.trim().is_empty() => format!("{prior}, {value}"),
         _ => value.to_owned(),
-    }
-}
-
-fn concat(a: Bytes, b: Bytes) -> Bytes {
-    match (a.is_empty(), b.is_empty()) {
-        (true, _) => b,
-        (_, true) => a,
-        _ => {
-            let mut joined = BytesMut::with_capacity(a.len() + b.len());
-            joined.extend_from_slice(&a);
-            joined.extend_from_slice(&b);
-            joined.freeze()
-        }
     }
 }
 
@@ -865,16 +541,16 @@ impl ProxyHttp for Gateway {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        match self.on_write_chunk(session, ctx, body.take(), end_of_stream).await {
+        match self
+            .stream_chunk(session, ctx, body.take().unwrap_or_default(), end_of_stream)
+            .await
+        {
             Ok(forward) => {
                 // Never `None` mid-stream: that would end the upstream body early. At the end,
                 // nothing left to send is `None`, not an empty chunk: pingora would try to
                 // write the empty chunk to an upstream body already complete (every GET) and
                 // log a warning for it.
-                *body = match forward {
-                    Some(bytes) if bytes.is_empty() && end_of_stream => None,
-                    other => other,
-                };
+                *body = (!(forward.is_empty() && end_of_stream)).then_some(forward);
                 Ok(())
             }
             Err(refusal) => {
@@ -997,14 +673,5 @@ mod tests {
         assert_eq!(strip_port("example.org:8080"), "example.org");
         assert_eq!(strip_port("example.org"), "example.org");
         assert_eq!(strip_port("[::1]:8080"), "::1");
-    }
-
-    #[test]
-    fn concat_avoids_copies_when_one_side_is_empty() {
-        assert_eq!(concat(Bytes::new(), Bytes::from_static(b"b")), Bytes::from_static(b"b"));
-        assert_eq!(
-            concat(Bytes::from_static(b"a"), Bytes::from_static(b"b")),
-            Bytes::from_static(b"ab")
-        );
     }
 }

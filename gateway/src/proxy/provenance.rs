@@ -87,7 +87,6 @@ impl Gateway {
         // What earlier committed uploads carried: no downgrade, no silent change of source
         // repository. Fail closed when the ledger cannot answer.
         let earlier = self
-            .exchanger
             .state()
             .project_provenance(&registry.name, subject.project.as_str())
             .await
