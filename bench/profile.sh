@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 scenario="${1:?usage: bench/profile.sh SCENARIO [OUT]}"
 out="${2:-/dev/stdout}"
 . scripts/env.sh
+. bench/lib/packages.sh
+ensure_bench_packages
 command -v perf >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >/dev/null; }
 cargo build --locked --release -q -p portcullis --bin portcullis
 cargo build --locked --release -q -p portcullis-bench

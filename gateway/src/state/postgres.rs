@@ -362,44 +362,25 @@ impl StateStore for PostgresStore {
     }
 
     async fn project_provenance(&self, registry: &str, project: &str) -> Result<ProjectProvenance, StateError> {
-        // One repeatable-read transaction, so the count and the list describe one snapshot.
-        let mut tx = self
-            .ready()
-            .await?
-            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await
-            .map_err(|e| in_context("starting a provenance summary", e))?;
-        let count = sqlx::query_scalar::<_, i64>(
-            "SELECT COUNT(*) FROM ledger WHERE registry = $1 AND project = $2 \
-             AND state = 'committed' AND provenance IS NOT NULL",
-        )
-        .bind(registry)
-        .bind(project)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| in_context("counting uploads with provenance", e))?;
-        // Each repository with its first committed upload, then ordered by those.
-        let source_repositories = sqlx::query_scalar::<_, String>(
-            "SELECT repo FROM ( \
+        // One statement (one snapshot, one round trip): the count of uploads with provenance on
+        // every row, beside each source repository with its first committed upload, ordered
+        // by those (a NULL repository on the only row when there is none).
+        let rows = sqlx::query_as::<_, (i64, Option<String>)>(
+            "SELECT counted.uploads, firsts.repo FROM ( \
+                 SELECT COUNT(*) AS uploads FROM ledger WHERE registry = $1 AND project = $2 \
+                  AND state = 'committed' AND provenance IS NOT NULL \
+             ) counted LEFT JOIN ( \
                  SELECT DISTINCT ON (source_repository) source_repository AS repo, created_at, id FROM ledger \
                   WHERE registry = $1 AND project = $2 AND state = 'committed' AND source_repository IS NOT NULL \
                   ORDER BY source_repository, created_at, id \
-             ) firsts ORDER BY created_at, id",
+             ) firsts ON TRUE ORDER BY firsts.created_at, firsts.id",
         )
         .bind(registry)
         .bind(project)
-        .fetch_all(&mut *tx)
+        .fetch_all(self.ready().await?)
         .await
-        .map_err(|e| in_context("listing source repositories", e))?;
-        tx.commit()
-            .await
-            .map_err(|e| in_context("finishing a provenance summary", e))?;
-        let uploads_with_provenance = u64::try_from(count)
-            .map_err(|_| StateError::Corrupt(format!("counting uploads with provenance: negative count {count}")))?;
-        Ok(ProjectProvenance {
-            uploads_with_provenance,
-            source_repositories,
-        })
+        .map_err(|e| in_context("summarising the project's provenance", e))?;
+        super::project_provenance_from_rows(rows)
     }
 
     async fn ledger_entries(&self, registry: &str, project: &str) -> Result<Vec<LedgerRecord>, StateError> {

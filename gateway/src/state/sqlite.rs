@@ -348,27 +348,15 @@ impl StateStore for SqliteStore {
     }
 
     async fn project_provenance(&self, registry: &str, project: &str) -> Result<ProjectProvenance, StateError> {
-        // One read transaction, so the count and the list describe the same snapshot.
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(|e| in_context("starting a provenance summary", e))?;
-        let count = sqlx::query_scalar::<_, i64>(
-            // The partial index holds exactly the rows counted; without the hint the planner
-            // may pick another (registry, project) index and read every row of the project.
-            "SELECT COUNT(*) FROM ledger INDEXED BY ledger_committed_provenance WHERE registry = ?1 AND project = ?2 \
-             AND state = 'committed' AND provenance IS NOT NULL",
-        )
-        .bind(registry)
-        .bind(project)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| in_context("counting uploads with provenance", e))?;
-        // The distinct repositories by a loose index scan (each found by one index seek past
-        // the last), each ordered by its first committed upload (one seek each): the cost
-        // follows how many repositories there are, not how many uploads.
-        let source_repositories = sqlx::query_scalar::<_, String>(
+        // One statement (one read snapshot, one trip to the connection's worker): the count of
+        // uploads with provenance on every row, beside each distinct source repository (or on
+        // its own row with a NULL repository when there is none). The partial indexes hold
+        // exactly the rows read; without the hints the planner may pick another (registry,
+        // project) index and read every row of the project. The repositories come by a loose
+        // index scan (each found by one index seek past the last), each ordered by its first
+        // committed upload (one seek each): the cost follows how many repositories there are,
+        // not how many uploads.
+        let rows = sqlx::query_as::<_, (i64, Option<String>)>(
             "WITH RECURSIVE repos(repo) AS ( \
                  SELECT MIN(source_repository) FROM ledger INDEXED BY ledger_committed_sources \
                   WHERE registry = ?1 AND project = ?2 AND state = 'committed' AND source_repository IS NOT NULL \
@@ -386,23 +374,20 @@ impl StateStore for SqliteStore {
                           WHERE registry = ?1 AND project = ?2 AND state = 'committed' AND source_repository = repos.repo \
                           ORDER BY created_at, id LIMIT 1) \
                    FROM repos WHERE repo IS NOT NULL \
+             ), \
+             counted(uploads) AS ( \
+                 SELECT COUNT(*) FROM ledger INDEXED BY ledger_committed_provenance WHERE registry = ?1 AND project = ?2 \
+                  AND state = 'committed' AND provenance IS NOT NULL \
              ) \
-             SELECT repo FROM firsts ORDER BY created_at, id",
+             SELECT counted.uploads, firsts.repo FROM counted LEFT JOIN firsts ON 1 \
+             ORDER BY firsts.created_at, firsts.id",
         )
         .bind(registry)
         .bind(project)
-        .fetch_all(&mut *tx)
+        .fetch_all(&self.pool)
         .await
-        .map_err(|e| in_context("listing source repositories", e))?;
-        tx.commit()
-            .await
-            .map_err(|e| in_context("finishing a provenance summary", e))?;
-        let uploads_with_provenance = u64::try_from(count)
-            .map_err(|_| StateError::Corrupt(format!("counting uploads with provenance: negative count {count}")))?;
-        Ok(ProjectProvenance {
-            uploads_with_provenance,
-            source_repositories,
-        })
+        .map_err(|e| in_context("summarising the project's provenance", e))?;
+        super::project_provenance_from_rows(rows)
     }
 
     async fn ledger_entries(&self, registry: &str, project: &str) -> Result<Vec<LedgerRecord>, StateError> {
@@ -429,20 +414,16 @@ impl StateStore for SqliteStore {
     }
 
     async fn record_dependencies(&self, ledger_id: i64, depends_on: &[String]) -> Result<(), StateError> {
-        let mut tx = self
-            .pool
-            .begin()
+        // One statement for the whole list (SQLite's json_each reads it as rows).
+        let names =
+            serde_json::to_string(depends_on).map_err(|e| StateError::Query(format!("recording dependencies: {e}")))?;
+        sqlx::query("INSERT OR IGNORE INTO dependencies (ledger_id, depends_on) SELECT ?1, value FROM json_each(?2)")
+            .bind(ledger_id)
+            .bind(names)
+            .execute(&self.pool)
             .await
             .map_err(|e| in_context("recording dependencies", e))?;
-        for name in depends_on {
-            sqlx::query("INSERT OR IGNORE INTO dependencies (ledger_id, depends_on) VALUES (?1, ?2)")
-                .bind(ledger_id)
-                .bind(name.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| in_context("recording dependencies", e))?;
-        }
-        tx.commit().await.map_err(|e| in_context("recording dependencies", e))
+        Ok(())
     }
 
     async fn dependents(&self, registry: &str, project: &str) -> Result<u64, StateError> {
