@@ -4,9 +4,10 @@ use std::collections::BTreeSet;
 use std::sync::LazyLock;
 
 use aws_lc_rs::encoding::AsDer as _;
-use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair as _};
+use aws_lc_rs::signature::{self as sig, EcdsaKeyPair, KeyPair as _};
 use serde_json::{json, Value};
 
+use super::keys::pem_encode;
 use super::*;
 
 const NOW: i64 = 1_750_000_000;
