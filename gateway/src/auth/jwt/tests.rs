@@ -10,6 +10,7 @@ use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaKeyPair};
 use serde_json::json;
 
+use super::jwk::strip_leading_zeros;
 use super::*;
 
 const NOW: i64 = 1_750_000_000;
