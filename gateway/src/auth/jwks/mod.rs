@@ -9,10 +9,10 @@
 //! may instead have a pinned JWKS URL, which skips discovery. Every URL must be `https://` (plain
 //! `http://` only when [`JwksSettings::allow_http`] is set, for tests); redirects are never
 //! followed; each request has a timeout; bodies are read chunk by chunk and abandoned as soon as
-//! they pass their limit ([`MAX_JWKS_BYTES`] for a key set, [`MAX_DISCOVERY_BYTES`] for a
-//! discovery document), whatever `Content-Length` says. The client trusts the system roots plus
-//! the extra CA certificates of [`JwksSettings::extra_roots_der`] (private issuers such as GitHub
-//! Enterprise Server). TLS is rustls on aws-lc-rs.
+//! they pass their limit ([`MAX_JWKS_BYTES`](super::jwt::MAX_JWKS_BYTES) for a key set,
+//! [`MAX_DISCOVERY_BYTES`] for a discovery document), whatever `Content-Length` says. The client
+//! trusts the system roots plus the extra CA certificates of [`JwksSettings::extra_roots_der`]
+//! (private issuers such as GitHub Enterprise Server). TLS is rustls on aws-lc-rs.
 //!
 //! # Refresh policy
 //!
@@ -36,6 +36,13 @@
 //! only ever asked about issuers the rules trust (the caller maps a token's unverified `iss` to a
 //! configured issuer first, and never passes an unknown one). [`JwksCache::forget`] drops an
 //! issuer removed from the rules.
+//!
+//! The HTTP side (discovery, URL checks, bounded reads of the responses) is in `fetch.rs`; this
+//! module has the settings, the errors and the cache with its refresh policy.
+
+mod fetch;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -43,19 +50,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use reqwest::header::{HeaderValue, ACCEPT};
-use reqwest::{redirect, Certificate, Client, StatusCode, Url};
-use serde::Deserialize;
+use reqwest::{redirect, Certificate, Client};
 use tokio::time::Instant;
 
-use super::jwt::{JwkSet, JwksError, MAX_JWKS_BYTES};
+use super::jwt::{JwkSet, JwksError};
+use fetch::error_chain;
 
 /// Largest OIDC discovery document accepted, in bytes.
 pub const MAX_DISCOVERY_BYTES: usize = 64 * 1024;
 /// Longest foreign string (from a response, or a URL) copied into an error message.
 const MAX_ECHO_CHARS: usize = 128;
-/// The discovery path appended to an issuer URL.
-const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 
 /// How key sets are fetched and how long they are trusted.
 #[derive(Clone)]
@@ -277,13 +281,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The OIDC discovery members this module reads (a duplicated one is an error).
-#[derive(Deserialize)]
-struct Discovery {
-    issuer: Option<String>,
-    jwks_uri: Option<String>,
-}
-
 /// Issuers' key sets, fetched on demand and cached by issuer URL; see the module documentation
 /// for the refresh policy. Share one per process (it is `Send + Sync`; wrap it in an `Arc`).
 pub struct JwksCache {
@@ -452,148 +449,4 @@ impl JwksCache {
         issuers.insert(issuer_url.to_owned(), Arc::clone(&entry));
         entry
     }
-
-    /// One fetch: discovery (unless pinned), then the key set.
-    async fn fetch(&self, issuer_url: &str, pinned_jwks_url: Option<&str>) -> Result<JwkSet, JwksFetchError> {
-        let jwks_url = match pinned_jwks_url {
-            Some(url) => self.checked_url(url)?,
-            None => self.discover(issuer_url).await?,
-        };
-        let body = self.get_limited(&jwks_url, MAX_JWKS_BYTES).await?;
-        match JwkSet::from_json(&body) {
-            Ok(set) if set.is_empty() => Err(JwksFetchError::EmptySet {
-                url: shorten(jwks_url.as_str()),
-            }),
-            Ok(set) => Ok(set),
-            Err(JwksError::Empty) => Err(JwksFetchError::EmptySet {
-                url: shorten(jwks_url.as_str()),
-            }),
-            Err(JwksError::TooLarge { max, .. }) => Err(JwksFetchError::TooLarge {
-                url: shorten(jwks_url.as_str()),
-                max,
-            }),
-            Err(error) => Err(JwksFetchError::Parse {
-                url: shorten(jwks_url.as_str()),
-                error,
-            }),
-        }
-    }
-
-    /// OIDC discovery: the issuer's `jwks_uri`, after checking the document names the issuer.
-    async fn discover(&self, issuer_url: &str) -> Result<Url, JwksFetchError> {
-        let issuer = self.checked_url(issuer_url)?;
-        if issuer.query().is_some() || issuer.fragment().is_some() {
-            return Err(JwksFetchError::InvalidUrl {
-                url: shorten(issuer_url),
-                reason: "an issuer URL has no query or fragment",
-            });
-        }
-        let discovery_url = self.checked_url(&format!("{}{DISCOVERY_PATH}", issuer_url.trim_end_matches('/')))?;
-        let body = self.get_limited(&discovery_url, MAX_DISCOVERY_BYTES).await?;
-        let invalid = |reason: String| JwksFetchError::InvalidDiscovery {
-            url: shorten(discovery_url.as_str()),
-            reason: shorten(&reason),
-        };
-        // serde would also read a struct from a JSON array: only an object is a discovery document.
-        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            return Err(invalid("not a JSON object".to_owned()));
-        }
-        let document: Discovery = serde_json::from_slice(&body).map_err(|e| invalid(e.to_string()))?;
-        if document.issuer.as_deref() != Some(issuer_url) {
-            return Err(JwksFetchError::IssuerMismatch {
-                expected: shorten(issuer_url),
-                found: document.issuer.as_deref().map(shorten),
-            });
-        }
-        match document.jwks_uri.as_deref() {
-            Some(jwks_uri) if !jwks_uri.is_empty() => self.checked_url(jwks_uri),
-            _ => Err(JwksFetchError::MissingJwksUri {
-                url: shorten(discovery_url.as_str()),
-            }),
-        }
-    }
-
-    /// Parses `text` as an absolute URL with a host, over https (or http when allowed).
-    fn checked_url(&self, text: &str) -> Result<Url, JwksFetchError> {
-        let url = Url::parse(text).map_err(|_| JwksFetchError::InvalidUrl {
-            url: shorten(text),
-            reason: "not an absolute URL",
-        })?;
-        match url.scheme() {
-            "https" => {}
-            "http" if self.allow_http => {}
-            _ => return Err(JwksFetchError::InsecureUrl { url: shorten(text) }),
-        }
-        if url.host_str().is_none_or(str::is_empty) {
-            return Err(JwksFetchError::InvalidUrl {
-                url: shorten(text),
-                reason: "the URL has no host",
-            });
-        }
-        Ok(url)
-    }
-
-    /// `GET url`, requiring 200 and reading at most `limit` bytes of body: the body is read
-    /// chunk by chunk and the response dropped as soon as it passes the limit.
-    async fn get_limited(&self, url: &Url, limit: usize) -> Result<Vec<u8>, JwksFetchError> {
-        let shown = || shorten(url.as_str());
-        let transport = |e: reqwest::Error| {
-            if e.is_timeout() {
-                JwksFetchError::Timeout { url: shown() }
-            } else {
-                JwksFetchError::Transport {
-                    url: shown(),
-                    reason: error_chain(&e.without_url()),
-                }
-            }
-        };
-        let mut response = self
-            .client
-            .get(url.clone())
-            .header(ACCEPT, HeaderValue::from_static("application/json"))
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(transport)?;
-        if response.status() != StatusCode::OK {
-            return Err(JwksFetchError::Status {
-                url: shown(),
-                status: response.status().as_u16(),
-            });
-        }
-        let too_large = || JwksFetchError::TooLarge {
-            url: shown(),
-            max: limit,
-        };
-        // A declared length over the limit is refused at once; a smaller one is not trusted.
-        if response.content_length().is_some_and(|len| len > limit as u64) {
-            return Err(too_large());
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(transport)? {
-            if chunk.len() > limit.saturating_sub(body.len()) {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
-    }
 }
-
-/// An error and its sources, `: `-separated, shortened.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    match text.char_indices().nth(4 * MAX_ECHO_CHARS) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text,
-    }
-}
-
-#[cfg(test)]
-mod tests;

@@ -19,7 +19,7 @@ use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 
 use super::*;
-use crate::auth::jwt::{self, Algorithm, Claims, IssuerKeys, TokenError};
+use crate::auth::jwt::{self, Algorithm, Claims, IssuerKeys, TokenError, MAX_JWKS_BYTES};
 
 const AUD: &str = "pypi";
 const DISCOVERY: &str = "/.well-known/openid-configuration";
