@@ -12,7 +12,10 @@
 //! | CircleCI | issuer (`https://oidc.circleci.com/org/{org id}`: the organization); SAN `https://circleci.com/api/v2/projects/{project-id}/pipeline-definitions/{pipeline-definition-id}`; `vcs-origin` (.12), `vcs-ref` (.14) when named; never an SSH rerun (.11 `ssh-rerun`) |
 //! | generic | nothing: how Fulcio maps an unknown issuer's claims is not known, so such a publisher vouches for no attestation |
 
-use super::{foreign, Constraints, Issuer, IssuerKind, Publisher, SignerIdentity, UNTRUSTED_EVENTS};
+use super::github::{GithubConstraints, UNTRUSTED_EVENTS};
+use super::gitlab::GitlabConstraints;
+use super::google::GoogleConstraints;
+use super::{foreign, Constraints, Issuer, IssuerKind, Publisher, SignerIdentity};
 
 /// Where Fulcio places Buildkite pipelines: the SAN is `{this}/{org}/{pipeline}`.
 const BUILDKITE_SERVER: &str = "https://buildkite.com";
@@ -102,13 +105,13 @@ impl Publisher {
             Some(_) => {}
         }
         match &self.constraints {
-            Constraints::Github { .. } => self.check_github_signer(issuer, signer),
-            Constraints::Gitlab {
+            Constraints::Github(_) => self.check_github_signer(issuer, signer),
+            Constraints::Gitlab(GitlabConstraints {
                 project_path,
                 ci_config_path,
                 allow_self_hosted,
                 ..
-            } => {
+            }) => {
                 let expected_repo = format!("{}/{project_path}", issuer.url);
                 let source_repo = need(&signer.source_repository_uri, "source repository")?;
                 if !source_repo.eq_ignore_ascii_case(&expected_repo) {
@@ -132,7 +135,7 @@ impl Publisher {
                 }
                 Ok(())
             }
-            Constraints::Google { email, .. } => {
+            Constraints::Google(GoogleConstraints { email, .. }) => {
                 if !signer.sans.iter().any(|san| san == email) {
                     return Err(match signer.sans.first() {
                         Some(san) => format!("the certificate is for {:?}, not {email}", foreign(san)),
@@ -153,7 +156,7 @@ impl Publisher {
     }
 
     fn check_github_signer(&self, issuer: &Issuer, signer: &SignerIdentity) -> Result<(), String> {
-        let Constraints::Github {
+        let Constraints::Github(GithubConstraints {
             repository,
             owner_id,
             workflow,
@@ -161,7 +164,7 @@ impl Publisher {
             allow_self_hosted,
             allowed_events,
             ..
-        } = &self.constraints
+        }) = &self.constraints
         else {
             return Err("not a GitHub publisher".into());
         };
