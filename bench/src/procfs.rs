@@ -52,6 +52,30 @@ pub fn tree_cpu_seconds(pid: u32) -> f64 {
     tree(pid).into_iter().map(cpu_seconds).sum()
 }
 
+/// Context switches (voluntary and not) of every live thread of a process tree, from each
+/// thread's `/proc/<pid>/task/<tid>/status`: the hand-offs between threads (a query sent to
+/// SQLite's worker thread and its answer) and the sleeps on I/O that CPU time alone hides.
+pub fn tree_context_switches(pid: u32) -> u64 {
+    let mut total = 0;
+    for p in tree(pid) {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+            total += status
+                .lines()
+                .filter_map(|l| {
+                    l.strip_prefix("voluntary_ctxt_switches:")
+                        .or_else(|| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+                })
+                .filter_map(|v| v.trim().parse::<u64>().ok())
+                .sum::<u64>();
+        }
+    }
+    total
+}
+
 /// A `/proc/<pid>/status` field in KiB (`VmRSS`, `VmHWM`), 0 when absent.
 fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -108,6 +132,9 @@ mod tests {
         assert!(tree(me).contains(&me));
         assert!(tree_rss_mib(me) > 0.0);
         assert!(tree_peak_rss_mib(me) >= tree_rss_mib(me) * 0.9);
+        let switches = tree_context_switches(me);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert!(tree_context_switches(me) > switches, "a sleep is a voluntary switch");
         assert!(open_fds(me) >= 3);
     }
 

@@ -178,9 +178,9 @@ pub fn markdown(results: &Results) -> String {
     }
     let _ = writeln!(
         md,
-        "| scenario | target | req/s | × direct | × nginx | p50 ms | p99 ms | CPU µs/req | CPU ms/MiB | peak RSS MiB | failed |"
+        "| scenario | target | req/s | × direct | × nginx | p50 ms | p99 ms | CPU µs/req | CPU ms/MiB | switches/req | peak RSS MiB | failed |"
     );
-    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for scenario in &scenarios {
         let of = |target: &str| {
             results
@@ -197,7 +197,7 @@ pub fn markdown(results: &Results) -> String {
             };
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {:.2} | {:.2} | {} | {} | {:.1} | {} |",
+                "| {} | {} | {} | {} | {} | {:.2} | {:.2} | {} | {} | {} | {:.1} | {} |",
                 row.scenario,
                 row.target,
                 spread(&row.per_second, 0),
@@ -211,6 +211,7 @@ pub fn markdown(results: &Results) -> String {
                 row.p99_ms,
                 spread(&row.cpu_us_per_request, 1),
                 row.cpu_ms_per_mib.as_ref().map_or("–".to_owned(), |s| spread(s, 2)),
+                spread(&row.switches_per_request, 1),
                 row.peak_rss_mib,
                 row.failed
             );

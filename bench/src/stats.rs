@@ -35,9 +35,17 @@ pub struct Run {
     pub backend_cpu_s: f64,
     /// Peak resident memory of the target's process tree during the run, MiB.
     pub peak_rss_mib: f64,
+    /// Context switches of the target's threads during the run (absent in older results).
+    #[serde(default)]
+    pub context_switches: u64,
 }
 
 impl Run {
+    /// Context switches of the target per successful request.
+    pub fn switches_per_request(&self) -> f64 {
+        self.context_switches as f64 / (self.ok.max(1) as f64)
+    }
+
     /// Target CPU µs per successful request.
     pub fn cpu_us_per_request(&self) -> f64 {
         self.target_cpu_s * 1e6 / (self.ok.max(1) as f64)
@@ -96,6 +104,9 @@ pub struct Row {
     pub cpu_us_per_request: Spread,
     /// Target CPU ms per MiB of body over rounds (uploads only).
     pub cpu_ms_per_mib: Option<Spread>,
+    /// Target context switches per request over rounds (absent in older results).
+    #[serde(default)]
+    pub switches_per_request: Spread,
     /// Backend CPU µs per request over rounds.
     pub backend_cpu_us_per_request: Spread,
     /// Latency p50 over every request of every round, ms.
@@ -126,6 +137,7 @@ impl Row {
             per_second: Spread::of(runs.iter().map(|r| r.per_second).collect()),
             cpu_us_per_request: Spread::of(runs.iter().map(Run::cpu_us_per_request).collect()),
             cpu_ms_per_mib: (!per_mib.is_empty()).then(|| Spread::of(per_mib)),
+            switches_per_request: Spread::of(runs.iter().map(Run::switches_per_request).collect()),
             backend_cpu_us_per_request: Spread::of(
                 runs.iter()
                     .map(|r| r.backend_cpu_s * 1e6 / (r.ok.max(1) as f64))
@@ -168,6 +180,7 @@ mod tests {
             target_cpu_s: cpu,
             backend_cpu_s: 0.0,
             peak_rss_mib: 20.0 + round as f64,
+            context_switches: 0,
         };
         let row = Row::new(
             "s",

@@ -187,10 +187,11 @@ impl Bench {
                     round,
                 );
                 eprintln!(
-                    "   round {round} {:<28} {:>10.0}/s cpu {:>8.1} µs/req{} failed {}",
+                    "   round {round} {:<28} {:>10.0}/s cpu {:>8.1} µs/req {:>5.1} switches/req{} failed {}",
                     target.name,
                     run.per_second,
                     run.cpu_us_per_request(),
+                    run.switches_per_request(),
                     run.cpu_ms_per_mib()
                         .map_or(String::new(), |m| format!(" {m:.2} ms/MiB")),
                     run.failed
@@ -218,6 +219,7 @@ fn measure(
 ) -> (Run, Vec<u32>) {
     procfs::reset_peak_rss(target.pid);
     let cpu_before = procfs::tree_cpu_seconds(target.pid);
+    let switches_before = procfs::tree_context_switches(target.pid);
     let backend_before = procfs::cpu_seconds(backend_pid);
     let outcome = runtime.block_on(load::run(target.addr, specs.to_vec(), concurrency, limit));
     let target_cpu_s = procfs::tree_cpu_seconds(target.pid) - cpu_before;
@@ -233,6 +235,7 @@ fn measure(
         target_cpu_s,
         backend_cpu_s,
         peak_rss_mib: procfs::tree_peak_rss_mib(target.pid),
+        context_switches: procfs::tree_context_switches(target.pid).saturating_sub(switches_before),
     };
     (run, outcome.latencies_us)
 }

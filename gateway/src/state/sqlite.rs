@@ -93,6 +93,9 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            // An embedded file has no connection to lose: sqlx's ping before every acquire is one
+            // more trip to the connection's worker thread per query, for nothing.
+            .test_before_acquire(false)
             .connect_with(connect_options(&path))
             .await
             .map_err(|e| in_context(&format!("opening {}", path.display()), e))?;
