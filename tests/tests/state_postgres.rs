@@ -1,5 +1,6 @@
 //! The PostgreSQL state store against a real PostgreSQL server (a throwaway cluster per
-//! test): the same semantics as the SQLite store, two stores (two replicas) sharing one
+//! test): the store contract both stores share (`portcullis::state::contract`, each case on a
+//! fresh database), two stores (two replicas) sharing one
 //! database, migrations applied once, and a store that starts while the database is down and
 //! recovers by itself.
 
@@ -45,6 +46,21 @@ fn upload(project: &str, version: &str, filename: &str, created_at: i64) -> Ledg
         provenance: None,
         request_id: format!("req-{filename}"),
         created_at,
+    }
+}
+
+#[test]
+fn the_store_contract_holds() {
+    let pg = Postgres::start();
+    let rt = runtime();
+    for (index, (name, case)) in portcullis::state::contract::CASES.iter().enumerate() {
+        let url = pg.create_database(&format!("contract_{index}"));
+        rt.block_on(async {
+            let store = PostgresStore::open(&settings(&url))
+                .await
+                .unwrap_or_else(|e| panic!("open a store for {name}: {e}"));
+            case(&store).await;
+        });
     }
 }
 

@@ -9,7 +9,10 @@
 //! Every method can fail with a [`StateError`]; callers on the upload path must fail closed
 //! (refuse the upload) when the store cannot answer.
 
+#[cfg(any(test, feature = "store-contract"))]
+pub mod contract;
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 use async_trait::async_trait;

@@ -22,12 +22,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::{PgPool, Row, SqlSafeStr};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, SqlSafeStr};
 use tokio::sync::OnceCell;
 
 use crate::clock::unix_now;
 
+use super::rows::{self, select_ledger};
 use super::{
     AuditRecord, DownloadKey, LedgerEntry, LedgerRecord, LedgerState, ProjectProvenance, StateError, StateStore,
     StoredProvenance, Tombstone, TombstoneKind,
@@ -35,19 +36,6 @@ use super::{
 
 /// The embedded migrations, in order. Never edit an applied one; append a new version.
 const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "state", include_str!("../../migrations/postgres/0001_state.sql"))];
-
-/// `SELECT <every ledger column> FROM ledger`, followed by the given clauses; the columns are
-/// the ones [`ledger_record`] reads.
-macro_rules! select_ledger {
-    ($($rest:literal),+) => {
-        concat!(
-            "SELECT id, registry, project, version, filename, sha256, size, credential, publisher, signer, \
-             source_repository, provenance_kind, provenance, request_id, created_at, state, finished_at, detail \
-             FROM ledger ",
-            $($rest),+
-        )
-    };
-}
 
 /// How to reach the database and how long to wait for it.
 #[derive(Clone)]
@@ -350,15 +338,7 @@ impl StateStore for PostgresStore {
         let Some(row) = row else {
             return Ok(None);
         };
-        let decode = |e| in_context("decoding stored provenance", e);
-        Ok(Some(StoredProvenance {
-            kind: row.try_get("provenance_kind").map_err(decode)?,
-            provenance: row.try_get("provenance").map_err(decode)?,
-            publisher: row.try_get("publisher").map_err(decode)?,
-            signer: row.try_get("signer").map_err(decode)?,
-            source_repository: row.try_get("source_repository").map_err(decode)?,
-            created_at: row.try_get("created_at").map_err(decode)?,
-        }))
+        rows::stored_provenance(&row).map(Some)
     }
 
     async fn project_provenance(&self, registry: &str, project: &str) -> Result<ProjectProvenance, StateError> {
@@ -392,7 +372,7 @@ impl StateStore for PostgresStore {
         .fetch_all(self.ready().await?)
         .await
         .map_err(|e| in_context("listing ledger rows", e))?;
-        rows.iter().map(ledger_record).collect()
+        rows.iter().map(rows::ledger_record).collect()
     }
 
     async fn stale_pending(&self, older_than: i64) -> Result<Vec<LedgerRecord>, StateError> {
@@ -403,7 +383,7 @@ impl StateStore for PostgresStore {
         .fetch_all(self.ready().await?)
         .await
         .map_err(|e| in_context("listing stale pending uploads", e))?;
-        rows.iter().map(ledger_record).collect()
+        rows.iter().map(rows::ledger_record).collect()
     }
 
     async fn record_dependencies(&self, ledger_id: i64, depends_on: &[String]) -> Result<(), StateError> {
@@ -543,33 +523,7 @@ impl StateStore for PostgresStore {
         .fetch_all(self.ready().await?)
         .await
         .map_err(|e| in_context("listing tombstones", e))?;
-        rows.iter()
-            .map(|row| {
-                let decode = |e| in_context("decoding a tombstone", e);
-                let kind: String = row.try_get("kind").map_err(decode)?;
-                let version: Option<String> = row.try_get("version").map_err(decode)?;
-                let filename: Option<String> = row.try_get("filename").map_err(decode)?;
-                let kind = match (kind.as_str(), version, filename) {
-                    ("project", None, None) => TombstoneKind::Project,
-                    ("version", Some(v), None) => TombstoneKind::Version(v),
-                    ("file", Some(version), Some(filename)) => TombstoneKind::File { version, filename },
-                    (other, ..) => {
-                        return Err(StateError::Corrupt(format!(
-                            "decoding a tombstone: inconsistent kind {other:?}"
-                        )))
-                    }
-                };
-                Ok(Tombstone {
-                    registry: row.try_get("registry").map_err(decode)?,
-                    project: row.try_get("project").map_err(decode)?,
-                    kind,
-                    deleted_at: row.try_get("deleted_at").map_err(decode)?,
-                    request_id: row.try_get("request_id").map_err(decode)?,
-                    actor: row.try_get("actor").map_err(decode)?,
-                    reason: row.try_get("reason").map_err(decode)?,
-                })
-            })
-            .collect()
+        rows.iter().map(rows::tombstone).collect()
     }
 
     async fn append_audit(&self, record: &AuditRecord) -> Result<i64, StateError> {
@@ -612,61 +566,8 @@ impl StateStore for PostgresStore {
         .fetch_all(self.ready().await?)
         .await
         .map_err(|e| in_context("reading the audit log", e))?;
-        rows.iter()
-            .map(|row| {
-                let decode = |e| in_context("decoding an audit record", e);
-                Ok(AuditRecord {
-                    at: row.try_get("at").map_err(decode)?,
-                    request_id: row.try_get("request_id").map_err(decode)?,
-                    registry: row.try_get("registry").map_err(decode)?,
-                    project: row.try_get("project").map_err(decode)?,
-                    actor: row.try_get("actor").map_err(decode)?,
-                    action: row.try_get("action").map_err(decode)?,
-                    target: row.try_get("target").map_err(decode)?,
-                    outcome: row.try_get("outcome").map_err(decode)?,
-                    rule: row.try_get("rule").map_err(decode)?,
-                    rules_revision: row.try_get("rules_revision").map_err(decode)?,
-                    code: row.try_get("code").map_err(decode)?,
-                    reason: row.try_get("reason").map_err(decode)?,
-                    line: row.try_get("line").map_err(decode)?,
-                })
-            })
-            .collect()
+        rows.iter().map(rows::audit_record).collect()
     }
-}
-
-/// Decodes a row selected with [`select_ledger!`].
-fn ledger_record(row: &PgRow) -> Result<LedgerRecord, StateError> {
-    let decode = |e| in_context("decoding a ledger row", e);
-    let id: i64 = row.try_get("id").map_err(decode)?;
-    let size: i64 = row.try_get("size").map_err(decode)?;
-    let size = u64::try_from(size)
-        .map_err(|_| StateError::Corrupt(format!("decoding ledger row {id}: negative size {size}")))?;
-    let state: String = row.try_get("state").map_err(decode)?;
-    let state = LedgerState::parse(&state)
-        .ok_or_else(|| StateError::Corrupt(format!("decoding ledger row {id}: unknown state {state:?}")))?;
-    Ok(LedgerRecord {
-        id,
-        entry: LedgerEntry {
-            registry: row.try_get("registry").map_err(decode)?,
-            project: row.try_get("project").map_err(decode)?,
-            version: row.try_get("version").map_err(decode)?,
-            filename: row.try_get("filename").map_err(decode)?,
-            sha256: row.try_get("sha256").map_err(decode)?,
-            size,
-            credential: row.try_get("credential").map_err(decode)?,
-            publisher: row.try_get("publisher").map_err(decode)?,
-            signer: row.try_get("signer").map_err(decode)?,
-            source_repository: row.try_get("source_repository").map_err(decode)?,
-            provenance_kind: row.try_get("provenance_kind").map_err(decode)?,
-            provenance: row.try_get("provenance").map_err(decode)?,
-            request_id: row.try_get("request_id").map_err(decode)?,
-            created_at: row.try_get("created_at").map_err(decode)?,
-        },
-        state,
-        finished_at: row.try_get("finished_at").map_err(decode)?,
-        detail: row.try_get("detail").map_err(decode)?,
-    })
 }
 
 /// Classifies a sqlx error by SQLSTATE class, prefixing what was being done: connection

@@ -17,11 +17,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
-use sqlx::{Row, SqlSafeStr, SqlitePool};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{SqlSafeStr, SqlitePool};
 
 use crate::clock::unix_now;
 
+use super::rows::{self, select_ledger};
 use super::{
     AuditRecord, DownloadKey, LedgerEntry, LedgerRecord, LedgerState, ProjectProvenance, StateError, StateStore,
     StoredProvenance, Tombstone, TombstoneKind,
@@ -59,19 +60,6 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0004_lookup_indexes.sql"),
     ),
 ];
-
-/// `SELECT <every ledger column> FROM ledger`, followed by the given clauses; the columns are
-/// the ones [`ledger_record`] reads.
-macro_rules! select_ledger {
-    ($($rest:literal),+) => {
-        concat!(
-            "SELECT id, registry, project, version, filename, sha256, size, credential, publisher, signer, \
-             source_repository, provenance_kind, provenance, request_id, created_at, state, finished_at, detail \
-             FROM ledger ",
-            $($rest),+
-        )
-    };
-}
 
 /// The SQLite-backed [`StateStore`].
 #[derive(Debug, Clone)]
@@ -339,15 +327,7 @@ impl StateStore for SqliteStore {
         let Some(row) = row else {
             return Ok(None);
         };
-        let decode = |e| in_context("decoding stored provenance", e);
-        Ok(Some(StoredProvenance {
-            kind: row.try_get("provenance_kind").map_err(decode)?,
-            provenance: row.try_get("provenance").map_err(decode)?,
-            publisher: row.try_get("publisher").map_err(decode)?,
-            signer: row.try_get("signer").map_err(decode)?,
-            source_repository: row.try_get("source_repository").map_err(decode)?,
-            created_at: row.try_get("created_at").map_err(decode)?,
-        }))
+        rows::stored_provenance(&row).map(Some)
     }
 
     async fn project_provenance(&self, registry: &str, project: &str) -> Result<ProjectProvenance, StateError> {
@@ -402,7 +382,7 @@ impl StateStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| in_context("listing ledger rows", e))?;
-        rows.iter().map(ledger_record).collect()
+        rows.iter().map(rows::ledger_record).collect()
     }
 
     async fn stale_pending(&self, older_than: i64) -> Result<Vec<LedgerRecord>, StateError> {
@@ -413,7 +393,7 @@ impl StateStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| in_context("listing stale pending uploads", e))?;
-        rows.iter().map(ledger_record).collect()
+        rows.iter().map(rows::ledger_record).collect()
     }
 
     async fn record_dependencies(&self, ledger_id: i64, depends_on: &[String]) -> Result<(), StateError> {
@@ -554,33 +534,7 @@ impl StateStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| in_context("listing tombstones", e))?;
-        rows.iter()
-            .map(|row| {
-                let decode = |e| in_context("decoding a tombstone", e);
-                let kind: String = row.try_get("kind").map_err(decode)?;
-                let version: Option<String> = row.try_get("version").map_err(decode)?;
-                let filename: Option<String> = row.try_get("filename").map_err(decode)?;
-                let kind = match (kind.as_str(), version, filename) {
-                    ("project", None, None) => TombstoneKind::Project,
-                    ("version", Some(v), None) => TombstoneKind::Version(v),
-                    ("file", Some(version), Some(filename)) => TombstoneKind::File { version, filename },
-                    (other, ..) => {
-                        return Err(StateError::Corrupt(format!(
-                            "decoding a tombstone: inconsistent kind {other:?}"
-                        )))
-                    }
-                };
-                Ok(Tombstone {
-                    registry: row.try_get("registry").map_err(decode)?,
-                    project: row.try_get("project").map_err(decode)?,
-                    kind,
-                    deleted_at: row.try_get("deleted_at").map_err(decode)?,
-                    request_id: row.try_get("request_id").map_err(decode)?,
-                    actor: row.try_get("actor").map_err(decode)?,
-                    reason: row.try_get("reason").map_err(decode)?,
-                })
-            })
-            .collect()
+        rows.iter().map(rows::tombstone).collect()
     }
 
     async fn append_audit(&self, record: &AuditRecord) -> Result<i64, StateError> {
@@ -623,61 +577,8 @@ impl StateStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| in_context("reading the audit log", e))?;
-        rows.iter()
-            .map(|row| {
-                let decode = |e| in_context("decoding an audit record", e);
-                Ok(AuditRecord {
-                    at: row.try_get("at").map_err(decode)?,
-                    request_id: row.try_get("request_id").map_err(decode)?,
-                    registry: row.try_get("registry").map_err(decode)?,
-                    project: row.try_get("project").map_err(decode)?,
-                    actor: row.try_get("actor").map_err(decode)?,
-                    action: row.try_get("action").map_err(decode)?,
-                    target: row.try_get("target").map_err(decode)?,
-                    outcome: row.try_get("outcome").map_err(decode)?,
-                    rule: row.try_get("rule").map_err(decode)?,
-                    rules_revision: row.try_get("rules_revision").map_err(decode)?,
-                    code: row.try_get("code").map_err(decode)?,
-                    reason: row.try_get("reason").map_err(decode)?,
-                    line: row.try_get("line").map_err(decode)?,
-                })
-            })
-            .collect()
+        rows.iter().map(rows::audit_record).collect()
     }
-}
-
-/// Decodes a row selected with [`select_ledger!`].
-fn ledger_record(row: &SqliteRow) -> Result<LedgerRecord, StateError> {
-    let decode = |e| in_context("decoding a ledger row", e);
-    let id: i64 = row.try_get("id").map_err(decode)?;
-    let size: i64 = row.try_get("size").map_err(decode)?;
-    let size = u64::try_from(size)
-        .map_err(|_| StateError::Corrupt(format!("decoding ledger row {id}: negative size {size}")))?;
-    let state: String = row.try_get("state").map_err(decode)?;
-    let state = LedgerState::parse(&state)
-        .ok_or_else(|| StateError::Corrupt(format!("decoding ledger row {id}: unknown state {state:?}")))?;
-    Ok(LedgerRecord {
-        id,
-        entry: LedgerEntry {
-            registry: row.try_get("registry").map_err(decode)?,
-            project: row.try_get("project").map_err(decode)?,
-            version: row.try_get("version").map_err(decode)?,
-            filename: row.try_get("filename").map_err(decode)?,
-            sha256: row.try_get("sha256").map_err(decode)?,
-            size,
-            credential: row.try_get("credential").map_err(decode)?,
-            publisher: row.try_get("publisher").map_err(decode)?,
-            signer: row.try_get("signer").map_err(decode)?,
-            source_repository: row.try_get("source_repository").map_err(decode)?,
-            provenance_kind: row.try_get("provenance_kind").map_err(decode)?,
-            provenance: row.try_get("provenance").map_err(decode)?,
-            request_id: row.try_get("request_id").map_err(decode)?,
-            created_at: row.try_get("created_at").map_err(decode)?,
-        },
-        state,
-        finished_at: row.try_get("finished_at").map_err(decode)?,
-        detail: row.try_get("detail").map_err(decode)?,
-    })
 }
 
 // SQLite primary result codes (the low byte of an extended code).
@@ -734,55 +635,12 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::state::contract::{self, record, upload, with_provenance, FAR_FUTURE};
 
     async fn fresh() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(dir.path()).await.expect("open store");
         (dir, store)
-    }
-
-    const FAR_FUTURE: i64 = 4_000_000_000;
-
-    #[tokio::test]
-    async fn first_claim_wins_second_is_a_replay() {
-        let (_dir, store) = fresh().await;
-        assert!(store
-            .claim_jti("https://issuer", "jti-1", FAR_FUTURE)
-            .await
-            .expect("claim"));
-        assert!(!store
-            .claim_jti("https://issuer", "jti-1", FAR_FUTURE)
-            .await
-            .expect("claim"));
-        assert!(!store
-            .claim_jti("https://issuer", "jti-1", FAR_FUTURE + 10)
-            .await
-            .expect("claim"));
-        assert!(store
-            .claim_jti("https://issuer", "jti-2", FAR_FUTURE)
-            .await
-            .expect("claim"));
-    }
-
-    #[tokio::test]
-    async fn same_jti_from_another_issuer_is_independent() {
-        let (_dir, store) = fresh().await;
-        assert!(store
-            .claim_jti("https://a.example", "shared", FAR_FUTURE)
-            .await
-            .expect("claim"));
-        assert!(store
-            .claim_jti("https://b.example", "shared", FAR_FUTURE)
-            .await
-            .expect("claim"));
-        assert!(!store
-            .claim_jti("https://a.example", "shared", FAR_FUTURE)
-            .await
-            .expect("claim"));
-        assert!(!store
-            .claim_jti("https://b.example", "shared", FAR_FUTURE)
-            .await
-            .expect("claim"));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -818,31 +676,6 @@ mod tests {
         // Past keep_until: reclaimed, and the new keep_until protects it again.
         assert!(store.claim_jti_at("iss", "j", 2_000, 1_001).await.expect("claim"));
         assert!(!store.claim_jti_at("iss", "j", 3_000, 1_500).await.expect("claim"));
-    }
-
-    #[tokio::test]
-    async fn revocation_holds_up_to_and_including_until() {
-        let (_dir, store) = fresh().await;
-        assert!(!store.is_revoked("tok", 100).await.expect("is_revoked"));
-        store
-            .revoke_token("tok", 1_000, "leaked in CI log")
-            .await
-            .expect("revoke");
-        assert!(store.is_revoked("tok", 999).await.expect("is_revoked"));
-        assert!(store.is_revoked("tok", 1_000).await.expect("is_revoked"));
-        assert!(!store.is_revoked("tok", 1_001).await.expect("is_revoked"));
-        assert!(!store.is_revoked("other", 999).await.expect("is_revoked"));
-    }
-
-    #[tokio::test]
-    async fn revoking_again_never_shortens_the_revocation() {
-        let (_dir, store) = fresh().await;
-        store.revoke_token("tok", 1_000, "first").await.expect("revoke");
-        store.revoke_token("tok", 500, "second").await.expect("revoke");
-        assert!(store.is_revoked("tok", 1_000).await.expect("is_revoked"));
-        store.revoke_token("tok", 2_000, "third").await.expect("revoke");
-        assert!(store.is_revoked("tok", 2_000).await.expect("is_revoked"));
-        assert!(!store.is_revoked("tok", 2_001).await.expect("is_revoked"));
     }
 
     #[tokio::test]
@@ -971,317 +804,6 @@ mod tests {
         assert!(err.to_string().starts_with("state store unavailable: "), "{err}");
     }
 
-    fn upload(filename: &str, created_at: i64) -> LedgerEntry {
-        LedgerEntry {
-            registry: "pypi".to_owned(),
-            project: "sample-project".to_owned(),
-            version: "1.0.0".to_owned(),
-            filename: filename.to_owned(),
-            sha256: "ab".repeat(32),
-            size: 1_234,
-            credential: "upload_token".to_owned(),
-            publisher: None,
-            signer: None,
-            source_repository: None,
-            provenance_kind: None,
-            provenance: None,
-            request_id: format!("req-{filename}-{created_at}"),
-            created_at,
-        }
-    }
-
-    fn with_provenance(mut entry: LedgerEntry, repository: &str, document: Vec<u8>) -> LedgerEntry {
-        entry.credential = "none".to_owned();
-        entry.publisher = Some("github:octo/sample".to_owned());
-        entry.signer = Some(format!("{repository}/.github/workflows/release.yml@refs/tags/v1"));
-        entry.source_repository = Some(repository.to_owned());
-        entry.provenance_kind = Some("pep740".to_owned());
-        entry.provenance = Some(document);
-        entry
-    }
-
-    /// Begins and finishes an upload in one go.
-    async fn record(store: &SqliteStore, entry: &LedgerEntry, committed: bool) -> i64 {
-        let id = store.ledger_begin(entry).await.expect("ledger_begin");
-        let detail = if committed { "200 OK" } else { "400 Bad Request" };
-        store
-            .ledger_finish(id, committed, detail, entry.created_at + 1)
-            .await
-            .expect("ledger_finish");
-        id
-    }
-
-    #[tokio::test]
-    async fn ledger_begin_and_finish_round_trip() {
-        let (_dir, store) = fresh().await;
-        let entry = with_provenance(
-            upload("sample-1.0.0.tar.gz", 1_000),
-            "https://github.com/octo/sample",
-            b"{\"attestations\": []}".to_vec(),
-        );
-        let id = store.ledger_begin(&entry).await.expect("ledger_begin");
-        let rows = store.ledger_entries("pypi", "sample-project").await.expect("entries");
-        assert_eq!(
-            rows,
-            vec![LedgerRecord {
-                id,
-                entry: entry.clone(),
-                state: LedgerState::Pending,
-                finished_at: None,
-                detail: String::new(),
-            }]
-        );
-        store
-            .ledger_finish(id, true, "201 Created", 1_005)
-            .await
-            .expect("ledger_finish");
-        let rows = store.ledger_entries("pypi", "sample-project").await.expect("entries");
-        assert_eq!(
-            rows,
-            vec![LedgerRecord {
-                id,
-                entry,
-                state: LedgerState::Committed,
-                finished_at: Some(1_005),
-                detail: "201 Created".to_owned(),
-            }]
-        );
-        assert!(store.ledger_entries("pypi", "other").await.expect("entries").is_empty());
-        assert!(store
-            .ledger_entries("npm", "sample-project")
-            .await
-            .expect("entries")
-            .is_empty());
-    }
-
-    #[tokio::test]
-    async fn finishing_twice_never_flips_the_outcome() {
-        let (_dir, store) = fresh().await;
-        let good = store.ledger_begin(&upload("a.whl", 100)).await.expect("ledger_begin");
-        let bad = store.ledger_begin(&upload("b.whl", 101)).await.expect("ledger_begin");
-        store.ledger_finish(good, true, "200 OK", 110).await.expect("finish");
-        store
-            .ledger_finish(bad, false, "502 Bad Gateway", 111)
-            .await
-            .expect("finish");
-        // Repeats (the same or the opposite outcome) succeed and change nothing.
-        store
-            .ledger_finish(good, false, "late failure", 120)
-            .await
-            .expect("finish");
-        store.ledger_finish(good, true, "again", 121).await.expect("finish");
-        store
-            .ledger_finish(bad, true, "late success", 122)
-            .await
-            .expect("finish");
-        let rows = store.ledger_entries("pypi", "sample-project").await.expect("entries");
-        let outcomes: Vec<_> = rows
-            .iter()
-            .map(|r| (r.id, r.state, r.finished_at, r.detail.as_str()))
-            .collect();
-        assert_eq!(
-            outcomes,
-            vec![
-                (good, LedgerState::Committed, Some(110), "200 OK"),
-                (bad, LedgerState::Failed, Some(111), "502 Bad Gateway"),
-            ]
-        );
-        let err = store
-            .ledger_finish(bad + 1_000, true, "x", 130)
-            .await
-            .expect_err("unknown id");
-        assert!(matches!(err, StateError::Query(_)), "{err:?}");
-    }
-
-    #[tokio::test]
-    async fn failed_and_pending_uploads_are_not_served_as_provenance() {
-        let (_dir, store) = fresh().await;
-        let repo = "https://github.com/octo/sample";
-        let failed = with_provenance(upload("f.whl", 100), repo, b"failed".to_vec());
-        record(&store, &failed, false).await;
-        let pending = with_provenance(upload("f.whl", 200), repo, b"pending".to_vec());
-        store.ledger_begin(&pending).await.expect("ledger_begin");
-        assert_eq!(
-            store
-                .provenance_of("pypi", "sample-project", "1.0.0", "f.whl")
-                .await
-                .expect("provenance_of"),
-            None
-        );
-        assert_eq!(
-            store
-                .project_provenance("pypi", "sample-project")
-                .await
-                .expect("project_provenance"),
-            ProjectProvenance::default()
-        );
-        // A committed upload without provenance is not served either.
-        record(&store, &upload("f.whl", 300), true).await;
-        assert_eq!(
-            store
-                .provenance_of("pypi", "sample-project", "1.0.0", "f.whl")
-                .await
-                .expect("provenance_of"),
-            None
-        );
-    }
-
-    #[tokio::test]
-    async fn provenance_of_returns_the_newest_committed_document_byte_for_byte() {
-        let (_dir, store) = fresh().await;
-        let repo = "https://github.com/octo/sample";
-        // 1 MiB covering every byte value, NULs and invalid UTF-8 included.
-        let big: Vec<u8> = (0..(1_u32 << 20))
-            .map(|i| u8::try_from((i * 7 + i / 256) % 256).expect("byte"))
-            .collect();
-        record(
-            &store,
-            &with_provenance(upload("w.whl", 100), repo, b"old".to_vec()),
-            true,
-        )
-        .await;
-        let newest = with_provenance(upload("w.whl", 200), repo, big.clone());
-        record(&store, &newest, true).await;
-        // Later, but failed, pending, or without provenance: none of them shadow it.
-        record(
-            &store,
-            &with_provenance(upload("w.whl", 300), repo, b"failed".to_vec()),
-            false,
-        )
-        .await;
-        store
-            .ledger_begin(&with_provenance(upload("w.whl", 400), repo, b"pending".to_vec()))
-            .await
-            .expect("ledger_begin");
-        record(&store, &upload("w.whl", 500), true).await;
-
-        let stored = store
-            .provenance_of("pypi", "sample-project", "1.0.0", "w.whl")
-            .await
-            .expect("provenance_of")
-            .expect("stored provenance");
-        assert_eq!(stored.provenance.len(), 1 << 20);
-        assert!(stored.provenance == big, "provenance must come back byte for byte");
-        assert_eq!(
-            stored,
-            StoredProvenance {
-                kind: "pep740".to_owned(),
-                provenance: big,
-                publisher: newest.publisher.clone(),
-                signer: newest.signer.clone(),
-                source_repository: Some(repo.to_owned()),
-                created_at: 200,
-            }
-        );
-        for (registry, project, version, filename) in [
-            ("npm", "sample-project", "1.0.0", "w.whl"),
-            ("pypi", "other", "1.0.0", "w.whl"),
-            ("pypi", "sample-project", "2.0.0", "w.whl"),
-            ("pypi", "sample-project", "1.0.0", "x.whl"),
-        ] {
-            assert_eq!(
-                store
-                    .provenance_of(registry, project, version, filename)
-                    .await
-                    .expect("provenance_of"),
-                None
-            );
-        }
-    }
-
-    #[tokio::test]
-    async fn project_provenance_counts_committed_uploads_and_lists_repositories_in_order() {
-        let (_dir, store) = fresh().await;
-        let zeta = "https://github.com/zeta/sample";
-        let alpha = "https://github.com/alpha/sample";
-        let mid = "https://github.com/mid/sample";
-        record(
-            &store,
-            &with_provenance(upload("1.whl", 100), zeta, b"1".to_vec()),
-            true,
-        )
-        .await;
-        record(
-            &store,
-            &with_provenance(upload("2.whl", 200), alpha, b"2".to_vec()),
-            true,
-        )
-        .await;
-        record(
-            &store,
-            &with_provenance(upload("3.whl", 300), zeta, b"3".to_vec()),
-            true,
-        )
-        .await;
-        record(&store, &upload("4.whl", 350), true).await;
-        // Not committed: neither counted nor listed.
-        record(&store, &with_provenance(upload("5.whl", 50), mid, b"5".to_vec()), false).await;
-        store
-            .ledger_begin(&with_provenance(upload("6.whl", 60), mid, b"6".to_vec()))
-            .await
-            .expect("ledger_begin");
-        record(&store, &with_provenance(upload("7.whl", 400), mid, b"7".to_vec()), true).await;
-        // Another project's uploads do not count.
-        let mut elsewhere = with_provenance(upload("8.whl", 10), "https://github.com/x/y", b"8".to_vec());
-        elsewhere.project = "another".to_owned();
-        record(&store, &elsewhere, true).await;
-
-        let summary = store
-            .project_provenance("pypi", "sample-project")
-            .await
-            .expect("project_provenance");
-        assert_eq!(
-            summary,
-            ProjectProvenance {
-                uploads_with_provenance: 4,
-                source_repositories: vec![zeta.to_owned(), alpha.to_owned(), mid.to_owned()],
-            }
-        );
-        assert_eq!(
-            store
-                .project_provenance("pypi", "unknown")
-                .await
-                .expect("project_provenance"),
-            ProjectProvenance::default()
-        );
-    }
-
-    #[tokio::test]
-    async fn stale_pending_lists_only_old_pending_rows_oldest_first() {
-        let (_dir, store) = fresh().await;
-        let later = store.ledger_begin(&upload("b.whl", 150)).await.expect("ledger_begin");
-        let oldest = store.ledger_begin(&upload("a.whl", 100)).await.expect("ledger_begin");
-        store
-            .ledger_begin(&upload("edge.whl", 200))
-            .await
-            .expect("ledger_begin");
-        store.ledger_begin(&upload("new.whl", 300)).await.expect("ledger_begin");
-        record(&store, &upload("done.whl", 10), true).await;
-        record(&store, &upload("failed.whl", 20), false).await;
-
-        let stale = store.stale_pending(200).await.expect("stale_pending");
-        let ids: Vec<i64> = stale.iter().map(|r| r.id).collect();
-        assert_eq!(ids, vec![oldest, later]);
-        assert!(stale
-            .iter()
-            .all(|r| r.state == LedgerState::Pending && r.finished_at.is_none()));
-        assert_eq!(stale[0].entry, upload("a.whl", 100));
-
-        store
-            .ledger_finish(oldest, false, "reconciled", 500)
-            .await
-            .expect("finish");
-        let ids: Vec<i64> = store
-            .stale_pending(200)
-            .await
-            .expect("stale_pending")
-            .iter()
-            .map(|r| r.id)
-            .collect();
-        assert_eq!(ids, vec![later]);
-        assert!(store.stale_pending(100).await.expect("stale_pending").is_empty());
-    }
-
     #[tokio::test]
     async fn purge_leaves_the_ledger_alone() {
         let (_dir, store) = fresh().await;
@@ -1308,31 +830,6 @@ mod tests {
             .await
             .expect("provenance_of")
             .is_some());
-    }
-
-    #[tokio::test]
-    async fn inconsistent_or_oversized_entries_are_refused() {
-        let (_dir, store) = fresh().await;
-        let mut no_kind = upload("a.whl", 100);
-        no_kind.provenance = Some(b"doc".to_vec());
-        let err = store.ledger_begin(&no_kind).await.expect_err("provenance without kind");
-        assert!(matches!(err, StateError::Query(_)), "{err:?}");
-        let mut no_document = upload("a.whl", 100);
-        no_document.provenance_kind = Some("pep740".to_owned());
-        let err = store
-            .ledger_begin(&no_document)
-            .await
-            .expect_err("kind without provenance");
-        assert!(matches!(err, StateError::Query(_)), "{err:?}");
-        let mut huge = upload("a.whl", 100);
-        huge.size = u64::MAX;
-        let err = store.ledger_begin(&huge).await.expect_err("size beyond i64");
-        assert!(matches!(err, StateError::Query(_)), "{err:?}");
-        assert!(store
-            .ledger_entries("pypi", "sample-project")
-            .await
-            .expect("entries")
-            .is_empty());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1444,174 +941,6 @@ mod tests {
         );
     }
 
-    fn tombstone(kind: TombstoneKind, deleted_at: i64) -> Tombstone {
-        Tombstone {
-            registry: "pypi".to_owned(),
-            project: "sample-project".to_owned(),
-            kind,
-            deleted_at,
-            request_id: format!("req-{deleted_at}"),
-            actor: "legacy-credential".to_owned(),
-            reason: String::new(),
-        }
-    }
-
-    #[tokio::test]
-    async fn removing_a_requests_tombstones_leaves_the_others() {
-        let (_dir, store) = fresh().await;
-        let mut version = tombstone(TombstoneKind::Version("1.0".into()), 100);
-        let mut name = tombstone(TombstoneKind::Project, 100);
-        version.request_id = "refused-by-the-backend".into();
-        name.request_id = "refused-by-the-backend".into();
-        let kept = tombstone(TombstoneKind::Version("0.9".into()), 90);
-        for t in [&kept, &version, &name] {
-            store.add_tombstone(t).await.expect("tombstone");
-        }
-        assert_eq!(
-            store.remove_tombstones("refused-by-the-backend").await.expect("remove"),
-            2
-        );
-        assert_eq!(
-            store.remove_tombstones("refused-by-the-backend").await.expect("again"),
-            0
-        );
-        assert_eq!(store.tombstones("pypi", "sample-project").await.expect("list"), [kept]);
-    }
-
-    #[tokio::test]
-    async fn tombstones_round_trip_per_project_in_order() {
-        let (_dir, store) = fresh().await;
-        let kinds = [
-            TombstoneKind::Version("1.0".into()),
-            TombstoneKind::File {
-                version: "1.1".into(),
-                filename: "sample_project-1.1.tar.gz".into(),
-            },
-            TombstoneKind::Project,
-        ];
-        for (i, kind) in kinds.iter().enumerate() {
-            store
-                .add_tombstone(&tombstone(kind.clone(), 100 + i as i64))
-                .await
-                .expect("tombstone");
-        }
-        let found = store.tombstones("pypi", "sample-project").await.expect("tombstones");
-        assert_eq!(found.iter().map(|t| t.kind.clone()).collect::<Vec<_>>(), kinds);
-        assert!(store
-            .tombstones("npm", "sample-project")
-            .await
-            .expect("other registry")
-            .is_empty());
-    }
-
-    #[tokio::test]
-    async fn downloads_add_up_per_day_and_version_and_old_days_drop_out() {
-        let (_dir, store) = fresh().await;
-        let key = |version: &str, day: i64| DownloadKey {
-            registry: "npm".into(),
-            project: "left-pad".into(),
-            version: version.into(),
-            day,
-        };
-        store
-            .add_downloads(&[(key("1.0.0", 10), 5), (key("1.0.0", 11), 7), (key("2.0.0", 11), 1)])
-            .await
-            .expect("add");
-        store.add_downloads(&[(key("1.0.0", 11), 3)]).await.expect("add again");
-        let since = |version, day| store.downloads_since("npm", "left-pad", version, day);
-        assert_eq!(since(Some("1.0.0"), 10).await.expect("sum"), 15);
-        assert_eq!(since(Some("1.0.0"), 11).await.expect("sum"), 10);
-        assert_eq!(since(None, 11).await.expect("sum"), 11);
-        assert_eq!(since(Some("3.0.0"), 0).await.expect("sum"), 0);
-    }
-
-    #[tokio::test]
-    async fn dependents_count_committed_other_projects_that_are_not_deleted() {
-        let (_dir, store) = fresh().await;
-        let dependent = |project: &str, version: &str| {
-            let mut entry = upload(&format!("{project}-{version}.tar.gz"), 100);
-            entry.project = project.to_owned();
-            entry.version = version.to_owned();
-            entry
-        };
-        let app = dependent("app", "1.0");
-        let tool = dependent("tool", "1.0");
-        let pending = dependent("pending", "1.0");
-        let itself = dependent("sample-project", "2.0");
-        for (entry, commit) in [(&app, true), (&tool, true), (&pending, false), (&itself, true)] {
-            let id = store.ledger_begin(entry).await.expect("begin");
-            store
-                .record_dependencies(id, &["sample-project".to_owned(), "other".to_owned()])
-                .await
-                .expect("dependencies");
-            if commit {
-                store.ledger_finish(id, true, "200", 101).await.expect("finish");
-            }
-        }
-        assert_eq!(store.dependents("pypi", "sample-project").await.expect("count"), 2);
-        let mut gone = tombstone(TombstoneKind::Version("1.0".into()), 200);
-        gone.project = "tool".into();
-        store.add_tombstone(&gone).await.expect("tombstone");
-        assert_eq!(store.dependents("pypi", "sample-project").await.expect("count"), 1);
-        assert_eq!(store.dependents("npm", "sample-project").await.expect("count"), 0);
-    }
-
-    #[tokio::test]
-    async fn published_at_is_the_earliest_committed_upload() {
-        let (_dir, store) = fresh().await;
-        assert_eq!(
-            store.published_at("pypi", "sample-project", None).await.expect("none"),
-            None
-        );
-        for (file, at, commit) in [("a.tar.gz", 300, true), ("b.whl", 200, true), ("c.whl", 100, false)] {
-            let id = store.ledger_begin(&upload(file, at)).await.expect("begin");
-            store.ledger_finish(id, commit, "", at + 1).await.expect("finish");
-        }
-        assert_eq!(
-            store
-                .published_at("pypi", "sample-project", Some("1.0.0"))
-                .await
-                .expect("at"),
-            Some(200)
-        );
-        assert_eq!(
-            store
-                .published_at("pypi", "sample-project", Some("9"))
-                .await
-                .expect("at"),
-            None
-        );
-    }
-
-    #[tokio::test]
-    async fn audit_records_come_back_newest_first_per_project() {
-        let (_dir, store) = fresh().await;
-        for (i, project) in ["a", "b", "a"].iter().enumerate() {
-            let record = AuditRecord {
-                at: i as i64,
-                request_id: format!("r{i}"),
-                registry: "npm".into(),
-                project: (*project).into(),
-                actor: "legacy-credential".into(),
-                action: "delete_version".into(),
-                target: format!("{project}@1.0.{i}"),
-                outcome: "allow".into(),
-                rule: "deletion.default".into(),
-                rules_revision: "0123456789abcdef".into(),
-                code: String::new(),
-                reason: String::new(),
-                line: format!("{{\"i\":{i}}}"),
-            };
-            store.append_audit(&record).await.expect("append");
-        }
-        let found = store.audit_of_project("npm", "a", 10).await.expect("audit");
-        assert_eq!(
-            found.iter().map(|r| r.request_id.as_str()).collect::<Vec<_>>(),
-            ["r2", "r0"]
-        );
-        assert_eq!(store.audit_of_project("npm", "a", 1).await.expect("audit").len(), 1);
-    }
-
     #[tokio::test]
     async fn usable_as_a_trait_object() {
         let (_dir, store) = fresh().await;
@@ -1631,5 +960,14 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[tokio::test]
+    async fn the_store_contract_holds() {
+        for (name, case) in contract::CASES {
+            let (_dir, store) = fresh().await;
+            tracing::info!(case = name, "store contract");
+            case(&store).await;
+        }
     }
 }
