@@ -1,6 +1,9 @@
-//! The signing certificate: its path to a trusted Fulcio CA at signing time, its usage, its
-//! signatures checked over the bytes as encoded, and (in [`fulcio`]) the identity facts Fulcio
-//! put in it.
+//! The signing certificate: its path to a trusted Fulcio CA at signing time, its usage, and
+//! (in [`fulcio`]) the identity facts Fulcio put in it. Certificates are read, their
+//! signatures checked over the bytes as encoded, and paths walked by the layer shared with the
+//! timestamp authority's path ([`crate::x509`]); what is Fulcio's own here is the leaf's
+//! usage (digital signature, code signing), the refusal of certificates a bundle brings, the
+//! authorities' windows, and the wording of refusals.
 
 mod fulcio;
 
@@ -8,17 +11,18 @@ pub use fulcio::{identity, CertificateIdentity, GithubWorkflowExtensions};
 
 use const_oid::ObjectIdentifier;
 use der::{Decode, Encode};
-use x509_cert::ext::pkix::{ExtendedKeyUsage, KeyUsage};
+use x509_cert::ext::pkix::KeyUsage;
 use x509_cert::Certificate;
 
-use crate::der_walk::{single, Der, Tlv, BIT_STRING, CONTEXT_0, CONTEXT_3, INTEGER, OID, SEQUENCE};
+pub use crate::x509::{check_signature, raw_parts, RawCertificate};
+
 use crate::error::{Result, Step, VerifyError};
-use crate::keys::{PublicKey, SignatureAlgorithm};
+use crate::keys::PublicKey;
 use crate::trust_root::{Authority, TrustedRoot};
+use crate::x509::{self, CertView, Instant, LinkFault, PathFault};
 
 const CODE_SIGNING: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.3");
 const KEY_USAGE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.15");
-const EXT_KEY_USAGE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.37");
 /// The embedded SCT list extension (RFC 6962).
 pub const SCT_LIST: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.11129.2.4.2");
 
@@ -28,17 +32,12 @@ fn err(reason: impl Into<String>) -> VerifyError {
 
 /// Parses a DER certificate.
 pub fn parse(der: &[u8]) -> Result<Certificate> {
-    Certificate::from_der(der).map_err(|e| err(format!("malformed certificate: {e}")))
+    x509::parse(der, Step::CertificateChain)
 }
 
 /// The certificate's public key.
 pub fn public_key(cert: &Certificate) -> Result<PublicKey> {
-    let spki = cert
-        .tbs_certificate
-        .subject_public_key_info
-        .to_der()
-        .map_err(|e| err(format!("certificate key: {e}")))?;
-    PublicKey::from_spki_der(&spki).map_err(|e| err(e.to_string()))
+    x509::public_key(cert).map_err(err)
 }
 
 /// DER of the certificate's SubjectPublicKeyInfo.
@@ -51,112 +50,28 @@ pub fn spki_der(cert: &Certificate) -> Result<Vec<u8>> {
 
 /// Validity window in Unix seconds (both ends inclusive).
 pub fn validity(cert: &Certificate) -> (i64, i64) {
-    let v = &cert.tbs_certificate.validity;
-    (
-        v.not_before.to_unix_duration().as_secs() as i64,
-        v.not_after.to_unix_duration().as_secs() as i64,
-    )
+    x509::validity(cert)
 }
 
-/// The parts of a DER certificate that signatures and identifiers cover, sliced from the
-/// bytes as encoded (never re-encoded: see [`crate::der_walk`]).
-#[derive(Debug, Clone, Copy)]
-pub struct RawCertificate<'a> {
-    /// The whole certificate.
-    pub der: &'a [u8],
-    /// The whole `TBSCertificate` element: what the issuer signed.
-    pub tbs: &'a [u8],
-    /// The `TBSCertificate` content before its extensions (`[3]`).
-    pub tbs_head: &'a [u8],
-    /// The `[3]` extensions element, if any.
-    pub extensions: Option<&'a [u8]>,
-    /// The serial number's INTEGER content octets.
-    pub serial: &'a [u8],
-    /// The issuer `Name` element.
-    pub issuer: &'a [u8],
-    /// The subject `Name` element.
-    pub subject: &'a [u8],
-    /// The signature algorithm OID's content octets.
-    pub signature_oid: &'a [u8],
-    /// The signature (the BIT STRING's bytes).
-    pub signature: &'a [u8],
-}
-
-/// Slices `der` into its [`RawCertificate`] parts; faults are refusals at `step`. The
-/// signature algorithm inside the TBS must be the outer one (RFC 5280 §4.1.1.2).
-pub fn raw_parts(der: &[u8], step: Step) -> Result<RawCertificate<'_>> {
-    const WHAT: &str = "certificate";
-    let malformed = |why: &str| VerifyError::new(step, format!("malformed {WHAT}: {why}"));
-    let outer = single(der, SEQUENCE, step, WHAT)?;
-    let mut c = Der::new(outer.value, step, WHAT);
-    let tbs = c.take(SEQUENCE)?;
-    let outer_alg = c.take(SEQUENCE)?;
-    let bits = c.take(BIT_STRING)?;
-    c.finish()?;
-    let signature = match bits.value.split_first() {
-        Some((0, bytes)) => bytes,
-        _ => return Err(malformed("the signature is not a whole number of bytes")),
-    };
-    let signature_oid = Der::new(outer_alg.value, step, WHAT).take(OID)?.value;
-
-    let mut t = Der::new(tbs.value, step, WHAT);
-    t.optional(CONTEXT_0)?; // version
-    let serial = t.take(INTEGER)?.value;
-    let inner_alg = t.take(SEQUENCE)?;
-    let issuer = t.take(SEQUENCE)?.raw;
-    t.take(SEQUENCE)?; // validity
-    let subject = t.take(SEQUENCE)?.raw;
-    t.take(SEQUENCE)?; // subjectPublicKeyInfo
-    t.optional(0x81)?; // issuerUniqueID
-    t.optional(0x82)?; // subjectUniqueID
-    let head_len = tbs.value.len() - t.remaining();
-    let extensions: Option<Tlv<'_>> = t.optional(CONTEXT_3)?;
-    t.finish()?;
-    if inner_alg.raw != outer_alg.raw {
-        return Err(malformed(
-            "the signature algorithm inside the signed part differs from the outer one",
-        ));
-    }
-    Ok(RawCertificate {
-        der,
-        tbs: tbs.raw,
-        tbs_head: tbs.value.get(..head_len).unwrap_or_default(),
-        extensions: extensions.map(|e| e.raw),
-        serial,
-        issuer,
-        subject,
-        signature_oid,
-        signature,
-    })
-}
-
-/// Checks the certificate's signature by `key` over its original TBS bytes; `Err` says why.
-pub fn check_signature(raw: &RawCertificate<'_>, key: &PublicKey) -> std::result::Result<(), String> {
-    let oid =
-        ObjectIdentifier::from_bytes(raw.signature_oid).map_err(|_| "malformed signature algorithm".to_owned())?;
-    match SignatureAlgorithm::from_oid(&oid) {
-        Some(SignatureAlgorithm::Ecdsa(None)) | None => {
-            Err(format!("unsupported certificate signature algorithm {oid}"))
-        }
-        Some(alg) => alg.verify(key, None, raw.tbs, raw.signature).map_err(|e| e.to_string()),
+/// The refusal for a certificate of the signing certificate's path not issued by the next.
+fn link_error(fault: LinkFault) -> VerifyError {
+    match fault {
+        LinkFault::Name => err("issuer name does not match"),
+        LinkFault::IssuerKey(why) => err(why),
+        LinkFault::Signature(why) => err(format!("certificate signature: {why}")),
     }
 }
 
 /// Verifies that the certificate `cert_der` was signed by `issuer`'s key, over its original
-/// TBS bytes (names must chain too).
+/// TBS bytes (names must chain too): [`x509::issued_by`].
 pub fn verify_issued_by(cert_der: &[u8], issuer: &Certificate) -> Result<()> {
     let cert = parse(cert_der)?;
-    if cert.tbs_certificate.issuer != issuer.tbs_certificate.subject {
-        return Err(err("issuer name does not match"));
-    }
     let raw = raw_parts(cert_der, Step::CertificateChain)?;
-    check_signature(&raw, &public_key(issuer)?).map_err(|e| err(format!("certificate signature: {e}")))
+    x509::issued_by(&raw, &cert, issuer).map_err(link_error)
 }
 
 fn is_self_signed(der: &[u8]) -> bool {
-    parse(der).is_ok_and(|cert| {
-        cert.tbs_certificate.issuer == cert.tbs_certificate.subject && verify_issued_by(der, &cert).is_ok()
-    })
+    parse(der).is_ok_and(|cert| x509::names_chain(&cert, &cert) && verify_issued_by(der, &cert).is_ok())
 }
 
 /// The result of a verified certificate path.
@@ -189,7 +104,7 @@ pub fn verify_path(
             });
             continue;
         }
-        match path_through(leaf_der, authority, times) {
+        match path_through(leaf_der, leaf, authority, times) {
             Ok(path) => return Ok(path),
             Err(e) => last = e,
         }
@@ -197,10 +112,40 @@ pub fn verify_path(
     Err(last)
 }
 
-fn path_through(leaf_der: &[u8], authority: &Authority, times: &[i64]) -> Result<VerifiedPath> {
+/// The leaf, then the authority's chain, through [`x509::check_path`] (the chain's own links
+/// were verified once per trusted root); then the authority's window in the trusted root.
+fn path_through(leaf_der: &[u8], leaf: &Certificate, authority: &Authority, times: &[i64]) -> Result<VerifiedPath> {
     let chain = authority.verified_chain().map_err(err)?;
     let issuer = chain.first().ok_or_else(|| err("empty CA chain"))?;
-    verify_issued_by(leaf_der, issuer)?;
+    let leaf = CertView::with_parsed(leaf_der, leaf, Step::CertificateChain)?;
+    let cas = authority
+        .chain
+        .iter()
+        .zip(chain)
+        .map(|(der, parsed)| CertView::with_parsed(der, parsed, Step::CertificateChain))
+        .collect::<Result<Vec<_>>>()?;
+    let path: Vec<&CertView<'_>> = std::iter::once(&leaf).chain(&cas).collect();
+    let at: Vec<Instant> = times.iter().map(|t| Instant::whole(*t)).collect();
+    x509::check_path(&path, &at, None, Some(&authority.chain)).map_err(|fault| match fault {
+        PathFault::NotValid {
+            index: 0,
+            at,
+            not_before,
+            not_after,
+        } => err(format!(
+            "the signing certificate is not valid at signing time {} (valid {not_before}..{not_after})",
+            at.secs
+        )),
+        PathFault::NotValid { .. } => err("a CA certificate is not valid at signing time"),
+        PathFault::NotCa(index) => err(format!(
+            "certificate {} is an intermediate but not a CA",
+            path.get(index).map(|c| c.name()).unwrap_or_default()
+        )),
+        PathFault::Link(_, fault) => link_error(fault),
+        PathFault::Empty | PathFault::MalformedEku(..) | PathFault::EkuForbids(_) => {
+            err("the CA chain does not allow code signing")
+        }
+    })?;
     for t in times {
         if !authority.validity.contains(*t) {
             return Err(err(format!(
@@ -208,22 +153,12 @@ fn path_through(leaf_der: &[u8], authority: &Authority, times: &[i64]) -> Result
             )));
         }
     }
-    for cert in chain {
-        let (from, until) = validity(cert);
-        if times.iter().any(|t| *t < from || *t > until) {
-            return Err(err("a CA certificate is not valid at signing time"));
-        }
-    }
     Ok(VerifiedPath { issuer: issuer.clone() })
 }
 
+/// The DER value of the extension `oid`, if present.
 fn extension(cert: &Certificate, oid: ObjectIdentifier) -> Option<&[u8]> {
-    cert.tbs_certificate
-        .extensions
-        .as_ref()?
-        .iter()
-        .find(|e| e.extn_id == oid)
-        .map(|e| e.extn_value.as_bytes())
+    x509::extension(cert, &oid).map(|e| e.extn_value.as_bytes())
 }
 
 fn check_leaf(leaf: &Certificate, times: &[i64]) -> Result<()> {
@@ -241,10 +176,10 @@ fn check_leaf(leaf: &Certificate, times: &[i64]) -> Result<()> {
     if !usage.digital_signature() {
         return Err(err("the signing certificate is not for digital signatures"));
     }
-    let eku = extension(leaf, EXT_KEY_USAGE)
-        .ok_or_else(|| err("the signing certificate has no extended key usage"))
-        .and_then(|v| ExtendedKeyUsage::from_der(v).map_err(|e| err(format!("extended key usage: {e}"))))?;
-    if !eku.0.contains(&CODE_SIGNING) {
+    let (_, purposes) = x509::extended_key_usage(leaf)
+        .map_err(|e| err(format!("extended key usage: {e}")))?
+        .ok_or_else(|| err("the signing certificate has no extended key usage"))?;
+    if !purposes.contains(&CODE_SIGNING) {
         return Err(err("the signing certificate is not a code-signing certificate"));
     }
     Ok(())

@@ -1,9 +1,14 @@
-//! A minimal DER walker: tag, length, value and the original bytes of each element.
+//! The crate's one DER walker: tag, length, value and the original bytes of each element.
+//! Certificates ([`crate::x509`]), the precertificate of SCTs ([`crate::sct`]) and RFC 3161
+//! tokens ([`crate::timestamp`]) are all sliced with it; nothing else reads DER by hand.
 //!
-//! Signatures cover bytes exactly as their signer encoded them. Typed decoders re-sort
-//! `SET OF` and drop explicit default values, so re-encoding what they decoded can give other
-//! bytes than those signed; whatever a signature covers is therefore sliced from the input
-//! with this walker, never re-encoded.
+//! Signatures cover bytes exactly as their signer encoded them. Typed decoders (`der`,
+//! `x509-cert`, `cms`) re-sort `SET OF` and drop explicit default values, so re-encoding what
+//! they decoded can give other bytes than those signed; whatever a signature covers is
+//! therefore sliced from the input with this walker, never re-encoded. What is only read
+//! (names for messages, extensions, validity) comes from `x509-cert`. `der`'s own
+//! `SliceReader` could slice TLVs too, but its errors name neither the verification step nor
+//! the structure, which every refusal here must, so it would need this same wrapper.
 
 use const_oid::ObjectIdentifier;
 

@@ -17,6 +17,7 @@ pub mod sct;
 pub mod timestamp;
 pub mod tlog;
 pub mod verify;
+mod x509;
 
 pub use bundle::Bundle;
 pub use content::Artifact;

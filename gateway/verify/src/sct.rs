@@ -1,5 +1,11 @@
 //! Embedded signed certificate timestamps (RFC 6962 §3.2) in the Fulcio leaf, verified
 //! against a CT log key of the trusted root valid at the SCT's time.
+//!
+//! The precertificate is spliced from the leaf's bytes with the crate's DER walker
+//! ([`crate::der_walk`]). The SCT list itself is not DER but TLS presentation language
+//! (RFC 6962 §3.3: length-prefixed vectors), read by the small `Reader` below: `x509-cert`
+//! decodes SCTs only behind its `sct` feature (the `tls_codec` crate), which this crate does
+//! not enable for five fields.
 
 use der::Decode;
 use sha2::{Digest, Sha256};
@@ -14,6 +20,7 @@ fn err(reason: impl Into<String>) -> VerifyError {
     VerifyError::new(Step::Sct, reason)
 }
 
+/// Reads TLS-encoded (RFC 8446 §3) integers and length-prefixed vectors.
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {

@@ -10,22 +10,25 @@
 //! issuer and is valid at the timestamp's `genTime`, the leaf is a critical-EKU
 //! `id-kp-timeStamping` certificate, and `genTime` lies inside the authority's validity window.
 //!
-//! The CMS structure is walked by hand rather than through `cms` types: those re-sort `SET OF`
-//! on decoding, and the signature covers the signed attributes exactly as the TSA encoded them.
+//! Certificates, the signature-algorithm map, the issued-by check and the path walk are the
+//! shared layer's ([`crate::x509`]), the same as for the Fulcio signing certificate; what is
+//! the timestamp's own here is which certificates form a path and what the leaf must be.
+//!
+//! The CMS structure is walked by hand with the crate's one DER walker ([`crate::der_walk`])
+//! rather than through `cms` types: those re-sort `SET OF` on decoding, and the signature
+//! covers the signed attributes exactly as the TSA encoded them. `genTime` is read by hand
+//! too: `der`'s `GeneralizedTime` refuses the fractions of a second RFC 3161 allows.
 
 use const_oid::ObjectIdentifier;
-use der::{Decode, Encode};
-use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage};
-use x509_cert::Certificate;
 
-use crate::cert::RawCertificate;
 use crate::der_walk::{
     single, Der, Tlv, CONTEXT_0, CONTEXT_0_PRIMITIVE, CONTEXT_1, GENERALIZED_TIME, INTEGER, OCTET_STRING, OID,
     SEQUENCE, SET,
 };
 use crate::error::{Result, Step, VerifyError};
-use crate::keys::{HashAlg, PublicKey, SignatureAlgorithm};
+use crate::keys::{HashAlg, SignatureAlgorithm};
 use crate::trust_root::{Authority, TrustedRoot};
+use crate::x509::{self, CertView, Instant, LinkFault, PathFault};
 
 /// A verified timestamp.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +55,11 @@ pub fn verify_timestamp(token_der: &[u8], signature: &[u8], root: &TrustedRoot) 
         return Err(fail("the trusted root has no timestamp authorities"));
     }
     // Embedded certificates that do not parse cannot be the signer; the trusted root decides.
-    let embedded: Vec<Cert<'_>> = token.certs.iter().filter_map(|der| parse_cert(der).ok()).collect();
+    let embedded: Vec<CertView<'_>> = token
+        .certs
+        .iter()
+        .filter_map(|der| CertView::new(der, STEP).ok())
+        .collect();
     let mut errors = Vec::new();
     for (index, authority) in root.timestamp_authorities.iter().enumerate() {
         match verify_with_authority(&token.signer, &tst, &attrs, &embedded, authority) {
@@ -94,10 +101,6 @@ const ID_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101
 const ID_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.2");
 const ID_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.3");
 const ID_KP_TIME_STAMPING: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.8");
-const ANY_EXTENDED_KEY_USAGE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.37.0");
-const ID_CE_EXT_KEY_USAGE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.37");
-const ID_CE_BASIC_CONSTRAINTS: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.19");
-const ID_CE_SUBJECT_KEY_IDENTIFIER: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.14");
 
 /// Reads an AlgorithmIdentifier and returns its OID element (parameters are not used).
 fn algorithm<'a>(der: &mut Der<'a>, what: &'static str) -> Result<Tlv<'a>> {
@@ -144,8 +147,8 @@ struct Signer<'a> {
     signed_attrs_der: Vec<u8>,
     /// The content of the signed attributes (the attributes themselves).
     signed_attrs: &'a [u8],
-    /// The signature algorithm, or the OID of an unsupported one (refused once a trusted
-    /// signer is found).
+    /// The signature algorithm ([`x509::signature_algorithm`], with the signer's digest), or the
+    /// OID of an unsupported one (refused once a trusted signer is found).
     sig_alg: std::result::Result<SignatureAlgorithm, String>,
     signature: &'a [u8],
 }
@@ -285,9 +288,10 @@ fn parse_signer_info(data: &[u8]) -> Result<Signer<'_>> {
         *tag = SET;
     }
     let sig_oid = algorithm(&mut si, "SignerInfo signature algorithm")?;
+    let digest = hash_alg(&digest_alg, "signer digest").ok();
     let sig_alg = ObjectIdentifier::from_bytes(sig_oid.value)
         .ok()
-        .and_then(|oid| SignatureAlgorithm::from_oid(&oid))
+        .and_then(|oid| x509::signature_algorithm(&oid, digest))
         .ok_or_else(|| sig_oid.oid_name());
     let signature = si.take(OCTET_STRING)?.value;
     si.optional(CONTEXT_1)?; // unsigned attributes
@@ -302,30 +306,11 @@ fn parse_signer_info(data: &[u8]) -> Result<Signer<'_>> {
     })
 }
 
-/// `genTime`: whole seconds and whether a fraction of a second followed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct GenTime {
-    secs: i64,
-    fraction: bool,
-}
-
-impl GenTime {
-    /// The smallest whole second not before the exact time (for comparisons with ends).
-    fn ceil(self) -> i64 {
-        self.secs.saturating_add(i64::from(self.fraction))
-    }
-
-    /// Whether the exact time lies within `[start, end]`.
-    fn within(self, start: i64, end: i64) -> bool {
-        start <= self.secs && self.ceil() <= end
-    }
-}
-
 #[derive(Debug)]
 struct TstInfo<'a> {
     imprint_alg: HashAlg,
     imprint: &'a [u8],
-    gen_time: GenTime,
+    gen_time: Instant,
 }
 
 fn parse_tst_info(data: &[u8]) -> Result<TstInfo<'_>> {
@@ -356,7 +341,7 @@ fn parse_tst_info(data: &[u8]) -> Result<TstInfo<'_>> {
 }
 
 /// Parses `YYYYMMDDHHMMSS[.f+]Z` (RFC 3161 genTime).
-fn parse_generalized_time(value: &[u8]) -> Result<GenTime> {
+fn parse_generalized_time(value: &[u8]) -> Result<Instant> {
     let bad = || {
         fail(format!(
             "malformed TSTInfo genTime {:?}",
@@ -388,7 +373,7 @@ fn parse_generalized_time(value: &[u8]) -> Result<GenTime> {
     let second = u8::try_from(field(12..14)?).map_err(|_| bad())?;
     let date = time::Date::from_calendar_date(year, month, day).map_err(|_| bad())?;
     let clock = time::Time::from_hms(hour, minute, second).map_err(|_| bad())?;
-    Ok(GenTime {
+    Ok(Instant {
         secs: time::PrimitiveDateTime::new(date, clock).assume_utc().unix_timestamp(),
         fraction,
     })
@@ -476,103 +461,23 @@ fn parse_signing_certificate_v2<'a>(value: Tlv<'a>) -> Result<(HashAlg, &'a [u8]
 }
 
 // ---------------------------------------------------------------------------------------------
-// Certificates.
+// Certificates (read through the shared layer, [`crate::x509`]).
 
-/// A parsed certificate with the raw pieces compared byte for byte.
-struct Cert<'a> {
-    raw: RawCertificate<'a>,
-    parsed: Certificate,
+/// Whether `cert` is the certificate the SignerInfo names.
+fn matches(cert: &CertView<'_>, sid: &Sid<'_>) -> bool {
+    match *sid {
+        Sid::IssuerSerial { issuer, serial } => cert.raw.issuer == issuer && cert.raw.serial == serial,
+        Sid::KeyId(id) => x509::subject_key_id(&cert.parsed) == Some(id),
+    }
 }
 
-fn parse_cert(der: &[u8]) -> Result<Cert<'_>> {
-    let raw = crate::cert::raw_parts(der, STEP)?;
-    let parsed = Certificate::from_der(der).map_err(|e| fail(format!("malformed certificate: {e}")))?;
-    Ok(Cert { raw, parsed })
-}
-
-impl Cert<'_> {
-    fn name(&self) -> String {
-        self.parsed.tbs_certificate.subject.to_string()
-    }
-
-    fn extension(&self, oid: &ObjectIdentifier) -> Option<&x509_cert::ext::Extension> {
-        self.parsed
-            .tbs_certificate
-            .extensions
-            .as_deref()
-            .and_then(|exts| exts.iter().find(|e| e.extn_id == *oid))
-    }
-
-    fn subject_key_id(&self) -> Option<&[u8]> {
-        let ext = self.extension(&ID_CE_SUBJECT_KEY_IDENTIFIER)?;
-        single(ext.extn_value.as_bytes(), OCTET_STRING, STEP, "subject key identifier")
-            .ok()
-            .map(|t| t.value)
-    }
-
-    fn is_ca(&self) -> bool {
-        self.extension(&ID_CE_BASIC_CONSTRAINTS)
-            .and_then(|ext| BasicConstraints::from_der(ext.extn_value.as_bytes()).ok())
-            .is_some_and(|bc| bc.ca)
-    }
-
-    /// The extended key usage: (critical, purposes), or `Ok(None)` when absent.
-    fn eku(&self) -> Result<Option<(bool, Vec<ObjectIdentifier>)>> {
-        let Some(ext) = self.extension(&ID_CE_EXT_KEY_USAGE) else {
-            return Ok(None);
-        };
-        let eku = ExtendedKeyUsage::from_der(ext.extn_value.as_bytes()).map_err(|e| {
-            fail(format!(
-                "certificate {}: malformed extended key usage: {e}",
-                self.name()
-            ))
-        })?;
-        Ok(Some((ext.critical, eku.0)))
-    }
-
-    fn public_key(&self) -> Result<PublicKey> {
-        let spki = self
-            .parsed
-            .tbs_certificate
-            .subject_public_key_info
-            .to_der()
-            .map_err(|e| fail(format!("certificate {}: {e}", self.name())))?;
-        PublicKey::from_spki_der(&spki).map_err(|e| fail(format!("certificate {}: {e}", self.name())))
-    }
-
-    fn validity(&self) -> Result<(i64, i64)> {
-        let validity = &self.parsed.tbs_certificate.validity;
-        let secs = |t: x509_cert::time::Time| {
-            i64::try_from(t.to_unix_duration().as_secs())
-                .map_err(|_| fail(format!("certificate {}: validity out of range", self.name())))
-        };
-        Ok((secs(validity.not_before)?, secs(validity.not_after)?))
-    }
-
-    fn matches(&self, sid: &Sid<'_>) -> bool {
-        match *sid {
-            Sid::IssuerSerial { issuer, serial } => self.raw.issuer == issuer && self.raw.serial == serial,
-            Sid::KeyId(id) => self.subject_key_id() == Some(id),
-        }
-    }
-
-    /// Checks that `issuer` issued and signed this certificate (over its original TBS bytes).
-    fn verify_issued_by(&self, issuer: &Cert<'_>) -> Result<()> {
-        if self.raw.issuer != issuer.raw.subject {
-            return Err(fail(format!(
-                "certificate {} was not issued by {}",
-                self.name(),
-                issuer.name()
-            )));
-        }
-        crate::cert::check_signature(&self.raw, &issuer.public_key()?).map_err(|why| {
-            fail(format!(
-                "certificate {} is not signed by {}: {why}",
-                self.name(),
-                issuer.name()
-            ))
-        })
-    }
+/// The refusal for `cert` not issued by `issuer`.
+fn link_error(cert: &CertView<'_>, issuer: &CertView<'_>, fault: LinkFault) -> VerifyError {
+    fail(match fault {
+        LinkFault::Name => format!("certificate {} was not issued by {}", cert.name(), issuer.name()),
+        LinkFault::IssuerKey(why) => format!("certificate {}: {why}", issuer.name()),
+        LinkFault::Signature(why) => format!("certificate {} is not signed by {}: {why}", cert.name(), issuer.name()),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -585,24 +490,24 @@ fn verify_with_authority(
     signer: &Signer<'_>,
     tst: &TstInfo<'_>,
     attrs: &SignedAttrs<'_>,
-    embedded: &[Cert<'_>],
+    embedded: &[CertView<'_>],
     authority: &Authority,
 ) -> std::result::Result<(), Option<String>> {
     let chain = authority
         .chain
         .iter()
-        .map(|der| parse_cert(der))
+        .map(|der| CertView::new(der, STEP))
         .collect::<Result<Vec<_>>>()
         .map_err(|e| Some(format!("trusted certificate chain: {}", e.reason)))?;
     let Some(leaf) = chain.first() else {
         return Err(None);
     };
 
-    let mut paths: Vec<Vec<&Cert<'_>>> = Vec::new();
-    if leaf.matches(&signer.sid) {
+    let mut paths: Vec<Vec<&CertView<'_>>> = Vec::new();
+    if matches(leaf, &signer.sid) {
         paths.push(chain.iter().collect());
     }
-    for cert in embedded.iter().filter(|c| c.matches(&signer.sid)) {
+    for cert in embedded.iter().filter(|c| matches(c, &signer.sid)) {
         if chain.iter().any(|trusted| trusted.raw.der == cert.raw.der) {
             // Byte-identical to a trusted certificate: the leaf case is handled above, and a
             // CA certificate of the chain cannot be a timestamp signer.
@@ -610,7 +515,7 @@ fn verify_with_authority(
         }
         // An embedded certificate must have been issued by a CA of the trusted chain.
         for (index, issuer) in chain.iter().enumerate() {
-            if cert.raw.issuer == issuer.raw.subject && issuer.is_ca() {
+            if x509::names_chain(&cert.parsed, &issuer.parsed) && x509::is_ca(&issuer.parsed) {
                 let mut path = vec![cert];
                 path.extend(chain.iter().skip(index));
                 paths.push(path);
@@ -656,17 +561,16 @@ fn verify_path(
     signer: &Signer<'_>,
     tst: &TstInfo<'_>,
     attrs: &SignedAttrs<'_>,
-    path: &[&Cert<'_>],
+    path: &[&CertView<'_>],
     checked_chain: Option<&[Vec<u8>]>,
 ) -> Result<()> {
     let Some(leaf) = path.first() else {
         return Err(fail("empty certificate path"));
     };
-    let fallback = hash_alg(&signer.digest_alg, "signer digest").ok();
-    let key = leaf.public_key()?;
+    let key = x509::public_key(&leaf.parsed).map_err(|why| fail(format!("certificate {}: {why}", leaf.name())))?;
     match &signer.sig_alg {
         Ok(alg) => alg
-            .verify(&key, fallback, &signer.signed_attrs_der, signer.signature)
+            .verify(&key, None, &signer.signed_attrs_der, signer.signature)
             .map_err(|e| e.to_string()),
         Err(oid) => Err(format!("unsupported signature algorithm {oid}")),
     }
@@ -685,7 +589,13 @@ fn verify_path(
         }
     }
 
-    match leaf.eku()? {
+    let eku = x509::extended_key_usage(&leaf.parsed).map_err(|e| {
+        fail(format!(
+            "certificate {}: malformed extended key usage: {e}",
+            leaf.name()
+        ))
+    })?;
+    match eku {
         Some((true, purposes)) if purposes.contains(&ID_KP_TIME_STAMPING) => {}
         Some((false, _)) => {
             return Err(fail(format!(
@@ -701,288 +611,34 @@ fn verify_path(
         }
     }
 
-    let last = path.len().saturating_sub(1);
-    for (index, cert) in path.iter().enumerate() {
-        let (not_before, not_after) = cert.validity()?;
-        if !tst.gen_time.within(not_before, not_after) {
-            return Err(fail(format!(
-                "certificate {} is not valid at the timestamp's genTime {} (valid {not_before}..={not_after})",
-                cert.name(),
-                tst.gen_time.secs
-            )));
-        }
-        if index > 0 {
-            if index < last && !cert.is_ca() {
-                return Err(fail(format!(
-                    "certificate {} is an intermediate but not a CA",
-                    cert.name()
-                )));
-            }
-            // Issuing certificates with an EKU must allow timestamping (nested EKU rule).
-            if let Some((_, purposes)) = cert.eku()? {
-                if !purposes.contains(&ID_KP_TIME_STAMPING) && !purposes.contains(&ANY_EXTENDED_KEY_USAGE) {
-                    return Err(fail(format!(
-                        "certificate {} restricts extended key usage and does not allow timestamping",
-                        cert.name()
-                    )));
-                }
-            }
-        }
-        if let Some(issuer) = path.get(index + 1) {
-            let already_checked = checked_chain.is_some_and(|chain| {
-                chain.iter().any(|d| d.as_slice() == cert.raw.der)
-                    && chain.iter().any(|d| d.as_slice() == issuer.raw.der)
-            });
-            if !already_checked {
-                cert.verify_issued_by(issuer)?;
-            }
-        }
-    }
-    Ok(())
+    let name = |index: usize| path.get(index).map(|c| c.name()).unwrap_or_default();
+    x509::check_path(path, &[tst.gen_time], Some(&ID_KP_TIME_STAMPING), checked_chain).map_err(|fault| match fault {
+        PathFault::Empty => fail("empty certificate path"),
+        PathFault::NotValid {
+            index,
+            at,
+            not_before,
+            not_after,
+        } => fail(format!(
+            "certificate {} is not valid at the timestamp's genTime {} (valid {not_before}..={not_after})",
+            name(index),
+            at.secs
+        )),
+        PathFault::NotCa(index) => fail(format!("certificate {} is an intermediate but not a CA", name(index))),
+        PathFault::MalformedEku(index, e) => fail(format!(
+            "certificate {}: malformed extended key usage: {e}",
+            name(index)
+        )),
+        PathFault::EkuForbids(index) => fail(format!(
+            "certificate {} restricts extended key usage and does not allow timestamping",
+            name(index)
+        )),
+        PathFault::Link(index, fault) => match (path.get(index), path.get(index + 1)) {
+            (Some(cert), Some(issuer)) => link_error(cert, issuer, fault),
+            _ => fail("empty certificate path"),
+        },
+    })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::trust_root::{b64, rfc3339};
-
-    fn fixtures() -> std::path::PathBuf {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
-    }
-
-    /// A conformance case: its timestamp tokens, the bytes they cover, and its trusted root.
-    struct Case {
-        tokens: Vec<Vec<u8>>,
-        signed: Vec<u8>,
-        root: TrustedRoot,
-    }
-
-    fn case(name: &str) -> Case {
-        let dir = fixtures().join("sigstore-conformance/bundle-verify").join(name);
-        let bundle: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.join("bundle.sigstore.json")).expect("bundle")).expect("json");
-        let tokens = bundle["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"]
-            .as_array()
-            .expect("rfc3161Timestamps")
-            .iter()
-            .map(|t| {
-                // One fixture's token was produced with `base64` and keeps its line breaks;
-                // protobuf JSON decoders (Go, Python) skip them.
-                let text: String = t["signedTimestamp"]
-                    .as_str()
-                    .expect("signedTimestamp")
-                    .chars()
-                    .filter(|c| !c.is_whitespace())
-                    .collect();
-                b64(&text).expect("base64")
-            })
-            .collect();
-        let signed = bundle["messageSignature"]["signature"]
-            .as_str()
-            .or_else(|| bundle["dsseEnvelope"]["signatures"][0]["sig"].as_str())
-            .expect("signature");
-        let root_path = dir.join("trusted_root.json");
-        let root_path = if root_path.exists() {
-            root_path
-        } else {
-            fixtures().join("trusted-roots/public-good-production.trusted_root.json")
-        };
-        let root = TrustedRoot::from_json(&std::fs::read(root_path).expect("root")).expect("trusted root");
-        Case {
-            tokens,
-            signed: b64(signed).expect("base64 signature"),
-            root,
-        }
-    }
-
-    fn verify_case(name: &str) -> Result<VerifiedTimestamp> {
-        let case = case(name);
-        assert_eq!(case.tokens.len(), 1, "{name}");
-        verify_timestamp(&case.tokens[0], &case.signed, &case.root)
-    }
-
-    fn expect_ok(name: &str, time: &str, uri: &str) {
-        let ts = verify_case(name).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(ts.time, rfc3339(time).expect("time"), "{name}");
-        assert_eq!(ts.tsa_uri, uri, "{name}");
-    }
-
-    fn expect_err(name: &str, needle: &str) {
-        let e = verify_case(name).expect_err(name);
-        assert_eq!(e.step, Step::Timestamp, "{name}");
-        assert!(e.reason.contains(needle), "{name}: {}", e.reason);
-    }
-
-    const STAGING_TSA: &str = "https://timestamp.sigstage.dev/api/v1/timestamp";
-
-    #[test]
-    fn timestamp_conformance_cases_that_verify() {
-        expect_ok("rekor2-happy-path", "2025-06-12T12:02:20Z", STAGING_TSA);
-        expect_ok(
-            "rekor2-timestamp-with-embedded-cert",
-            "2025-08-06T18:51:36Z",
-            STAGING_TSA,
-        );
-        expect_ok(
-            "rekor2-timestamp-without-embedded-cert",
-            "2025-08-06T19:03:51Z",
-            STAGING_TSA,
-        );
-        // The chain expired minutes after issuance; it was valid at genTime.
-        expect_ok(
-            "rekor2-timestamp-with-expired-cert-chain",
-            "2025-08-07T15:32:26Z",
-            "https://localhost:3000/api/v1/timestamp",
-        );
-        // genTime equals the end of the authority's validity window (closed interval).
-        expect_ok(
-            "trust-root-tsa-validity-end-inclusive",
-            "2025-06-12T12:02:20Z",
-            STAGING_TSA,
-        );
-        // These fail for the signing certificate's lifetime, not for the timestamp itself.
-        expect_ok(
-            "rekor2-timestamp-with-incorrect-time_fail",
-            "2025-07-15T10:33:31Z",
-            STAGING_TSA,
-        );
-        expect_ok(
-            "intoto-tsa-timestamp-outside-cert-validity_fail",
-            "2023-02-02T00:00:00Z",
-            "http://localhost:8000",
-        );
-    }
-
-    #[test]
-    fn timestamp_conformance_cases_that_fail() {
-        expect_err(
-            "rekor2-timestamp-outside-trust-root-tsa-validity_fail",
-            "validity window",
-        );
-        expect_err(
-            "rekor2-timestamp-outside-tsa-cert-validity_fail",
-            "not valid at the timestamp's genTime",
-        );
-        expect_err("rekor2-timestamp-payload-mismatch_fail", "message imprint");
-        expect_err(
-            "rekor2-timestamp-untrusted-tsa-with-embedded-cert_fail",
-            "not signed by a timestamp authority",
-        );
-        expect_err(
-            "rekor2-timestamp-untrusted-tsa-without-embedded-cert_fail",
-            "not signed by a timestamp authority",
-        );
-    }
-
-    #[test]
-    fn timestamp_from_another_tsa_is_refused_by_the_production_root() {
-        let production = TrustedRoot::from_json(
-            &std::fs::read(fixtures().join("trusted-roots/public-good-production.trusted_root.json")).expect("root"),
-        )
-        .expect("production root");
-        // No embedded certificate: nothing in the production root matches the signer.
-        let plain = case("rekor2-timestamp-without-embedded-cert");
-        let e = verify_timestamp(&plain.tokens[0], &plain.signed, &production).expect_err("other TSA");
-        assert!(e.reason.contains("not signed by a timestamp authority"), "{}", e.reason);
-        // The embedded staging leaf names an issuer with the same DN as the production TSA root
-        // ("O=sigstore.dev, CN=sigstore-tsa-selfsigned"), so it is tried against it and refused
-        // because the production root did not sign it.
-        let case = case("rekor2-happy-path");
-        let e = verify_timestamp(&case.tokens[0], &case.signed, &production).expect_err("other TSA");
-        assert!(e.reason.contains("is not signed by"), "{}", e.reason);
-    }
-
-    #[test]
-    fn timestamp_mutations_are_refused() {
-        let case = case("rekor2-happy-path");
-        let token = &case.tokens[0];
-
-        let mut signed = case.signed.clone();
-        signed[10] ^= 1;
-        let e = verify_timestamp(token, &signed, &case.root).expect_err("imprint");
-        assert!(e.reason.contains("message imprint"), "{}", e.reason);
-
-        // The token ends with the SignerInfo signature (no unsigned attributes): flip its last byte.
-        let mut forged = token.clone();
-        let last = forged.len() - 1;
-        forged[last] ^= 1;
-        let e = verify_timestamp(&forged, &case.signed, &case.root).expect_err("signature");
-        assert_eq!(e.step, Step::Timestamp);
-        assert!(e.reason.contains("signature does not verify"), "{}", e.reason);
-
-        // A byte inside the TSTInfo (its genTime seconds) breaks the message-digest attribute.
-        let needle = b"20250612120220Z";
-        let at = token.windows(needle.len()).position(|w| w == needle).expect("genTime");
-        let mut moved = token.clone();
-        moved[at + 13] = b'1';
-        let e = verify_timestamp(&moved, &case.signed, &case.root).expect_err("digest");
-        assert!(e.reason.contains("message-digest"), "{}", e.reason);
-
-        let mut empty = case.root.clone();
-        empty.timestamp_authorities.clear();
-        let e = verify_timestamp(token, &case.signed, &empty).expect_err("no TSAs");
-        assert!(e.reason.contains("no timestamp authorities"), "{}", e.reason);
-
-        let mut shifted = case.root.clone();
-        shifted.timestamp_authorities[0].validity.start = rfc3339("2025-06-12T12:02:21Z").expect("time");
-        let e = verify_timestamp(token, &case.signed, &shifted).expect_err("before start");
-        assert!(e.reason.contains("validity window"), "{}", e.reason);
-
-        assert!(verify_timestamp(b"junk", &case.signed, &case.root).is_err());
-        assert!(verify_timestamp(&token[..token.len() - 5], &case.signed, &case.root).is_err());
-        let mut trailing = token.clone();
-        trailing.push(0);
-        assert!(verify_timestamp(&trailing, &case.signed, &case.root).is_err());
-    }
-
-    #[test]
-    fn timestamp_bare_token_and_response_status() {
-        let case = case("rekor2-happy-path");
-        let response = &case.tokens[0];
-        let bare = unwrap_response(response).expect("token");
-        assert_ne!(bare.len(), response.len());
-        let ts = verify_timestamp(bare, &case.signed, &case.root).expect("bare token verifies");
-        assert_eq!(ts.time, rfc3339("2025-06-12T12:02:20Z").expect("time"));
-
-        // Status "rejection" (2) in the PKIStatusInfo: SEQUENCE { SEQUENCE { INTEGER 0 } ...}.
-        assert_eq!(&response[4..9], &[0x30, 0x03, 0x02, 0x01, 0x00]);
-        let mut rejected = response.clone();
-        rejected[8] = 2;
-        let e = verify_timestamp(&rejected, &case.signed, &case.root).expect_err("rejected");
-        assert!(e.reason.contains("not granted"), "{}", e.reason);
-    }
-
-    #[test]
-    fn timestamp_generalized_time() {
-        let t = parse_generalized_time(b"20250612120220Z").expect("time");
-        assert_eq!(
-            t,
-            GenTime {
-                secs: 1_749_729_740,
-                fraction: false
-            }
-        );
-        let t = parse_generalized_time(b"20250612120220.250Z").expect("fraction");
-        assert_eq!(
-            t,
-            GenTime {
-                secs: 1_749_729_740,
-                fraction: true
-            }
-        );
-        assert!(t.within(0, 1_749_729_741));
-        assert!(!t.within(0, 1_749_729_740));
-        assert!(parse_generalized_time(b"20250612120220.000Z")
-            .expect("zero fraction")
-            .within(0, 1_749_729_740));
-        for bad in [
-            &b"20250612120220"[..],
-            b"2025061212022Z",
-            b"20251312120220Z",
-            b"20250612120220.Z",
-            b"2025+612120220Z",
-        ] {
-            assert!(parse_generalized_time(bad).is_err(), "{}", String::from_utf8_lossy(bad));
-        }
-    }
-}
+mod tests;

@@ -3,7 +3,7 @@
 use der::Encode;
 
 use super::*;
-use crate::der_walk::{encode, BIT_STRING, SEQUENCE, SET};
+use crate::der_walk::{encode, single, Der, BIT_STRING, OID, SEQUENCE, SET};
 use crate::testing::{FulcioCert, TestCa};
 
 const SAN: &str = "https://github.com/acme/widget/.github/workflows/release.yml@refs/tags/v1";
