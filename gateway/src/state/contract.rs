@@ -21,62 +21,32 @@ pub type Case = (
     for<'a> fn(&'a dyn StateStore) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>,
 );
 
-/// Every case of the contract.
-pub const CASES: &[Case] = &[
-    ("first claim wins second is a replay", |store| {
-        Box::pin(first_claim_wins_second_is_a_replay(store))
-    }),
-    ("same jti from another issuer is independent", |store| {
-        Box::pin(same_jti_from_another_issuer_is_independent(store))
-    }),
-    ("revocation holds up to and including until", |store| {
-        Box::pin(revocation_holds_up_to_and_including_until(store))
-    }),
-    ("revoking again never shortens the revocation", |store| {
-        Box::pin(revoking_again_never_shortens_the_revocation(store))
-    }),
-    ("ledger begin and finish round trip", |store| {
-        Box::pin(ledger_begin_and_finish_round_trip(store))
-    }),
-    ("finishing twice never flips the outcome", |store| {
-        Box::pin(finishing_twice_never_flips_the_outcome(store))
-    }),
-    ("failed and pending uploads are not served as provenance", |store| {
-        Box::pin(failed_and_pending_uploads_are_not_served_as_provenance(store))
-    }),
-    (
-        "provenance of returns the newest committed document byte for byte",
-        |store| Box::pin(provenance_of_returns_the_newest_committed_document_byte_for_byte(store)),
-    ),
-    (
-        "project provenance counts committed uploads and lists repositories in order",
-        |store| Box::pin(project_provenance_counts_committed_uploads_and_lists_repositories_in_order(store)),
-    ),
-    ("stale pending lists only old pending rows oldest first", |store| {
-        Box::pin(stale_pending_lists_only_old_pending_rows_oldest_first(store))
-    }),
-    ("inconsistent or oversized entries are refused", |store| {
-        Box::pin(inconsistent_or_oversized_entries_are_refused(store))
-    }),
-    ("removing a requests tombstones leaves the others", |store| {
-        Box::pin(removing_a_requests_tombstones_leaves_the_others(store))
-    }),
-    ("tombstones round trip per project in order", |store| {
-        Box::pin(tombstones_round_trip_per_project_in_order(store))
-    }),
-    ("downloads add up per day and version and old days drop out", |store| {
-        Box::pin(downloads_add_up_per_day_and_version_and_old_days_drop_out(store))
-    }),
-    (
-        "dependents count committed other projects that are not deleted",
-        |store| Box::pin(dependents_count_committed_other_projects_that_are_not_deleted(store)),
-    ),
-    ("published at is the earliest committed upload", |store| {
-        Box::pin(published_at_is_the_earliest_committed_upload(store))
-    }),
-    ("audit records come back newest first per project", |store| {
-        Box::pin(audit_records_come_back_newest_first_per_project(store))
-    }),
+/// The case table: each function by its name, boxed.
+macro_rules! cases {
+    ($($case:ident),+ $(,)?) => {
+        /// Every case of the contract.
+        pub const CASES: &[Case] = &[$((stringify!($case), |store| Box::pin($case(store)))),+];
+    };
+}
+
+cases![
+    first_claim_wins_second_is_a_replay,
+    same_jti_from_another_issuer_is_independent,
+    revocation_holds_up_to_and_including_until,
+    revoking_again_never_shortens_the_revocation,
+    ledger_begin_and_finish_round_trip,
+    finishing_twice_never_flips_the_outcome,
+    failed_and_pending_uploads_are_not_served_as_provenance,
+    provenance_of_returns_the_newest_committed_document_byte_for_byte,
+    project_provenance_counts_committed_uploads_and_lists_repositories_in_order,
+    stale_pending_lists_only_old_pending_rows_oldest_first,
+    inconsistent_or_oversized_entries_are_refused,
+    removing_a_requests_tombstones_leaves_the_others,
+    tombstones_round_trip_per_project_in_order,
+    downloads_add_up_per_day_and_version_and_old_days_drop_out,
+    dependents_count_committed_other_projects_that_are_not_deleted,
+    published_at_is_the_earliest_committed_upload,
+    audit_records_come_back_newest_first_per_project,
 ];
 
 /// A ledger entry of `sample-project` 1.0.0 (file `filename`) recorded at `created_at`.
