@@ -7,6 +7,11 @@
 //! takes the last, most Rust readers the first), any other parameter, RFC 2231 `boundary*=`,
 //! escapes, empty or over-long values. The backend is sent `multipart/form-data; boundary=B`
 //! (quoted only when B needs it), whatever spelling the client used.
+//!
+//! Hand-written, as the other readers of `multipart/`: general media-type parsers are built to
+//! accept what clients send (the `mime` crate, which multer uses, returns the first of two equal
+//! parameters and reads escapes), while this reader must refuse every spelling two backends
+//! could read differently; that is a short grammar of its own.
 
 use super::{ambiguous, MultipartError};
 

@@ -11,6 +11,10 @@
 //! `message/*` (some readers descend into those); a text field's, if sent, is `text/plain`
 //! with at most `charset=utf-8` (readers that honour a charset would decode another one
 //! differently).
+//!
+//! Hand-written: header-line and `Content-Disposition` parsers (httparse, multer's, the
+//! Python backends' own) each accept a different superset of this grammar; the gateway needs
+//! the intersection, refusing the rest, which no library offers.
 
 use super::{ambiguous, MultipartError};
 

@@ -42,6 +42,11 @@
 //!
 //! Not checked here: the key's validity window (the caller knows the relevant time), and
 //! witness cosignatures (no witness keys are distributed in trusted roots yet).
+//!
+//! Hand-written: the gateway does not use the `sigstore` crate's Rekor client models (its
+//! `rekor::models::checkpoint` checks a note against one Rekor v1 key); this reader picks the
+//! log's line by Rekor v1 and v2 key hints, checks the origin against the trusted root and fails
+//! with this crate's steps. The note format itself is a few lines of text.
 
 use base64::Engine;
 use sha2::{Digest, Sha256};
