@@ -13,6 +13,7 @@
 use std::time::Duration;
 
 use moka::sync::Cache;
+use serde::Serialize;
 use serde_json::Value;
 
 /// Most bytes of explanation text (request ids included) kept; about 20 000 typical
@@ -45,9 +46,12 @@ impl DecisionJournal {
         }
     }
 
-    /// Records the explanation of request `id`.
-    pub fn record(&self, id: &str, explanation: Value) {
-        let mut text = explanation.to_string();
+    /// Records the explanation of request `id` (anything that serialises to a JSON object).
+    pub fn record(&self, id: &str, explanation: &impl Serialize) {
+        let Ok(mut text) = serde_json::to_string(explanation) else {
+            tracing::warn!(request_id = id, "an explanation could not be serialised; not journaled");
+            return;
+        };
         // The weigher counts the length: keep no spare capacity beyond it.
         text.shrink_to_fit();
         self.cache.insert(id.to_owned(), text);
@@ -72,7 +76,7 @@ mod tests {
     #[test]
     fn explanations_are_found_by_request_id() {
         let journal = DecisionJournal::new();
-        journal.record("abc", serde_json::json!({"outcome": "refuse"}));
+        journal.record("abc", &serde_json::json!({"outcome": "refuse"}));
         assert_eq!(
             journal.explain("abc").map(|v| v["outcome"].clone()),
             Some("refuse".into())
@@ -85,7 +89,7 @@ mod tests {
         let journal = DecisionJournal::with_capacity_bytes(64 * 1024);
         let padding = "x".repeat(900);
         for i in 0..1000 {
-            journal.record(&format!("req-{i}"), serde_json::json!({"n": i, "detail": padding}));
+            journal.record(&format!("req-{i}"), &serde_json::json!({"n": i, "detail": padding}));
         }
         journal.cache.run_pending_tasks();
         // 1 000 explanations of about 930 bytes are ~930 KB: only what fits in 64 KiB is kept.

@@ -5,10 +5,76 @@
 use pingora::proxy::Session;
 use pingora::Error;
 use portcullis_rules::WriteAction;
+use serde::Serialize;
 
 use super::ctx::{Credential, Deletions, RequestCtx};
 use super::Gateway;
 use crate::protocol::RequestClass;
+
+/// A request's explanation as the journal keeps it (`GET /decisions/<id>`), serialised straight
+/// from the request's state (no intermediate JSON tree).
+#[derive(Serialize)]
+struct Explanation<'a> {
+    request_id: &'a str,
+    registry: &'a str,
+    method: &'a str,
+    path: &'a str,
+    status: u16,
+    outcome: &'a str,
+    refusal: Option<Refused<'a>>,
+    rules: Option<Rules<'a>>,
+    decision: Option<Decided<'a>>,
+    facts: Facts<'a>,
+    provenance_steps: &'a [String],
+    ledger_id: Option<i64>,
+    deletions: Option<Vec<Deleted<'a>>>,
+    admin_override: Option<&'a str>,
+}
+
+/// A refusal's stable code and message.
+#[derive(Serialize)]
+struct Refused<'a> {
+    code: &'a str,
+    message: String,
+}
+
+/// The rules snapshot a request was decided under.
+#[derive(Serialize)]
+struct Rules<'a> {
+    revision: &'a str,
+    loaded_at: &'a str,
+}
+
+/// The decision on a write.
+#[derive(Serialize)]
+struct Decided<'a> {
+    rule: &'a str,
+    action: &'a str,
+    project: &'a str,
+    detail: Option<&'a str>,
+    body_sha256: Option<&'a str>,
+}
+
+/// The facts a decision used.
+#[derive(Serialize)]
+struct Facts<'a> {
+    body_bytes: u64,
+    credential: &'a str,
+    token_id: &'a str,
+    publisher: Option<&'a str>,
+}
+
+/// One decided change of a delete-like request.
+#[derive(Serialize)]
+struct Deleted<'a> {
+    action: &'a str,
+    target: String,
+    outcome: &'a str,
+    rule: &'a str,
+    mode: &'a str,
+    facts: &'a [String],
+    refusal: Option<Refused<'a>>,
+}
 
 /// What every record of a finished request says the same way.
 struct RequestSummary<'a> {
@@ -59,42 +125,56 @@ impl Gateway {
         }
         let req = session.req_header();
         let credential = &summary.credential;
-        let explanation = serde_json::json!({
-            "request_id": ctx.id,
-            "registry": summary.registry,
-            "method": req.method.as_str(),
-            "path": req.uri.path(),
-            "status": summary.status,
-            "outcome": summary.outcome,
-            "refusal": ctx.refusal.as_ref().map(|r| serde_json::json!({"code": r.code(), "message": r.to_string()})),
-            "rules": ctx.rules.as_ref().map(|_| serde_json::json!({"revision": summary.rules_revision, "loaded_at": summary.rules_loaded_at})),
-            "decision": ctx.decision.as_ref().map(|d| serde_json::json!({
-                "rule": d.decision.rule.as_str(),
-                "action": d.action.as_str(),
-                "project": d.project.as_str(),
-                "detail": d.detail,
-                "body_sha256": d.body_sha256,
-            })),
-            "facts": {
-                "body_bytes": ctx.body_bytes,
-                "credential": credential.kind,
-                "token_id": credential.token_id.unwrap_or_default(),
-                "publisher": credential.publisher,
+        let explanation = Explanation {
+            request_id: &ctx.id,
+            registry: summary.registry,
+            method: req.method.as_str(),
+            path: req.uri.path(),
+            status: summary.status,
+            outcome: summary.outcome,
+            refusal: ctx.refusal.as_ref().map(|r| Refused {
+                code: r.code(),
+                message: r.to_string(),
+            }),
+            rules: ctx.rules.as_ref().map(|_| Rules {
+                revision: summary.rules_revision,
+                loaded_at: summary.rules_loaded_at,
+            }),
+            decision: ctx.decision.as_ref().map(|d| Decided {
+                rule: d.decision.rule.as_str(),
+                action: d.action.as_str(),
+                project: d.project.as_str(),
+                detail: d.detail.as_deref(),
+                body_sha256: d.body_sha256.as_deref(),
+            }),
+            facts: Facts {
+                body_bytes: ctx.body_bytes,
+                credential: credential.kind,
+                token_id: credential.token_id.unwrap_or_default(),
+                publisher: credential.publisher,
             },
-            "provenance_steps": ctx.provenance_steps,
-            "ledger_id": ctx.ledger.id,
-            "deletions": ctx.deletions.as_ref().map(|Deletions { project, records, .. }| records.iter().map(|r| serde_json::json!({
-                "action": r.action.as_str(),
-                "target": r.target(project),
-                "outcome": r.outcome(),
-                "rule": r.decision.rule.as_str(),
-                "mode": r.decision.mode.as_str(),
-                "facts": r.decision.facts_used,
-                "refusal": r.decision.refusal().map(|(code, message)| serde_json::json!({"code": code.code(), "message": message})),
-            })).collect::<Vec<_>>()),
-            "admin_override": ctx.admin_override,
-        });
-        self.records.journal.record(&ctx.id, explanation);
+            provenance_steps: &ctx.provenance_steps,
+            ledger_id: ctx.ledger.id,
+            deletions: ctx.deletions.as_ref().map(|Deletions { project, records, .. }| {
+                records
+                    .iter()
+                    .map(|r| Deleted {
+                        action: r.action.as_str(),
+                        target: r.target(project),
+                        outcome: r.outcome(),
+                        rule: r.decision.rule.as_str(),
+                        mode: r.decision.mode.as_str(),
+                        facts: &r.decision.facts_used,
+                        refusal: r.decision.refusal().map(|(code, message)| Refused {
+                            code: code.code(),
+                            message: message.to_owned(),
+                        }),
+                    })
+                    .collect()
+            }),
+            admin_override: ctx.admin_override.as_deref(),
+        };
+        self.records.journal.record(&ctx.id, &explanation);
     }
 
     /// Counts the request in the metrics.
