@@ -54,6 +54,7 @@ fn the_store_contract_holds() {
     let pg = Postgres::start();
     let rt = runtime();
     for (index, (name, case)) in portcullis::state::contract::CASES.iter().enumerate() {
+        eprintln!("store contract: {name}");
         let url = pg.create_database(&format!("contract_{index}"));
         rt.block_on(async {
             let store = PostgresStore::open(&settings(&url))

@@ -389,16 +389,3 @@ impl BackgroundService for StatePurger {
         }
     }
 }
-
-/// A project's provenance summary from the rows of the one statement both stores run: the
-/// count of uploads with provenance on every row, and each source repository in order (`None`
-/// on the only row when there is none).
-pub(crate) fn project_provenance_from_rows(rows: Vec<(i64, Option<String>)>) -> Result<ProjectProvenance, StateError> {
-    let count = rows.first().map_or(0, |(count, _)| *count);
-    let uploads_with_provenance = u64::try_from(count)
-        .map_err(|_| StateError::Corrupt(format!("counting uploads with provenance: negative count {count}")))?;
-    Ok(ProjectProvenance {
-        uploads_with_provenance,
-        source_repositories: rows.into_iter().filter_map(|(_, repo)| repo).collect(),
-    })
-}

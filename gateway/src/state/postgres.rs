@@ -360,7 +360,7 @@ impl StateStore for PostgresStore {
         .fetch_all(self.ready().await?)
         .await
         .map_err(|e| in_context("summarising the project's provenance", e))?;
-        super::project_provenance_from_rows(rows)
+        rows::project_provenance(rows)
     }
 
     async fn ledger_entries(&self, registry: &str, project: &str) -> Result<Vec<LedgerRecord>, StateError> {

@@ -10,7 +10,8 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use super::{
-    AuditRecord, LedgerEntry, LedgerRecord, LedgerState, StateError, StoredProvenance, Tombstone, TombstoneKind,
+    AuditRecord, LedgerEntry, LedgerRecord, LedgerState, ProjectProvenance, StateError, StoredProvenance, Tombstone,
+    TombstoneKind,
 };
 
 /// The column reads the decoders need, for either store's rows.
@@ -169,5 +170,18 @@ pub(crate) fn audit_record(row: &impl StoreRow) -> Result<AuditRecord, StateErro
         code: row.text("code").map_err(e)?,
         reason: row.text("reason").map_err(e)?,
         line: row.text("line").map_err(e)?,
+    })
+}
+
+/// A project's provenance summary from the rows of the one statement both stores run: the
+/// count of uploads with provenance on every row, and each source repository in order (`None`
+/// on the only row when there is none).
+pub(crate) fn project_provenance(rows: Vec<(i64, Option<String>)>) -> Result<ProjectProvenance, StateError> {
+    let count = rows.first().map_or(0, |(count, _)| *count);
+    let uploads_with_provenance = u64::try_from(count)
+        .map_err(|_| StateError::Corrupt(format!("counting uploads with provenance: negative count {count}")))?;
+    Ok(ProjectProvenance {
+        uploads_with_provenance,
+        source_repositories: rows.into_iter().filter_map(|(_, repo)| repo).collect(),
     })
 }
