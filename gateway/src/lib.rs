@@ -202,8 +202,8 @@ pub fn build_server(config: &Config, options: RunOptions) -> Result<Portcullis, 
 /// Opens the state store and builds the trusted-publishing exchanger.
 fn build_exchanger(config: &Config, metrics: Arc<Metrics>) -> Result<Exchanger, BuildError> {
     // The store is opened (and migrated) once here so that a broken data directory stops the
-    // start; sqlx's SQLite connections run on their own threads, so the pool keeps working
-    // from pingora's runtimes after this short-lived one is gone.
+    // start; the SQLite store's connection belongs to no runtime (statements run in the
+    // caller's thread), so it keeps working from pingora's runtimes after this one is gone.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

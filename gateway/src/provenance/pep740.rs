@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use portcullis_rules::provenance::AttestationFacts;
 use portcullis_verify::{Artifact, Policy, TrustedRoot};
+use serde_json::value::RawValue;
 
 use super::cache::VerificationCache;
 use super::signer::signer_identity;
@@ -47,9 +48,14 @@ pub async fn check(
             "this gateway has no Sigstore trusted root configured, so attestations cannot be verified".into(),
         );
     };
-    let list: Vec<serde_json::Value> = match serde_json::from_slice(field) {
-        Ok(serde_json::Value::Array(list)) => list,
-        Ok(_) => return Checked::Invalid("Malformed attestations: the field must be a JSON list".into()),
+    // Each attestation is kept as the bytes sent (no tree built, nothing re-serialised): the
+    // verifier reads exactly those bytes, the cache is keyed by them, and they are what the
+    // ledger stores and serves back.
+    let list: Vec<&RawValue> = match serde_json::from_slice(field) {
+        Ok(list) => list,
+        Err(_) if serde_json::from_slice::<&RawValue>(field).is_ok() => {
+            return Checked::Invalid("Malformed attestations: the field must be a JSON list".into())
+        }
         Err(e) => return Checked::Invalid(format!("Malformed attestations: {e}")),
     };
     if list.is_empty() {
@@ -63,12 +69,9 @@ pub async fn check(
     let digest_hex = hex::encode(sha256);
     let mut facts = Vec::with_capacity(list.len());
     for (index, attestation) in list.iter().enumerate() {
-        let Ok(json) = serde_json::to_vec(attestation) else {
-            return Checked::Invalid(format!("attestation {index} could not be read"));
-        };
         let outcome = cache
             .verify_pep740(
-                Arc::from(json),
+                Arc::from(attestation.get().as_bytes()),
                 Artifact::from_sha256(sha256),
                 root.clone(),
                 Policy::AnyIdentity,
@@ -119,3 +122,7 @@ pub async fn check(
     }
     Checked::Verified(facts)
 }
+
+#[cfg(test)]
+#[path = "pep740_tests.rs"]
+mod tests;

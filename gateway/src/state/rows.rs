@@ -3,10 +3,11 @@
 //! `Vec<u8>`), so each record's decoder is one generic function over [`StoreRow`] and the two
 //! stores differ only in their SQL. `sqlx::FromRow` would need sqlx's proc-macro crate for four
 //! structs whose columns need checks a derive cannot express (non-negative sizes, the state and
-//! tombstone-kind words), so the decoders are plain functions.
+//! tombstone-kind words), so the decoders are plain functions. SQLite rows are rusqlite's (the
+//! store runs its statements in the caller's thread, `sqlite/connection.rs`), PostgreSQL rows
+//! sqlx's.
 
 use sqlx::postgres::PgRow;
-use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use super::{
@@ -14,47 +15,50 @@ use super::{
     TombstoneKind,
 };
 
+/// Why a column did not decode, from either driver.
+pub(crate) type ColumnError = Box<dyn std::error::Error + Send + Sync>;
+
 /// The column reads the decoders need, for either store's rows.
 pub(crate) trait StoreRow {
     /// An INTEGER / BIGINT column.
-    fn int(&self, column: &str) -> Result<i64, sqlx::Error>;
+    fn int(&self, column: &str) -> Result<i64, ColumnError>;
     /// A nullable INTEGER / BIGINT column.
-    fn optional_int(&self, column: &str) -> Result<Option<i64>, sqlx::Error>;
+    fn optional_int(&self, column: &str) -> Result<Option<i64>, ColumnError>;
     /// A TEXT column.
-    fn text(&self, column: &str) -> Result<String, sqlx::Error>;
+    fn text(&self, column: &str) -> Result<String, ColumnError>;
     /// A nullable TEXT column.
-    fn optional_text(&self, column: &str) -> Result<Option<String>, sqlx::Error>;
+    fn optional_text(&self, column: &str) -> Result<Option<String>, ColumnError>;
     /// A nullable BLOB / BYTEA column.
-    fn optional_bytes(&self, column: &str) -> Result<Option<Vec<u8>>, sqlx::Error>;
+    fn optional_bytes(&self, column: &str) -> Result<Option<Vec<u8>>, ColumnError>;
 }
 
 macro_rules! store_row {
-    ($row:ty) => {
+    ($row:ty, $get:ident) => {
         impl StoreRow for $row {
-            fn int(&self, column: &str) -> Result<i64, sqlx::Error> {
-                self.try_get(column)
+            fn int(&self, column: &str) -> Result<i64, ColumnError> {
+                Ok(self.$get(column)?)
             }
-            fn optional_int(&self, column: &str) -> Result<Option<i64>, sqlx::Error> {
-                self.try_get(column)
+            fn optional_int(&self, column: &str) -> Result<Option<i64>, ColumnError> {
+                Ok(self.$get(column)?)
             }
-            fn text(&self, column: &str) -> Result<String, sqlx::Error> {
-                self.try_get(column)
+            fn text(&self, column: &str) -> Result<String, ColumnError> {
+                Ok(self.$get(column)?)
             }
-            fn optional_text(&self, column: &str) -> Result<Option<String>, sqlx::Error> {
-                self.try_get(column)
+            fn optional_text(&self, column: &str) -> Result<Option<String>, ColumnError> {
+                Ok(self.$get(column)?)
             }
-            fn optional_bytes(&self, column: &str) -> Result<Option<Vec<u8>>, sqlx::Error> {
-                self.try_get(column)
+            fn optional_bytes(&self, column: &str) -> Result<Option<Vec<u8>>, ColumnError> {
+                Ok(self.$get(column)?)
             }
         }
     };
 }
 
-store_row!(SqliteRow);
-store_row!(PgRow);
+store_row!(rusqlite::Row<'_>, get);
+store_row!(PgRow, try_get);
 
 /// A column that does not decode: the file or the database holds what this build never writes.
-fn undecodable(what: &str, e: sqlx::Error) -> StateError {
+fn undecodable(what: &str, e: ColumnError) -> StateError {
     StateError::Corrupt(format!("decoding {what}: {e}"))
 }
 
