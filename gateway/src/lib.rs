@@ -20,6 +20,8 @@ pub mod provenance;
 pub mod proxy;
 pub mod reload;
 pub mod state;
+#[cfg(test)]
+mod test_fixtures;
 pub mod tls;
 pub mod trusted_publishing;
 

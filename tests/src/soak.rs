@@ -141,6 +141,9 @@ pub struct Reconciliation {
     /// Uploads refused while in flight at the backend's kill whose file the backend stored
     /// before dying: not confirmed, so refused, and on disk (allowed only for those).
     pub unconfirmed_stored: usize,
+    /// Removals refused while in flight at the backend's kill: the backend may or may not have
+    /// removed the file; when it did, its tombstone must be there.
+    pub removals_unknown: usize,
     /// Problems found (empty when everything matches).
     pub problems: Vec<String>,
 }
@@ -315,6 +318,7 @@ impl SoakReport {
                 "ledger_by_state": self.reconciliation.ledger_by_state,
                 "tombstones": self.reconciliation.tombstones,
                 "unconfirmed_stored": self.reconciliation.unconfirmed_stored,
+                "removals_unknown": self.reconciliation.removals_unknown,
                 "problems": self.reconciliation.problems,
             },
         })
@@ -418,7 +422,8 @@ impl SoakReport {
              | uploads the client saw accepted | {} |\n| removals the client saw accepted | {} |\n\
              | files expected on disk (accepted − removed) | {} |\n| files pypiserver holds | {} |\n\
              | ledger rows by state | {} |\n| version tombstones | {} |\n\
-             | refused in flight at the kill, stored unconfirmed | {} |\n",
+             | refused in flight at the kill, stored unconfirmed | {} |\n\
+             | removals refused in flight at the kill (outcome unknown) | {} |\n",
             if r.exact() { "exact" } else { "MISMATCH" },
             r.client_accepted,
             r.client_deleted,
@@ -426,13 +431,15 @@ impl SoakReport {
             r.disk_files,
             serde_json::to_string(&r.ledger_by_state).unwrap_or_default(),
             r.tombstones,
-            r.unconfirmed_stored
+            r.unconfirmed_stored,
+            r.removals_unknown
         ));
         md.push_str(
             "\nChecked: every accepted upload has exactly one `committed` ledger row with the sha256 and size the \
              client sent; no other row is committed; no row is left `pending`; every `failed` row is an upload the \
              client saw refused during the outage; the files on disk are exactly the accepted minus the removed ones (plus any upload refused while in flight at \
-             the kill that the backend stored before dying), each byte-identical (sha256) to what was sent; the version tombstones are exactly the removals.\n",
+             the kill that the backend stored before dying), each byte-identical (sha256) to what was sent; the version tombstones are exactly the removals \
+             (plus those of removals in flight at the kill, which the gateway keeps; a file such a removal took must have its tombstone).\n",
         );
         for p in &r.problems {
             md.push_str(&format!("- problem: {p}\n"));
@@ -540,6 +547,11 @@ struct Record {
     /// Of those, the uploads in flight at the kill: the backend may have stored the file and
     /// died before answering, so the gateway could not confirm it (docs/hardening/faults.md).
     in_flight_at_kill: BTreeSet<String>,
+    /// Removals in flight at the kill, answered with an outage refusal: the backend may have
+    /// removed the file and died before answering, and the gateway then keeps the tombstones
+    /// (fail closed, docs/hardening/faults.md). Filename -> (project, version); never picked
+    /// again.
+    removal_unknown: BTreeMap<String, (String, String)>,
     /// Projects with their first release (never removed): (project, its file).
     projects: Vec<(String, String)>,
     /// Per project: index reads share it, a removal takes it alone (see [`Record::gate`]).
@@ -1072,7 +1084,10 @@ impl Worker<'_, '_> {
                     Verdict::Expected => {
                         record.deleted.insert(file, (project, version));
                     }
-                    // Not removed: it may be picked again.
+                    Verdict::Outage if s.in_flight_at_kill(started, Instant::now()) => {
+                        record.removal_unknown.insert(file, (project, version));
+                    }
+                    // Refused before it reached the backend: not removed, it may be picked again.
                     Verdict::Outage => record.deletable.push(file),
                     Verdict::Error => {}
                 }
@@ -1251,7 +1266,7 @@ fn reconcile(record: &Record, db: &Path, packages: &Path) -> Reconciliation {
     let expected: BTreeMap<&String, &Accepted> = record
         .accepted
         .iter()
-        .filter(|(f, _)| !record.deleted.contains_key(*f))
+        .filter(|(f, _)| !record.deleted.contains_key(*f) && !record.removal_unknown.contains_key(*f))
         .collect();
     rec.client_expected_on_disk = expected.len();
     let on_disk = crate::list_files(packages);
@@ -1259,6 +1274,7 @@ fn reconcile(record: &Record, db: &Path, packages: &Path) -> Reconciliation {
     for file in &on_disk {
         match expected.get(file) {
             None if record.in_flight_at_kill.contains(file) => rec.unconfirmed_stored += 1,
+            None if record.removal_unknown.contains_key(file) => {}
             None => {
                 let why = if record.deleted.contains_key(file) {
                     "removed (200) but still on disk"
@@ -1304,7 +1320,33 @@ fn reconcile(record: &Record, db: &Path, packages: &Path) -> Reconciliation {
         .values()
         .map(|(p, v)| (normalise(p), v.clone()))
         .collect();
-    for t in tombstones.difference(&removed) {
+    // A removal in flight at the kill: if the file is gone, the backend removed it and the
+    // tombstone must be there; if it is still there, a kept tombstone is the gateway failing
+    // closed and none is fine too.
+    let mut maybe_removed = BTreeSet::new();
+    for (file, (project, version)) in &record.removal_unknown {
+        let key = (normalise(project), version.clone());
+        rec.removals_unknown += 1;
+        if disk.contains(file) {
+            let sent = record.accepted.get(file).map(|a| a.sha256.as_str());
+            match std::fs::read(packages.join(file)) {
+                Ok(bytes) if Some(sha256_hex(&bytes).as_str()) == sent => {}
+                Ok(_) => rec
+                    .problems
+                    .push(format!("{file}: stored bytes differ from the upload")),
+                Err(e) => rec.problems.push(format!("{file}: unreadable: {e}")),
+            }
+            maybe_removed.insert(key);
+        } else if !tombstones.contains(&key) {
+            rec.problems.push(format!(
+                "{file}: removed while the backend was killed, but no tombstone {}@{}",
+                key.0, key.1
+            ));
+        } else {
+            maybe_removed.insert(key);
+        }
+    }
+    for t in tombstones.difference(&removed).filter(|t| !maybe_removed.contains(*t)) {
         rec.problems
             .push(format!("tombstone {}@{} without a removal the client saw", t.0, t.1));
     }

@@ -196,14 +196,7 @@ impl VerificationCache {
 mod tests {
     use super::*;
 
-    fn fixture(path: &str) -> Vec<u8> {
-        std::fs::read(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../shared/fixtures")
-                .join(path),
-        )
-        .expect("fixture")
-    }
+    use crate::test_fixtures::read as fixture;
 
     fn inputs() -> (Arc<[u8]>, Artifact, Arc<TrustedRoot>, Policy) {
         let bundle: Arc<[u8]> =

@@ -8,18 +8,10 @@ use sha2::Digest as _;
 use super::{check, Checked};
 use crate::metrics::Metrics;
 use crate::provenance::cache::{CacheSettings, VerificationCache};
+use crate::test_fixtures::read as fixture;
 
 const DIR: &str = "pep740/github-publish-pypi-attestations-0.0.19";
 const FILE: &str = "pypi_attestations-0.0.19.tar.gz";
-
-fn fixture(path: &str) -> Vec<u8> {
-    std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/fixtures")
-            .join(path),
-    )
-    .expect("fixture")
-}
 
 struct Upload {
     cache: VerificationCache,

@@ -521,20 +521,8 @@ impl Gateway {
 
     /// Appends the request's decisions to the audit log: one record per deletion-class change,
     /// or one for an upload.
-    pub(super) async fn audit(&self, session: &Session, ctx: &RequestCtx) {
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let registry = self.registry_label(ctx).to_owned();
-        // What every record of this request shares; the line is written when it is appended.
-        let base = AuditRecord {
-            at: unix_now(),
-            request_id: ctx.id.clone(),
-            registry: registry.clone(),
-            rules_revision: ctx
-                .rules
-                .as_ref()
-                .map_or(String::new(), |r| r.rules.revision().to_owned()),
-            ..AuditRecord::default()
-        };
+    pub(super) async fn audit(&self, session: &Session, ctx: &RequestCtx, (base, status): (AuditRecord, u16)) {
+        let registry = base.registry.clone();
         if let Some(Deletions { project, records, .. }) = &ctx.deletions {
             let actor = actor(ctx, &registry, project.as_str());
             for record in records {
@@ -594,7 +582,6 @@ impl Gateway {
                             action: "delete_request".to_owned(),
                             target: format!("{} {}", req.method, crate::auth::shorten(req.uri.path(), 200)),
                             outcome: "refuse".to_owned(),
-                            code: refusal.code().to_owned(),
                             reason: refusal.to_string(),
                             ..base
                         },
@@ -609,7 +596,6 @@ impl Gateway {
         if decision.action != portcullis_rules::WriteAction::Upload {
             return;
         }
-        let allowed = decision.decision.is_allowed() && ctx.refusal.is_none();
         let entry = AuditEntry {
             record: AuditRecord {
                 project: decision.project.as_str().to_owned(),
@@ -619,12 +605,10 @@ impl Gateway {
                     .upload_target
                     .clone()
                     .unwrap_or_else(|| decision.project.as_str().to_owned()),
-                outcome: if allowed { "allow" } else { "refuse" }.to_owned(),
                 rule: match &ctx.refusal {
                     Some(Refusal::VersionDeleted(_) | Refusal::NameReserved(_)) => TOMBSTONE_RULE.to_owned(),
                     _ => decision.decision.rule.as_str().to_owned(),
                 },
-                code: ctx.refusal.as_ref().map_or(String::new(), |r| r.code().to_owned()),
                 reason: ctx.refusal.as_ref().map_or(String::new(), ToString::to_string),
                 ..base
             },

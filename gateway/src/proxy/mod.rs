@@ -654,13 +654,15 @@ impl ProxyHttp for Gateway {
         if let Some(id) = Self::connection_id(session) {
             self.head_clocks.request_done(id);
         }
-        self.record(session, e, ctx);
+        let summary = record::RequestSummary::new(self, session, ctx);
+        self.record(session, e, ctx, &summary);
+        let audit_base = summary.audit_base(ctx);
         self.count_download(session, ctx);
         self.ledger_finish(session, e, ctx).await;
         self.deletions_finished(ctx).await;
         // The upload is over for the client: the gauge drops before the bookkeeping below.
         ctx.in_flight = None;
-        self.audit(session, ctx).await;
+        self.audit(session, ctx, audit_base).await;
     }
 }
 

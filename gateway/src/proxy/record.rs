@@ -9,7 +9,9 @@ use serde::Serialize;
 
 use super::ctx::{Credential, Deletions, RequestCtx};
 use super::Gateway;
+use crate::clock::unix_now;
 use crate::protocol::RequestClass;
+use crate::state::AuditRecord;
 
 /// A request's explanation as the journal keeps it (`GET /decisions/<id>`), serialised straight
 /// from the request's state (no intermediate JSON tree).
@@ -76,8 +78,9 @@ struct Deleted<'a> {
     refusal: Option<Refused<'a>>,
 }
 
-/// What every record of a finished request says the same way.
-struct RequestSummary<'a> {
+/// What every record of a finished request says the same way: the journal, the metrics, the
+/// log line and (through [`RequestSummary::audit_base`]) the audit records.
+pub(super) struct RequestSummary<'a> {
     registry: &'a str,
     /// The status the client was sent (0 when none was).
     status: u16,
@@ -92,7 +95,8 @@ struct RequestSummary<'a> {
 }
 
 impl<'a> RequestSummary<'a> {
-    fn new(gateway: &'a Gateway, session: &Session, ctx: &'a RequestCtx) -> Self {
+    /// The summary of the request `ctx` as it finishes.
+    pub(super) fn new(gateway: &'a Gateway, session: &Session, ctx: &'a RequestCtx) -> Self {
         let registry = gateway.registry_label(ctx);
         let project = ctx.decision.as_ref().map(|d| d.project.as_str()).unwrap_or_default();
         let allowed = ctx.refusal.is_none() && ctx.decision.as_ref().is_none_or(|d| d.decision.is_allowed());
@@ -109,13 +113,35 @@ impl<'a> RequestSummary<'a> {
     }
 }
 
+impl RequestSummary<'_> {
+    /// What every audit record of the request shares (the record's own fields are filled in
+    /// by the caller; `line` is written when it is appended), with the status sent.
+    pub(super) fn audit_base(&self, ctx: &RequestCtx) -> (AuditRecord, u16) {
+        let record = AuditRecord {
+            at: unix_now(),
+            request_id: ctx.id.clone(),
+            registry: self.registry.to_owned(),
+            outcome: self.outcome.to_owned(),
+            code: self.code.to_owned(),
+            rules_revision: self.rules_revision.to_owned(),
+            ..AuditRecord::default()
+        };
+        (record, self.status)
+    }
+}
+
 impl Gateway {
     /// Records a finished request: its explanation, metrics and log line.
-    pub(super) fn record(&self, session: &Session, error: Option<&Error>, ctx: &RequestCtx) {
-        let summary = RequestSummary::new(self, session, ctx);
-        self.journal(session, ctx, &summary);
-        self.count(ctx, &summary);
-        self.log(session, error, ctx, &summary);
+    pub(super) fn record(
+        &self,
+        session: &Session,
+        error: Option<&Error>,
+        ctx: &RequestCtx,
+        summary: &RequestSummary<'_>,
+    ) {
+        self.journal(session, ctx, summary);
+        self.count(ctx, summary);
+        self.log(session, error, ctx, summary);
     }
 
     /// Journals the explanation of a write or a refusal.

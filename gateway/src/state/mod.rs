@@ -11,6 +11,7 @@
 
 #[cfg(any(test, feature = "store-contract"))]
 pub mod contract;
+mod migrations;
 pub mod postgres;
 mod rows;
 pub mod sqlite;

@@ -15,15 +15,14 @@
 //! (sqlx's TLS features would bring OpenSSL or a second rustls configuration), so the
 //! database belongs on loopback or a private network.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
+use sqlx::migrate::MigrateError;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, SqlSafeStr};
+use sqlx::PgPool;
 use tokio::sync::OnceCell;
 
 use crate::clock::unix_now;
@@ -119,7 +118,10 @@ impl PostgresStore {
     pub async fn ready(&self) -> Result<&PgPool, StateError> {
         self.migrated
             .get_or_try_init(|| async {
-                migrator().run(&self.pool).await.map_err(migrate_error)?;
+                super::migrations::migrator(MIGRATIONS)
+                    .run(&self.pool)
+                    .await
+                    .map_err(migrate_error)?;
                 tracing::info!("PostgreSQL state store ready");
                 Ok::<(), StateError>(())
             })
@@ -161,23 +163,6 @@ fn redact(e: &sqlx::Error) -> String {
     } else {
         text
     }
-}
-
-/// A migrator for the embedded migrations.
-fn migrator() -> Migrator {
-    let migrations = MIGRATIONS
-        .iter()
-        .map(|&(version, description, sql)| {
-            Migration::new(
-                version,
-                Cow::Borrowed(description),
-                MigrationType::Simple,
-                sql.into_sql_str(),
-                false,
-            )
-        })
-        .collect();
-    Migrator::with_migrations(migrations)
 }
 
 #[async_trait]

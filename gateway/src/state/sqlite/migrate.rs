@@ -3,12 +3,11 @@
 //! history (`_sqlx_migrations`: each version with the checksum of its SQL) that every
 //! existing database already has, and refuses a history that differs from this build's.
 
-use std::borrow::Cow;
 use std::path::Path;
 
-use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
+use sqlx::migrate::MigrateError;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sqlx::{ConnectOptions as _, Connection as _, SqlSafeStr};
+use sqlx::{ConnectOptions as _, Connection as _};
 
 use super::connection::BUSY_TIMEOUT;
 use crate::state::StateError;
@@ -44,7 +43,9 @@ pub(super) async fn apply_some(
         .connect()
         .await
         .map_err(|e| classify(&format!("opening {}", path.display()), e))?;
-    let applied = migrator(migrations).run(&mut connection).await;
+    let applied = crate::state::migrations::migrator(migrations)
+        .run(&mut connection)
+        .await;
     let closed = connection.close().await;
     applied.map_err(|e| match e {
         MigrateError::Execute(inner) | MigrateError::ExecuteMigration(inner, _) => classify(&doing, inner),
@@ -63,23 +64,6 @@ fn connect_options(path: &Path) -> SqliteConnectOptions {
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(BUSY_TIMEOUT)
         .foreign_keys(true)
-}
-
-/// A migrator for `migrations`.
-fn migrator(migrations: &[(i64, &'static str, &'static str)]) -> Migrator {
-    let migrations = migrations
-        .iter()
-        .map(|&(version, description, sql)| {
-            Migration::new(
-                version,
-                Cow::Borrowed(description),
-                MigrationType::Simple,
-                sql.into_sql_str(),
-                false,
-            )
-        })
-        .collect();
-    Migrator::with_migrations(migrations)
 }
 
 // SQLite primary result codes (the low byte of an extended code).
