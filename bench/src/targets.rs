@@ -190,7 +190,12 @@ pub enum GatewayMode {
 pub fn start_gateway(dir: &Path, backend: SocketAddr, mode: GatewayMode, fixtures: &Path) -> Gateway {
     let mut registry = RegistrySpec::new("pypi", "pypi", backend);
     registry.extra = "max_body_bytes = \"1 GiB\"".into();
-    let mut builder = Gateway::builder().registry(registry).threads(1);
+    // The idle scenario holds 10 000 kept-alive connections, like nginx's `keepalive_timeout
+    // 300s` above: more than the default `max_connections`, for longer than `idle_timeout`.
+    let mut builder = Gateway::builder()
+        .registry(registry)
+        .threads(1)
+        .config("[client]\nmax_connections = 20000\nidle_timeout = \"300s\"\n");
     if mode != GatewayMode::PassThrough {
         let root = fixtures.join("trusted-roots/public-good-production.trusted_root.json");
         builder = builder.rules(POLICY_RULES).config(&format!(

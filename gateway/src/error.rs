@@ -48,6 +48,9 @@ pub enum Refusal {
     /// The backend broke the exchange (reset, malformed response).
     #[error("the registry backend failed while handling the request; try again later")]
     UpstreamFailed,
+    /// The gateway serves as many client connections as `[client] max_connections` allows.
+    #[error("the gateway is serving as many connections as it allows; try again shortly")]
+    TooManyConnections,
     /// The client sent a request the HTTP layer could not read.
     #[error("the request could not be read: {0}")]
     BadRequest(String),
@@ -157,6 +160,7 @@ impl Refusal {
             Refusal::StateUnavailable => "state_unavailable",
             Refusal::Internal => "internal_error",
             Refusal::RequestTimeout(_) => "request_timeout",
+            Refusal::TooManyConnections => "too_many_connections",
         }
     }
 
@@ -187,7 +191,7 @@ impl Refusal {
             Refusal::DeletionFactsUnavailable(_) => 503,
             Refusal::AdminUnauthenticated => 401,
             Refusal::OverrideReasonRequired(_) => 400,
-            Refusal::StateUnavailable => 503,
+            Refusal::StateUnavailable | Refusal::TooManyConnections => 503,
             Refusal::Internal => 500,
             Refusal::RequestTimeout(_) => 408,
         }

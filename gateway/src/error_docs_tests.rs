@@ -40,6 +40,7 @@ fn samples() -> Vec<Refusal> {
         Refusal::StateUnavailable,
         Refusal::Internal,
         Refusal::RequestTimeout(text()),
+        Refusal::TooManyConnections,
     ];
     samples.extend(PROVENANCE.iter().map(|r| Refusal::Provenance {
         code: r.code(),
@@ -80,7 +81,8 @@ fn samples() -> Vec<Refusal> {
             | Refusal::OverrideReasonRequired(_)
             | Refusal::StateUnavailable
             | Refusal::Internal
-            | Refusal::RequestTimeout(_) => {}
+            | Refusal::RequestTimeout(_)
+            | Refusal::TooManyConnections => {}
         }
     }
     samples

@@ -144,15 +144,23 @@ pub fn build_server(config: &Config, options: RunOptions) -> Result<Portcullis, 
         },
     );
     let grace = crate::proxy::accept_grace::DEFAULT_ACCEPT_GRACE.min(config.server.grace_period);
-    let head_clocks = crate::proxy::slow_clients::HeadClocks::new();
+    let head_clocks =
+        crate::proxy::slow_clients::HeadClocks::new(config.client.header_timeout, config.client.idle_timeout);
     let gateway = gateway.with_client_limits(config.client, head_clocks.clone());
+    let connection_gauges = crate::proxy::connection_limit::ConnectionGauges {
+        open: metrics.client_connections.clone(),
+        refused: metrics.client_connections_refused.clone(),
+    };
     let mut proxy = Service::new(
         "portcullis proxy".to_owned(),
         crate::proxy::accept_grace::AcceptGrace::new(
-            crate::proxy::slow_clients::HeadTimeout::new(
-                pingora::proxy::http_proxy(&server.configuration, gateway),
-                head_clocks,
-                config.client.header_timeout,
+            crate::proxy::connection_limit::ConnectionLimit::new(
+                crate::proxy::slow_clients::HeadTimeout::new(
+                    pingora::proxy::http_proxy(&server.configuration, gateway),
+                    head_clocks,
+                ),
+                config.client.max_connections,
+                connection_gauges,
             ),
             grace,
         ),

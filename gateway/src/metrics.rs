@@ -4,7 +4,8 @@
 //! codes and kinds from fixed enums.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// The gateway's metrics and the registry that exports them.
@@ -60,6 +61,22 @@ pub struct Metrics {
     pub deletions: IntCounterVec,
     /// OIDC key-set fetches by outcome (`ok`, `failed`, `skipped_cooldown`).
     pub jwks_fetches: IntCounterVec,
+    /// Client connections the proxy serves now.
+    pub client_connections: IntGauge,
+    /// Client connections refused at `[client] max_connections`.
+    pub client_connections_refused: IntCounter,
+}
+
+fn single_counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let metric = IntCounter::new(name, help).expect("valid metric definition");
+    registry.register(Box::new(metric.clone())).expect("unique metric name");
+    metric
+}
+
+fn single_gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let metric = IntGauge::new(name, help).expect("valid metric definition");
+    registry.register(Box::new(metric.clone())).expect("unique metric name");
+    metric
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -246,6 +263,16 @@ impl Metrics {
                 "portcullis_oidc_jwks_fetches_total",
                 "OIDC key-set fetches by outcome (refreshes skipped by the cooldown included).",
                 &["outcome"],
+            ),
+            client_connections: single_gauge(
+                &registry,
+                "portcullis_client_connections",
+                "Client connections the proxy serves now.",
+            ),
+            client_connections_refused: single_counter(
+                &registry,
+                "portcullis_client_connections_refused_total",
+                "Client connections refused at [client] max_connections.",
             ),
             registry,
         };

@@ -1186,7 +1186,7 @@ fn chunked_edge_cases_are_forwarded_exactly_or_refused() {
 
 /// Short client time limits, so the slow-client cases end in about a second.
 const SHORT_CLIENT_LIMITS: &str =
-    "[client]\nheader_timeout = \"1s\"\nread_timeout = \"1s\"\nmin_body_rate = \"1 KiB\"\n";
+    "[client]\nheader_timeout = \"1s\"\nidle_timeout = \"1s\"\nread_timeout = \"1s\"\nmin_body_rate = \"1 KiB\"\n";
 
 /// What a trickling client saw.
 #[derive(Debug)]

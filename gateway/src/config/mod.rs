@@ -91,13 +91,17 @@ address = "127.0.0.1:8081"
         assert_eq!(config.client, validated::ClientLimits::default());
         assert_eq!(config.client.header_timeout.as_secs(), 30);
         let text =
-            format!("{MINIMAL}[client]\nheader_timeout = \"2s\"\nread_timeout = \"500ms\"\nmin_body_rate = \"0\"\n");
+            format!("{MINIMAL}[client]\nheader_timeout = \"2s\"\nidle_timeout = \"5s\"\nmax_connections = 100\nread_timeout = \"500ms\"\nmin_body_rate = \"0\"\n");
         let config = parse_str(&text).expect("valid");
         assert_eq!(config.client.header_timeout.as_secs(), 2);
+        assert_eq!(config.client.idle_timeout.as_secs(), 5);
+        assert_eq!(config.client.max_connections, 100);
         assert_eq!(config.client.read_timeout.as_millis(), 500);
         assert_eq!(config.client.min_body_rate, 0);
         for (line, field) in [
             ("header_timeout = \"0s\"", "client.header_timeout"),
+            ("idle_timeout = \"0s\"", "client.idle_timeout"),
+            ("max_connections = 0", "client.max_connections"),
             ("read_timeout = \"later\"", "client.read_timeout"),
         ] {
             match parse_str(&format!("{MINIMAL}[client]\n{line}\n")) {

@@ -50,14 +50,20 @@ pub struct RawConfig {
     pub client: RawClient,
 }
 
-/// Time limits on slow clients (slowloris): a request head must arrive in time, and a body
-/// must keep coming.
+/// Limits on clients: a request head must arrive in time, a body must keep coming (slowloris),
+/// an idle kept-alive connection is closed, and the number of connections is bounded.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawClient {
-    /// Longest time for a whole request head to arrive, from the connection's accept or the
-    /// end of the previous request on it (default `"30s"`).
+    /// Longest time for a whole request head to arrive from the connection's accept (default
+    /// `"30s"`).
     pub header_timeout: Option<String>,
+    /// Longest time a kept-alive connection may stay idle: the next request head must be whole
+    /// within it of the end of the previous request (default `"30s"`).
+    pub idle_timeout: Option<String>,
+    /// Most client connections served at once; past it a new connection gets
+    /// `503 too_many_connections` and is closed (default 4096).
+    pub max_connections: Option<usize>,
     /// Longest wait for one read of a request body (default `"60s"`).
     pub read_timeout: Option<String>,
     /// Least average body rate, per second, enforced once a body has taken longer than

@@ -52,9 +52,13 @@ pub struct Config {
 /// Time limits on slow clients (`[client]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientLimits {
-    /// Longest time for a request head to arrive (from accept, or from the end of the
-    /// previous request on a kept-alive connection).
+    /// Longest time for a request head to arrive from the accept.
     pub header_timeout: Duration,
+    /// Longest idle time of a kept-alive connection: its next head must be whole within it of
+    /// the end of the previous request.
+    pub idle_timeout: Duration,
+    /// Most client connections served at once.
+    pub max_connections: usize,
     /// Longest wait for one read of a request body.
     pub read_timeout: Duration,
     /// Least average body rate in bytes per second once a body has taken longer than
@@ -66,6 +70,8 @@ impl Default for ClientLimits {
     fn default() -> Self {
         ClientLimits {
             header_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(30),
+            max_connections: 4096,
             read_timeout: Duration::from_secs(60),
             min_body_rate: 1024,
         }
@@ -554,6 +560,12 @@ fn validate_client(ctx: &Ctx<'_>, raw: &raw::RawClient) -> Result<ClientLimits, 
             raw.header_timeout.as_deref(),
             defaults.header_timeout,
         )?,
+        idle_timeout: ctx.duration(
+            "client.idle_timeout",
+            raw.idle_timeout.as_deref(),
+            defaults.idle_timeout,
+        )?,
+        max_connections: raw.max_connections.unwrap_or(defaults.max_connections),
         read_timeout: ctx.duration(
             "client.read_timeout",
             raw.read_timeout.as_deref(),
@@ -563,11 +575,15 @@ fn validate_client(ctx: &Ctx<'_>, raw: &raw::RawClient) -> Result<ClientLimits, 
     };
     for (field, value) in [
         ("client.header_timeout", limits.header_timeout),
+        ("client.idle_timeout", limits.idle_timeout),
         ("client.read_timeout", limits.read_timeout),
     ] {
         if value.is_zero() {
             return Err(ctx.err(field, "must be greater than zero"));
         }
+    }
+    if limits.max_connections == 0 {
+        return Err(ctx.err("client.max_connections", "must be at least 1"));
     }
     Ok(limits)
 }

@@ -6,6 +6,7 @@
 
 pub mod accept_grace;
 mod authenticate;
+pub mod connection_limit;
 pub mod ctx;
 mod deletion;
 mod exchange;
@@ -119,7 +120,10 @@ impl Gateway {
             provenance,
             records,
             client: crate::config::validated::ClientLimits::default(),
-            head_clocks: slow_clients::HeadClocks::new(),
+            head_clocks: {
+                let defaults = crate::config::validated::ClientLimits::default();
+                slow_clients::HeadClocks::new(defaults.header_timeout, defaults.idle_timeout)
+            },
         }
     }
 

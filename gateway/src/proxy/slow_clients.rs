@@ -5,10 +5,12 @@
 //! a body, a backend connection) for as long as it likes. Two limits close that:
 //!
 //! - [`HeadTimeout`] wraps the proxy application and drops a connection whose request head has
-//!   not fully arrived `header_timeout` after the accept or after the end of the previous
-//!   request on it. The proxy tells it when a head has arrived ([`HeadClocks::head_received`],
-//!   from `early_request_filter`) and when a request has ended ([`HeadClocks::request_done`],
-//!   from `logging`).
+//!   not fully arrived `header_timeout` after the accept, or `idle_timeout` after the end of
+//!   the previous request on it (the keep-alive idle timeout, which pingora does not have for
+//!   downstream HTTP/1.1 connections). The proxy tells it when a head has arrived
+//!   ([`HeadClocks::head_received`], from `early_request_filter`) and when a request has ended
+//!   ([`HeadClocks::request_done`], from `logging`). Only a whole head is visible from here, so
+//!   on a kept-alive connection the next head must be complete within `idle_timeout`.
 //! - [`body_too_slow`] is checked on every body chunk: once a body has taken longer than
 //!   `header_timeout`, its average rate must be at least `min_body_rate`, or the request is
 //!   refused with `408 request_timeout` (and the partial body upstream ends in a reset).
@@ -26,31 +28,30 @@ use pingora::protocols::{Stream, UniqueIDType};
 use pingora::server::ShutdownWatch;
 use tokio::sync::Notify;
 
-/// One connection's head clock: `Some(since)` while a request head is awaited.
+/// One connection's head clock: `Some(deadline)` while a request head is awaited.
 #[derive(Debug)]
 struct Clock {
-    awaiting_since: Mutex<Option<Instant>>,
+    deadline: Mutex<Option<Instant>>,
     changed: Notify,
 }
 
 impl Clock {
     fn set(&self, value: Option<Instant>) {
-        if let Ok(mut state) = self.awaiting_since.lock() {
+        if let Ok(mut state) = self.deadline.lock() {
             *state = value;
         }
         self.changed.notify_one();
     }
 
-    fn awaiting_since(&self) -> Option<Instant> {
-        self.awaiting_since.lock().map(|s| *s).unwrap_or(None)
+    fn deadline(&self) -> Option<Instant> {
+        self.deadline.lock().map(|s| *s).unwrap_or(None)
     }
 
-    /// Resolves once a head has been awaited for longer than `limit`.
-    async fn expired(&self, limit: Duration) {
+    /// Resolves once a head awaited is past its deadline.
+    async fn expired(&self) {
         loop {
-            match self.awaiting_since() {
-                Some(since) => {
-                    let deadline = since + limit;
+            match self.deadline() {
+                Some(deadline) => {
                     if Instant::now() >= deadline {
                         return;
                     }
@@ -66,20 +67,29 @@ impl Clock {
 }
 
 /// The head clocks of the open client connections, by connection id.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct HeadClocks {
     clocks: Mutex<HashMap<UniqueIDType, Arc<Clock>>>,
+    /// How long a new connection has for its first head.
+    head_limit: Duration,
+    /// How long a kept-alive connection has for its next head.
+    idle_limit: Duration,
 }
 
 impl HeadClocks {
-    /// No connections yet.
-    pub fn new() -> Arc<Self> {
-        Arc::new(HeadClocks::default())
+    /// No connections yet; a first head must arrive within `head_limit` of the accept, the
+    /// next one on a kept-alive connection within `idle_limit` of the previous request's end.
+    pub fn new(head_limit: Duration, idle_limit: Duration) -> Arc<Self> {
+        Arc::new(HeadClocks {
+            clocks: Mutex::default(),
+            head_limit,
+            idle_limit,
+        })
     }
 
     fn register(&self, id: UniqueIDType) -> Arc<Clock> {
         let clock = Arc::new(Clock {
-            awaiting_since: Mutex::new(Some(Instant::now())),
+            deadline: Mutex::new(Some(Instant::now() + self.head_limit)),
             changed: Notify::new(),
         });
         if let Ok(mut clocks) = self.clocks.lock() {
@@ -108,10 +118,11 @@ impl HeadClocks {
         }
     }
 
-    /// A request on connection `id` has ended: the next head is awaited from now.
+    /// A request on connection `id` has ended: the next head is awaited from now, for at most
+    /// the idle limit.
     pub fn request_done(&self, id: UniqueIDType) {
         if let Some(clock) = self.get(id) {
-            clock.set(Some(Instant::now()));
+            clock.set(Some(Instant::now() + self.idle_limit));
         }
     }
 
@@ -130,16 +141,14 @@ impl HeadClocks {
 pub struct HeadTimeout<A> {
     inner: Arc<A>,
     clocks: Arc<HeadClocks>,
-    limit: Duration,
 }
 
 impl<A> HeadTimeout<A> {
-    /// Wraps `inner`; heads must arrive within `limit`, as `clocks` tells.
-    pub fn new(inner: A, clocks: Arc<HeadClocks>, limit: Duration) -> Self {
+    /// Wraps `inner`; heads must arrive within the limits of `clocks`, as the proxy tells it.
+    pub fn new(inner: A, clocks: Arc<HeadClocks>) -> Self {
         HeadTimeout {
             inner: Arc::new(inner),
             clocks,
-            limit,
         }
     }
 }
@@ -152,8 +161,8 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for HeadTimeout<A> {
         let served = tokio::select! {
             biased;
             served = self.inner.process_new(session, shutdown) => served,
-            () = clock.expired(self.limit) => {
-                tracing::debug!(connection = id, limit_ms = self.limit.as_millis() as u64, "request head timed out; closing");
+            () = clock.expired() => {
+                tracing::debug!(connection = id, "no request head in time (header or idle timeout); closing");
                 None
             }
         };
@@ -194,30 +203,40 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_clock_expires_only_while_a_head_is_awaited() {
-        let clocks = HeadClocks::new();
+    async fn a_clock_expires_only_while_a_head_is_awaited_after_the_limit_of_its_kind() {
+        let head = Duration::from_secs(1);
+        let idle = Duration::from_millis(60);
+        let clocks = HeadClocks::new(head, idle);
+        let started = Instant::now();
         let clock = clocks.register(7);
+        tokio::time::timeout(Duration::from_secs(5), clock.expired())
+            .await
+            .expect("a first head not in time expires");
+        assert!(started.elapsed() >= head, "the first head has the header limit");
         clocks.head_received(7);
-        let limit = Duration::from_millis(50);
         assert!(
-            tokio::time::timeout(Duration::from_millis(200), clock.expired(limit))
+            tokio::time::timeout(Duration::from_millis(200), clock.expired())
                 .await
                 .is_err(),
             "no head awaited: no expiry"
         );
         clocks.request_done(7);
         let started = Instant::now();
-        tokio::time::timeout(Duration::from_secs(2), clock.expired(limit))
+        tokio::time::timeout(Duration::from_secs(2), clock.expired())
             .await
             .expect("expires after the request ended");
-        assert!(started.elapsed() >= limit);
+        let waited = started.elapsed();
+        assert!(
+            waited >= idle && waited < head,
+            "the next head has the idle limit: {waited:?}"
+        );
         clocks.unregister(7, &clock);
         assert!(clocks.is_empty());
     }
 
     #[test]
     fn a_reused_id_is_not_unregistered_by_the_old_connection() {
-        let clocks = HeadClocks::new();
+        let clocks = HeadClocks::new(Duration::from_secs(1), Duration::from_secs(1));
         let old = clocks.register(3);
         let new = clocks.register(3);
         clocks.unregister(3, &old);
