@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Instructions per upload under callgrind (repeatable, unlike time): bare pingora, the gateway
-# in pass-through and in full policy, for the real 29 KiB sdist with its PEP 740 attestation
-# and a 1 MiB wheel; per-function breakdown for the gateway. Release build.
+# Instructions per request under callgrind (repeatable, unlike time): bare pingora, the gateway
+# in pass-through and in full policy, for the real 29 KiB sdist with its PEP 740 attestation,
+# a 1 MiB wheel and a small read on a kept-alive connection; per-function breakdown for the
+# gateway. Release build.
 # Usage: bench/callgrind.sh [--uploads N] [--out FILE.md]   (default: 100 uploads, stdout)
 set -euo pipefail
 cd "$(dirname "$0")/.."

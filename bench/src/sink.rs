@@ -13,6 +13,9 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 
+/// The path the read scenarios fetch (the sink answers any read with [`PAGE`]).
+pub const READ_PATH: &str = "/simple/bench-pkg/";
+
 /// The page a read gets: about the size of a small PEP 503 project page.
 pub const PAGE: &str = "<!DOCTYPE html>\n<html><head><title>Links for bench-pkg</title></head><body>\n\
 <h1>Links for bench-pkg</h1>\n<a href=\"/packages/bench_pkg-1.0-py3-none-any.whl#sha256=00\">bench_pkg-1.0-py3-none-any.whl</a><br/>\n\

@@ -94,6 +94,8 @@ pub fn build_server(config: &Config, options: RunOptions) -> Result<Portcullis, 
         threads: config.server.threads,
         grace_period_seconds: Some(config.server.grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(config.server.shutdown_timeout.as_secs()),
+        upstream_keepalive_pool_size: config.server.backend_keepalive,
+        work_stealing: config.server.work_stealing,
         ..ServerConf::default()
     };
     if let Some(p) = &config.server.pid_file {
@@ -166,17 +168,9 @@ pub fn build_server(config: &Config, options: RunOptions) -> Result<Portcullis, 
         ),
     );
     for listener in &config.listeners {
-        let address = listener.address.to_string();
-        match &listener.tls {
-            None => proxy.add_tcp(&address),
-            Some(tls) => proxy
-                .add_tls(
-                    &address,
-                    &tls.certificate.display().to_string(),
-                    &tls.key.display().to_string(),
-                )
-                .map_err(|e| BuildError::Server(format!("TLS listener {address}: {e}")))?,
-        }
+        let endpoint = crate::proxy::listeners::endpoint(listener)
+            .map_err(|e| BuildError::Server(format!("TLS listener {}: {e}", listener.address)))?;
+        proxy.add_listener(endpoint);
     }
 
     let health = Arc::new(UpstreamHealth::new(&config.registries));

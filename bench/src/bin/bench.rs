@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use portcullis_bench::load::{self, Limit, RequestSpec};
 use portcullis_bench::report::{self, IdleRow, MemoryRow, ReloadRow, Results};
+use portcullis_bench::sink::READ_PATH;
 use portcullis_bench::stats::{Row, Run};
 use portcullis_bench::targets::{self, GatewayMode, LOAD_CPU};
 use portcullis_bench::{procfs, sink};
@@ -22,7 +23,6 @@ use portcullis_e2e::gateway::Gateway;
 use portcullis_e2e::http::Form;
 
 const MIB: usize = 1 << 20;
-const READ_PATH: &str = "/simple/bench-pkg/";
 const SDIST: &str = "pypi_attestations-0.0.19.tar.gz";
 
 /// Options from the command line.

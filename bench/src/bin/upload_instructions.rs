@@ -3,28 +3,32 @@
 //! and in full policy (verification cached) each run under `valgrind --tool=callgrind` in
 //! front of the bench's sink; after a warm-up the counters are zeroed, a fixed number of
 //! uploads is sent one connection each, and the counts are dumped. Reports instructions per
-//! upload for each target and, for the gateway, the functions that account for them.
+//! upload for each target and, for the gateway, the functions that account for them. The same
+//! for a small read (the bench's `GET` scenarios' page), sent over one kept-alive connection as
+//! the load generator does.
 //!
 //! `upload_instructions [--uploads N] [--only TEXT] [--keep DIR] [--out FILE.md]`: `--only` runs
 //! the targets and uploads whose names contain TEXT, `--keep` keeps the callgrind dumps there
 //! (for `callgrind_annotate` by hand). Run it through `bench/callgrind.sh`, which builds the
 //! release binaries first.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use portcullis_bench::sink::READ_PATH;
 use portcullis_bench::targets::{self, GatewayMode};
 use portcullis_e2e::http::{self, Form};
 
 const SDIST: &str = "pypi_attestations-0.0.19.tar.gz";
 const WARM_UP: usize = 20;
 
-/// One upload body and how to send it.
+/// One request to count: an upload (a connection each) or a read (one kept-alive connection).
 struct Upload {
     name: &'static str,
-    form: Form,
+    form: Option<Form>,
 }
 
 fn fixtures() -> PathBuf {
@@ -39,31 +43,53 @@ fn uploads() -> Vec<Upload> {
     vec![
         Upload {
             name: "29 KiB sdist + PEP 740 attestation",
-            form: Form::pypi_upload_with(
+            form: Some(Form::pypi_upload_with(
                 "pypi-attestations",
                 "0.0.19",
                 SDIST,
                 &sdist,
                 &[("attestations", &format!("[{attestation}]"))],
-            ),
+            )),
         },
         Upload {
             name: "1 MiB wheel",
-            form: Form::pypi_upload("demo-mib", "1.0", "demo_mib-1.0-py3-none-any.whl", &wheel),
+            form: Some(Form::pypi_upload(
+                "demo-mib",
+                "1.0",
+                "demo_mib-1.0-py3-none-any.whl",
+                &wheel,
+            )),
+        },
+        Upload {
+            name: "small GET, kept-alive connection",
+            form: None,
         },
     ]
 }
 
-fn send(addr: SocketAddr, upload: &Upload) {
+/// Sends `count` of `upload`: each upload on its own connection, reads on one kept-alive one.
+fn send(addr: SocketAddr, upload: &Upload, count: usize) {
+    let Some(form) = &upload.form else {
+        let mut stream = http::connect(addr);
+        let head = format!("GET {READ_PATH} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        for _ in 0..count {
+            stream.write_all(head.as_bytes()).expect("write read");
+            let response = http::read_response(&mut stream).expect("read answer");
+            assert_eq!(response.status, 200, "{}: {}", upload.name, response.text());
+        }
+        return;
+    };
     let auth = http::basic_auth("bench", "bench");
-    let response = http::request(
-        addr,
-        "POST",
-        "/",
-        &[("content-type", &upload.form.content_type()), ("authorization", &auth)],
-        &upload.form.body,
-    );
-    assert_eq!(response.status, 200, "{}: {}", upload.name, response.text());
+    for _ in 0..count {
+        let response = http::request(
+            addr,
+            "POST",
+            "/",
+            &[("content-type", &form.content_type()), ("authorization", &auth)],
+            &form.body,
+        );
+        assert_eq!(response.status, 200, "{}: {}", upload.name, response.text());
+    }
 }
 
 /// The callgrind command line for a program writing its counts into `dir`.
@@ -272,9 +298,9 @@ fn main() {
     let uploads = uploads();
     let names = ["bare pingora", "gateway pass-through", "gateway full policy"];
     let mut report = format!(
-        "# Instructions per upload (callgrind)\n\n`bench/callgrind.sh` ({}): each target under `valgrind --tool=callgrind` \
-         in front of the bench sink; {WARM_UP} uploads to warm up, counters zeroed, then {n} uploads, one connection each. \
-         Instructions of the target process only (all its threads).\n\n| upload | target | instructions per upload |\n|---|---|---:|\n",
+        "# Instructions per request (callgrind)\n\n`bench/callgrind.sh` ({}): each target under `valgrind --tool=callgrind` \
+         in front of the bench sink; {WARM_UP} requests to warm up, counters zeroed, then {n} requests: each upload on its own connection, the reads on \
+         one kept-alive connection. Instructions of the target process only (all its threads).\n\n| request | target | instructions per request |\n|---|---|---:|\n",
         time::OffsetDateTime::now_utc().date()
     );
     let mut details = String::new();
@@ -284,14 +310,10 @@ fn main() {
                 continue;
             }
             let (mut target, addr) = start(name, work, backend);
-            for _ in 0..WARM_UP {
-                send(addr, upload);
-            }
+            send(addr, upload, WARM_UP);
             let pid = target.pid();
             callgrind_control("--zero", pid);
-            for _ in 0..n {
-                send(addr, upload);
-            }
+            send(addr, upload, n);
             callgrind_control("--dump", pid);
             let dir = work.join(name.replace(' ', "-"));
             let Annotated {
@@ -300,17 +322,17 @@ fn main() {
                 exclusive,
             } = annotate(&dump_file(&dir, pid));
             let per_upload = total / n as u64;
-            eprintln!("{}: {name}: {per_upload} instructions per upload", upload.name);
+            eprintln!("{}: {name}: {per_upload} instructions per request", upload.name);
             report.push_str(&format!("| {} | {name} | {per_upload} |\n", upload.name));
             if name != "bare pingora" {
                 details.push_str(&format!(
-                    "\n## {name}, {}: {per_upload} instructions per upload\n\nInclusive (a function and what it calls), per upload:\n\n```\n",
+                    "\n## {name}, {}: {per_upload} instructions per request\n\nInclusive (a function and what it calls), per request:\n\n```\n",
                     upload.name
                 ));
                 for (count, f) in &inclusive {
                     details.push_str(&format!("{:>12}  {f}\n", count / n as u64));
                 }
-                details.push_str("```\n\nSelf, per upload:\n\n```\n");
+                details.push_str("```\n\nSelf, per request:\n\n```\n");
                 for (count, f) in &exclusive {
                     details.push_str(&format!("{:>12}  {f}\n", count / n as u64));
                 }

@@ -112,6 +112,24 @@ address = "127.0.0.1:8081"
     }
 
     #[test]
+    fn scheduler_and_backend_keepalive_default_and_are_checked() {
+        let config = parse_str(MINIMAL).expect("valid");
+        assert!(!config.server.work_stealing);
+        assert_eq!(config.server.backend_keepalive, 1024);
+        let with_server =
+            |lines: &str| MINIMAL.replacen("[[listener]]", &format!("[server]\n{lines}\n\n[[listener]]"), 1);
+        let config = parse_str(&with_server("work_stealing = true\nbackend_keepalive = 16")).expect("valid");
+        assert!(config.server.work_stealing);
+        assert_eq!(config.server.backend_keepalive, 16);
+        for value in ["0", "65537"] {
+            match parse_str(&with_server(&format!("backend_keepalive = {value}"))) {
+                Err(ConfigError::Invalid { field, .. }) => assert_eq!(field, "server.backend_keepalive"),
+                other => panic!("expected an error on backend_keepalive = {value}, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn unknown_fields_report_line_and_reason() {
         let text = MINIMAL.replace("protocol = \"pypi\"", "protocol = \"pypi\"\nprotocl = 1");
         let err = parse_str(&text).expect_err("unknown field");

@@ -182,6 +182,11 @@ pub struct RawServer {
     pub pid_file: Option<PathBuf>,
     /// Unix socket through which a new process takes over the listeners on graceful upgrade.
     pub upgrade_socket: Option<PathBuf>,
+    /// Idle backend connections kept open for reuse, for all registries together.
+    pub backend_keepalive: Option<usize>,
+    /// Let an idle proxy thread take ready connections from a busy one (tokio's work-stealing
+    /// scheduler); off by default, when each thread serves its own connections in turn.
+    pub work_stealing: Option<bool>,
 }
 
 /// One public listener.

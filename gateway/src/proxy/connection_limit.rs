@@ -105,7 +105,8 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionLimit<A> {
         let Some(_place) = Place::take(&self.open, self.max) else {
             self.gauges.refused.inc();
             tracing::debug!(max = self.max, "connection limit reached; refusing a new connection");
-            refuse(session, &self.lingering).await;
+            // Boxed: its drain buffer would otherwise sit in every served connection's future.
+            Box::pin(refuse(session, &self.lingering)).await;
             return None;
         };
         let _counted = Counted::new(&self.gauges.open);

@@ -31,8 +31,9 @@ pub struct RequestCtx {
     pub class: RequestClass,
     /// The rules snapshot the request is decided under (taken once, at the start).
     pub rules: Option<Arc<RulesSnapshot>>,
-    /// Body state of a decided write.
-    pub write: Option<WriteState>,
+    /// Body state of a decided write (boxed: about 2 KiB that reads and idle kept-alive
+    /// connections would otherwise carry inside pingora's per-connection future).
+    pub write: Option<Box<WriteState>>,
     /// The refusal to send, when the gateway refuses.
     pub refusal: Option<Refusal>,
     /// The decision made on a write.

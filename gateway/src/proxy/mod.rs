@@ -14,6 +14,7 @@ pub mod framing;
 pub mod holdback;
 mod integrity;
 mod ledger;
+pub mod listeners;
 mod provenance;
 mod record;
 pub mod slow_clients;
@@ -252,12 +253,12 @@ impl Gateway {
                         registry.strip_npm_provenance,
                     ));
                 }
-                ctx.write = Some(write);
+                ctx.write = Some(Box::new(write));
             }
             RequestClass::PypiForm => {
                 let form = FormInspector::start(protocol::headers::single(&req.headers, http::header::CONTENT_TYPE)?)?;
                 ctx.upstream_content_type = Some(form.canonical_content_type());
-                ctx.write = Some(WriteState::new(Some(form), None, None));
+                ctx.write = Some(Box::new(WriteState::new(Some(form), None, None)));
             }
             RequestClass::Read | RequestClass::Account => {}
         }

@@ -8,8 +8,9 @@
 //! thread) and runs its statements in place, with a busy timeout of zero. The two things that
 //! can take long are kept off the proxy's threads:
 //! - another process holding the write lock (a backup, an operator's `sqlite3` shell): the
-//!   statement fails busy at once and is run again with [`BUSY_TIMEOUT`], inside
-//!   `block_in_place` so the runtime moves the thread's other tasks elsewhere meanwhile;
+//!   statement fails busy at once and is run again after an asynchronous pause (1 ms, doubling
+//!   to 50 ms) until [`BUSY_TIMEOUT`], so the thread serves its other connections meanwhile
+//!   (whatever the runtime's flavour: the proxy's per-thread runtimes have no `block_in_place`);
 //! - folding the write-ahead log back into the database (it syncs the disk): SQLite's
 //!   automatic checkpoint is off, and [`InThread::blocking`] runs the store's own on the
 //!   runtime's blocking pool.
@@ -24,6 +25,10 @@ use crate::state::StateError;
 
 /// How long a statement waits for another process's write lock before failing.
 pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// The first pause before a statement that met another process's write lock runs again.
+const FIRST_BUSY_PAUSE: Duration = Duration::from_millis(1);
+/// The longest pause between two runs of such a statement.
+const LONGEST_BUSY_PAUSE: Duration = Duration::from_millis(50);
 /// Prepared statements kept per connection: more than the store has.
 const STATEMENT_CACHE: usize = 64;
 
@@ -46,8 +51,8 @@ impl InThread {
     }
 
     /// Runs `work` on the connection in this thread; `doing` names it in errors. `work` may be
-    /// run twice (the first run failed busy and changed nothing), so a closure that writes in
-    /// several statements must do so in one transaction.
+    /// run several times (each earlier run failed busy and changed nothing), so a closure that
+    /// writes in several statements must do so in one transaction.
     pub(super) async fn run<T>(
         &self,
         doing: &str,
@@ -55,11 +60,18 @@ impl InThread {
     ) -> Result<T, StateError> {
         let mut guard = self.connection.lock().await;
         let connection = guard.as_mut().ok_or_else(|| closed(doing))?;
-        match work(connection) {
-            Err(e) if is_busy(&e) => wait_for_lock(connection, &work),
-            done => done,
+        let mut waited = Duration::ZERO;
+        let mut pause = FIRST_BUSY_PAUSE;
+        loop {
+            match work(connection) {
+                Err(e) if is_busy(&e) && waited < BUSY_TIMEOUT => {
+                    tokio::time::sleep(pause).await;
+                    waited += pause;
+                    pause = (pause * 2).min(LONGEST_BUSY_PAUSE);
+                }
+                done => return done.map_err(|e| in_context(doing, e)),
+            }
         }
-        .map_err(|e| in_context(doing, e))
     }
 
     /// Runs `work` on the runtime's blocking pool, for what may wait on the disk; callers
@@ -94,27 +106,6 @@ impl InThread {
                 tracing::warn!(error = %e, "closing the state store");
             }
         }
-    }
-}
-
-/// Another process holds the write lock: waits for it (up to [`BUSY_TIMEOUT`]) and runs
-/// `work` again, letting the runtime move this thread's other tasks away meanwhile.
-fn wait_for_lock<T>(
-    connection: &mut rusqlite::Connection,
-    work: &impl Fn(&mut rusqlite::Connection) -> rusqlite::Result<T>,
-) -> rusqlite::Result<T> {
-    let mut again = || {
-        connection.busy_timeout(BUSY_TIMEOUT)?;
-        let done = work(connection);
-        connection.busy_timeout(Duration::ZERO)?;
-        done
-    };
-    let multi_thread = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if multi_thread {
-        tokio::task::block_in_place(again)
-    } else {
-        again()
     }
 }
 
@@ -182,8 +173,8 @@ mod tests {
         );
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_statement_that_meets_another_writer_waits_for_its_lock() {
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_statement_that_meets_another_writer_waits_for_its_lock_without_blocking_the_thread() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("db.sqlite3");
         let setup = rusqlite::Connection::open(&path).expect("open");
@@ -208,11 +199,28 @@ mod tests {
             .recv_timeout(Duration::from_secs(5))
             .expect("the other writer holds the lock");
         release.0.send(()).expect("send");
-        // Busy at first, then run again with the timeout: it waits and succeeds.
+        // Another task of this one thread keeps running while the insert waits.
+        let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let ticker = tokio::spawn({
+            let ticks = ticks.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        });
+        // Busy at first, then run again after pauses: it waits and succeeds.
         db.run("insert", |c| c.execute("INSERT INTO t VALUES (2)", []))
             .await
             .expect("waited for the lock");
+        ticker.abort();
         writer.join().expect("writer");
+        let ticked = ticks.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            ticked >= 5,
+            "the thread was blocked while waiting: {ticked} ticks in ~200 ms"
+        );
         let rows: i64 = db
             .run("count", |c| c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)))
             .await
