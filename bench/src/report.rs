@@ -88,6 +88,9 @@ pub struct Results {
     pub rounds: usize,
     /// Seconds per timed run.
     pub seconds: f64,
+    /// Proxy threads (nginx workers) per target; 1 is the pinned layout.
+    #[serde(default = "one_thread")]
+    pub threads: usize,
     /// Load scenarios.
     pub rows: Vec<Row>,
     /// Idle keep-alive connections.
@@ -98,6 +101,10 @@ pub struct Results {
     pub reloads: Vec<ReloadRow>,
     /// The trusted-publishing exchange bench's results.
     pub exchange: Option<serde_json::Value>,
+}
+
+fn one_thread() -> usize {
+    1
 }
 
 fn machine() -> serde_json::Value {
@@ -121,7 +128,8 @@ fn machine() -> serde_json::Value {
 }
 
 impl Results {
-    /// Collects the parts, stamped with the date and machine.
+    /// Collects the parts, stamped with the date and machine (one pinned thread per target:
+    /// set [`Results::threads`] for other runs).
     pub fn new(
         rounds: usize,
         seconds: f64,
@@ -139,6 +147,7 @@ impl Results {
             machine: machine(),
             rounds,
             seconds,
+            threads: 1,
             rows,
             idle,
             memory,
@@ -158,7 +167,7 @@ pub fn markdown(results: &Results) -> String {
     let _ = writeln!(
         md,
         "Measured {} on {} CPUs ({}), kernel {}, {}; {} interleaved rounds, {} s per timed run. \
-         Targets and the backend pinned to core 0, the load generator to core 1. CPU is the \
+         {} CPU is the \
          target's whole process tree (nginx: master and worker; direct: the backend) from \
          `/proc/<pid>/stat`; medians with the range over rounds in brackets; p50/p99 over every \
          request of every round.\n",
@@ -168,7 +177,16 @@ pub fn markdown(results: &Results) -> String {
         results.machine["kernel"].as_str().unwrap_or(""),
         results.machine["nginx"].as_str().unwrap_or(""),
         results.rounds,
-        results.seconds
+        results.seconds,
+        if results.threads == 1 {
+            "Targets (one thread; nginx: one worker) and the backend pinned to core 0, the load generator to core 1."
+                .to_owned()
+        } else {
+            format!(
+                "Targets with {} threads each (nginx: {} workers), the backend and the load generator sharing every core, unpinned.",
+                results.threads, results.threads
+            )
+        }
     );
     let mut scenarios: Vec<&str> = Vec::new();
     for row in &results.rows {

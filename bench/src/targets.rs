@@ -1,6 +1,7 @@
-//! The targets the load goes to, started on loopback and pinned to one core: the bench's own
-//! sink (the direct backend), nginx in front of it, and `portcullis` in front of it in
-//! pass-through and full-policy modes.
+//! The targets the load goes to, started on loopback and pinned to one core (or, with more
+//! than one thread each, on every core): the bench's own sink (the direct backend), nginx in
+//! front of it, bare pingora, and `portcullis` in front of it in pass-through and full-policy
+//! modes.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,25 @@ pub const TARGET_CPU: usize = 0;
 /// The core the load generator runs on.
 pub const LOAD_CPU: usize = 1;
 
+/// How the targets run: one thread (nginx: one worker) each, pinned with the backend to
+/// [`TARGET_CPU`] while the load generator has [`LOAD_CPU`]; or `threads` each (nginx:
+/// `threads` workers), all of them and the load generator sharing every core.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placement {
+    /// Proxy threads (nginx workers) per target.
+    pub threads: usize,
+}
+
+impl Placement {
+    /// One pinned thread per target.
+    pub const PINNED: Placement = Placement { threads: 1 };
+
+    /// Whether targets and the load generator are pinned to their cores.
+    pub fn pinned(self) -> bool {
+        self.threads == 1
+    }
+}
+
 /// Pins every thread of `pid` to `cpu` (`taskset`), so later threads inherit it.
 pub fn pin(pid: u32, cpu: usize) {
     let _ = Command::new("taskset")
@@ -29,17 +49,23 @@ fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], portcullis_e2e::free_port()))
 }
 
-/// Starts `program args…` on the target core and waits until it listens on `listen`.
+/// Starts `program args…` (on the target core when pinned) and waits until it listens on
+/// `listen`.
 fn spawn_listening(
     name: &str,
     program: &Path,
     args: &[&std::ffi::OsStr],
     listen: SocketAddr,
+    placement: Placement,
 ) -> Result<Process, String> {
-    let child = Command::new("taskset")
-        .arg("-c")
-        .arg(TARGET_CPU.to_string())
-        .arg(program)
+    let mut command = if placement.pinned() {
+        let mut taskset = Command::new("taskset");
+        taskset.arg("-c").arg(TARGET_CPU.to_string()).arg(program);
+        taskset
+    } else {
+        Command::new(program)
+    };
+    let child = command
         .args(args)
         .stderr(Stdio::null())
         .spawn()
@@ -85,34 +111,35 @@ impl Drop for Process {
 }
 
 /// The sink (`bench sink ADDR`, the `bench` executable beside this one) on the target core.
-pub fn start_sink() -> Result<(Process, SocketAddr), String> {
+pub fn start_sink(placement: Placement) -> Result<(Process, SocketAddr), String> {
     let addr = loopback();
     let exe = std::env::current_exe()
         .map_err(|e| format!("current exe: {e}"))?
         .with_file_name("bench");
     let listen = addr.to_string();
-    let process = spawn_listening("the sink", &exe, &["sink".as_ref(), listen.as_ref()], addr)?;
+    let process = spawn_listening("the sink", &exe, &["sink".as_ref(), listen.as_ref()], addr, placement)?;
     Ok((process, addr))
 }
 
-/// The bare pingora proxy (`pingora_baseline`, beside this executable) on the target core.
-pub fn start_pingora_baseline(backend: SocketAddr) -> Result<(Process, SocketAddr), String> {
+/// The bare pingora proxy (`pingora_baseline`, beside this executable).
+pub fn start_pingora_baseline(backend: SocketAddr, placement: Placement) -> Result<(Process, SocketAddr), String> {
     let addr = loopback();
     let exe = std::env::current_exe()
         .map_err(|e| format!("current exe: {e}"))?
         .with_file_name("pingora_baseline");
-    let (listen, upstream) = (addr.to_string(), backend.to_string());
-    let process = spawn_listening("pingora_baseline", &exe, &[listen.as_ref(), upstream.as_ref()], addr)?;
+    let (listen, upstream, threads) = (addr.to_string(), backend.to_string(), placement.threads.to_string());
+    let args = [listen.as_ref(), upstream.as_ref(), threads.as_ref()];
+    let process = spawn_listening("pingora_baseline", &exe, &args, addr, placement)?;
     Ok((process, addr))
 }
 
-/// nginx as an operator configures it in front of an upload backend: one worker (the
-/// gateway runs one thread), request and response buffering off, HTTP/1.1 keep-alive to the
+/// nginx as an operator configures it in front of an upload backend: as many workers as the
+/// gateway has threads, request and response buffering off, HTTP/1.1 keep-alive to the
 /// backend, no body size limit, no access log.
-pub fn nginx_config(dir: &Path, listen: SocketAddr, backend: SocketAddr) -> String {
+pub fn nginx_config(dir: &Path, listen: SocketAddr, backend: SocketAddr, workers: usize) -> String {
     let d = dir.display();
     format!(
-        "worker_processes 1;\ndaemon off;\nmaster_process on;\npid {d}/nginx.pid;\n\
+        "worker_processes {workers};\ndaemon off;\nmaster_process on;\npid {d}/nginx.pid;\n\
          error_log {d}/error.log warn;\nevents {{ worker_connections 32768; }}\n\
          http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
            fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
@@ -124,19 +151,19 @@ pub fn nginx_config(dir: &Path, listen: SocketAddr, backend: SocketAddr) -> Stri
     )
 }
 
-/// nginx from the system package, on the target core.
-pub fn start_nginx(dir: &Path, backend: SocketAddr) -> Result<(Process, SocketAddr), String> {
+/// nginx from the system package.
+pub fn start_nginx(dir: &Path, backend: SocketAddr, placement: Placement) -> Result<(Process, SocketAddr), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{e}"))?;
     let listen = loopback();
     let config = dir.join("nginx.conf");
-    std::fs::write(&config, nginx_config(dir, listen, backend)).map_err(|e| format!("{e}"))?;
+    std::fs::write(&config, nginx_config(dir, listen, backend, placement.threads)).map_err(|e| format!("{e}"))?;
     let nginx = ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
         .into_iter()
         .map(PathBuf::from)
         .find(|p| p.exists())
         .ok_or("nginx is not installed (apt-get install nginx-light or nginx)")?;
     let args = ["-c".as_ref(), config.as_os_str(), "-p".as_ref(), dir.as_os_str()];
-    let process = spawn_listening("nginx", &nginx, &args, listen).map_err(|e| {
+    let process = spawn_listening("nginx", &nginx, &args, listen, placement).map_err(|e| {
         format!(
             "{e}: {}",
             std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
@@ -186,15 +213,21 @@ pub enum GatewayMode {
     PolicyUncached,
 }
 
-/// A gateway (release build, one proxy thread) in front of `backend`, on the target core.
-pub fn start_gateway(dir: &Path, backend: SocketAddr, mode: GatewayMode, fixtures: &Path) -> Gateway {
+/// A gateway (release build) in front of `backend`, with the placement's threads.
+pub fn start_gateway(
+    dir: &Path,
+    backend: SocketAddr,
+    mode: GatewayMode,
+    fixtures: &Path,
+    placement: Placement,
+) -> Gateway {
     let mut registry = RegistrySpec::new("pypi", "pypi", backend);
     registry.extra = "max_body_bytes = \"1 GiB\"".into();
     // The idle scenario holds 10 000 kept-alive connections, like nginx's `keepalive_timeout
     // 300s` above: more than the default `max_connections`, for longer than `idle_timeout`.
     let mut builder = Gateway::builder()
         .registry(registry)
-        .threads(1)
+        .threads(placement.threads)
         .config("[client]\nmax_connections = 20000\nidle_timeout = \"300s\"\n");
     if mode != GatewayMode::PassThrough {
         let root = fixtures.join("trusted-roots/public-good-production.trusted_root.json");
@@ -209,6 +242,8 @@ pub fn start_gateway(dir: &Path, backend: SocketAddr, mode: GatewayMode, fixture
         ));
     }
     let mut gateway = builder.start(dir);
-    pin(gateway.process().pid(), TARGET_CPU);
+    if placement.pinned() {
+        pin(gateway.process().pid(), TARGET_CPU);
+    }
     gateway
 }

@@ -17,7 +17,7 @@ use portcullis_bench::load::{self, Limit, RequestSpec};
 use portcullis_bench::report::{self, IdleRow, MemoryRow, ReloadRow, Results};
 use portcullis_bench::sink::READ_PATH;
 use portcullis_bench::stats::{Row, Run};
-use portcullis_bench::targets::{self, GatewayMode, LOAD_CPU};
+use portcullis_bench::targets::{self, GatewayMode, Placement, LOAD_CPU};
 use portcullis_bench::{procfs, sink};
 use portcullis_e2e::gateway::Gateway;
 use portcullis_e2e::http::Form;
@@ -31,6 +31,7 @@ struct Options {
     seconds: f64,
     only: Option<String>,
     idle_connections: usize,
+    placement: Placement,
 }
 
 impl Options {
@@ -40,6 +41,7 @@ impl Options {
             seconds: 2.0,
             only: None,
             idle_connections: 10_000,
+            placement: Placement::PINNED,
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -47,13 +49,21 @@ impl Options {
                 "--rounds" => options.rounds = args.next().and_then(|v| v.parse().ok()).unwrap_or(5),
                 "--seconds" => options.seconds = args.next().and_then(|v| v.parse().ok()).unwrap_or(2.0),
                 "--only" => options.only = args.next(),
+                "--threads" => {
+                    let threads = args.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+                    if threads == 0 {
+                        eprintln!("bench: --threads needs a number of threads, at least 1");
+                        std::process::exit(2);
+                    }
+                    options.placement = Placement { threads };
+                }
                 "--quick" => {
                     options.rounds = 2;
                     options.seconds = 0.5;
                     options.idle_connections = 1000;
                 }
                 other => {
-                    eprintln!("bench: unknown option {other}; use --rounds N, --seconds S, --quick, --only SUBSTRING");
+                    eprintln!("bench: unknown option {other}; use --rounds N, --seconds S, --quick, --only SUBSTRING, --threads N");
                     std::process::exit(2);
                 }
             }
@@ -90,15 +100,16 @@ struct Running {
 
 impl Running {
     /// Starts the sink and every target in front of it, in fresh folders under `dir`.
-    fn start(dir: &Path) -> Running {
-        let (sink, backend) = targets::start_sink().expect("sink");
+    fn start(dir: &Path, placement: Placement) -> Running {
+        let (sink, backend) = targets::start_sink(placement).expect("sink");
+        let gateway = |name: &str, mode| targets::start_gateway(&dir.join(name), backend, mode, &fixtures(), placement);
         Running {
             backend,
-            nginx: targets::start_nginx(&dir.join("nginx"), backend).expect("nginx"),
-            baseline: targets::start_pingora_baseline(backend).expect("pingora baseline"),
-            passthrough: targets::start_gateway(&dir.join("pass"), backend, GatewayMode::PassThrough, &fixtures()),
-            policy: targets::start_gateway(&dir.join("policy"), backend, GatewayMode::Policy, &fixtures()),
-            uncached: targets::start_gateway(&dir.join("uncached"), backend, GatewayMode::PolicyUncached, &fixtures()),
+            nginx: targets::start_nginx(&dir.join("nginx"), backend, placement).expect("nginx"),
+            baseline: targets::start_pingora_baseline(backend, placement).expect("pingora baseline"),
+            passthrough: gateway("pass", GatewayMode::PassThrough),
+            policy: gateway("policy", GatewayMode::Policy),
+            uncached: gateway("uncached", GatewayMode::PolicyUncached),
             sink,
         }
     }
@@ -156,7 +167,7 @@ impl Bench {
     fn fresh(&mut self) {
         self.running = None;
         self.started += 1;
-        let mut running = Running::start(&self.work.path().join(self.started.to_string()));
+        let mut running = Running::start(&self.work.path().join(self.started.to_string()), self.options.placement);
         self.targets = running.targets();
         self.backend_pid = running.sink.pid();
         self.running = Some(running);
@@ -477,8 +488,9 @@ fn main() {
     }
     let options = Options::parse();
     assert!(procfs::available(), "bench reads /proc: run it on Linux");
-    let me = std::process::id();
-    targets::pin(me, LOAD_CPU);
+    if options.placement.pinned() {
+        targets::pin(std::process::id(), LOAD_CPU);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -556,7 +568,7 @@ fn main() {
     let exchange = exchange(&bench.options);
 
     let partial = bench.options.only.is_some();
-    let results = Results::new(
+    let mut results = Results::new(
         bench.options.rounds,
         bench.options.seconds,
         bench.rows,
@@ -565,13 +577,18 @@ fn main() {
         reload_rows,
         exchange,
     );
+    results.threads = bench.options.placement.threads;
     // A partial run (--only) must not replace the full run's results.
     let results_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
-    let out = if partial {
+    let mut out = if partial {
         results_dir.join("partial")
     } else {
         results_dir
     };
+    // Runs with more threads keep their own results beside the pinned one-thread run's.
+    if !bench.options.placement.pinned() {
+        out = out.join(format!("threads-{}", bench.options.placement.threads));
+    }
     match report::write(&results, &out) {
         Ok(files) => {
             for f in files {

@@ -1,6 +1,7 @@
-//! A bare pingora reverse proxy (no filters, one thread, mimalloc like the gateway): what
-//! pingora itself costs per request, so the bench can tell the framework's cost from
-//! Portcullis's own. `pingora_baseline LISTEN UPSTREAM`.
+//! A bare pingora reverse proxy (no filters; mimalloc, pingora's per-thread runtimes and 1 024
+//! idle backend connections kept, like the gateway's defaults): what pingora itself costs per
+//! request, so the bench can tell the framework's cost from Portcullis's own.
+//! `pingora_baseline LISTEN UPSTREAM [THREADS]` (one thread by default).
 
 use std::net::SocketAddr;
 
@@ -30,11 +31,14 @@ impl ProxyHttp for Baseline {
 fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(listen), Some(upstream)) = (args.next(), args.next().and_then(|a| a.parse().ok())) else {
-        eprintln!("usage: pingora_baseline LISTEN UPSTREAM");
+        eprintln!("usage: pingora_baseline LISTEN UPSTREAM [THREADS]");
         std::process::exit(2);
     };
+    let threads = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
     let conf = ServerConf {
-        threads: 1,
+        threads,
+        work_stealing: false,
+        upstream_keepalive_pool_size: 1024,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);

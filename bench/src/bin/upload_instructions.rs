@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use portcullis_bench::sink::READ_PATH;
-use portcullis_bench::targets::{self, GatewayMode};
+use portcullis_bench::targets::{self, GatewayMode, Placement};
 use portcullis_e2e::http::{self, Form};
 
 const SDIST: &str = "pypi_attestations-0.0.19.tar.gz";
@@ -275,7 +275,7 @@ fn start(name: &str, work: &Path, backend: SocketAddr) -> (Target, SocketAddr) {
     } else {
         GatewayMode::PassThrough
     };
-    let gateway = targets::start_gateway(&dir.join("gateway"), backend, mode, &fixtures());
+    let gateway = targets::start_gateway(&dir.join("gateway"), backend, mode, &fixtures(), Placement::PINNED);
     let addr = gateway.addr();
     (Target::Gateway(gateway), addr)
 }
@@ -294,7 +294,7 @@ fn main() {
     let temp = tempfile::tempdir().expect("tempdir");
     let kept = arg("--keep").map(PathBuf::from);
     let work = kept.as_deref().unwrap_or(temp.path());
-    let (_sink, backend) = targets::start_sink().expect("sink");
+    let (_sink, backend) = targets::start_sink(Placement::PINNED).expect("sink");
     let uploads = uploads();
     let names = ["bare pingora", "gateway pass-through", "gateway full policy"];
     let mut report = format!(
