@@ -519,6 +519,12 @@ impl Gateway {
         }
     }
 
+    /// Whether [`Gateway::audit`] may write a record for the request: it has deletion-class
+    /// changes, a write decision, or a refused decided write (what `audit` looks at first).
+    pub(super) fn may_audit(ctx: &RequestCtx) -> bool {
+        ctx.deletions.is_some() || ctx.decision.is_some() || (ctx.refusal.is_some() && ctx.class.is_decided_write())
+    }
+
     /// Appends the request's decisions to the audit log: one record per deletion-class change,
     /// or one for an upload.
     pub(super) async fn audit(&self, session: &Session, ctx: &RequestCtx, (base, status): (AuditRecord, u16)) {

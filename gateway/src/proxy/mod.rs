@@ -112,6 +112,7 @@ impl Gateway {
                 peers: UpstreamPeers::new(r),
             })
             .collect();
+        let client = crate::config::validated::ClientLimits::default();
         Gateway {
             routes,
             rules,
@@ -120,11 +121,8 @@ impl Gateway {
             failed_exchanges: FailedExchanges::new(failure_memory),
             provenance,
             records,
-            client: crate::config::validated::ClientLimits::default(),
-            head_clocks: {
-                let defaults = crate::config::validated::ClientLimits::default();
-                slow_clients::HeadClocks::new(defaults.header_timeout, defaults.idle_timeout)
-            },
+            client,
+            head_clocks: slow_clients::HeadClocks::new(client.header_timeout, client.idle_timeout),
         }
     }
 
@@ -661,13 +659,16 @@ impl ProxyHttp for Gateway {
         }
         let summary = record::RequestSummary::new(self, session, ctx);
         self.record(session, e, ctx, &summary);
-        let audit_base = summary.audit_base(ctx);
+        // Only writes are audited: a read makes no audit record, so it builds none.
+        let audit_base = Self::may_audit(ctx).then(|| summary.audit_base(ctx));
         self.count_download(session, ctx);
         self.ledger_finish(session, e, ctx).await;
         self.deletions_finished(ctx).await;
         // The upload is over for the client: the gauge drops before the bookkeeping below.
         ctx.in_flight = None;
-        self.audit(session, ctx, audit_base).await;
+        if let Some(base) = audit_base {
+            self.audit(session, ctx, base).await;
+        }
     }
 }
 
