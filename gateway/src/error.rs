@@ -86,9 +86,9 @@ pub enum Refusal {
     /// the expected publisher.
     #[error("{message}")]
     Provenance {
-        /// The stable code (`provenance_missing`, `provenance_invalid`, `provenance_predicate`,
-        /// `provenance_signer`, `provenance_trigger`).
-        code: &'static str,
+        /// Why, as the rules named it (its stable code: `provenance_missing`,
+        /// `provenance_invalid`, ...; the `provenance_trust_*` ones are temporary, 503).
+        code: portcullis_rules::ProvenanceRefusal,
         /// What is wrong.
         message: String,
     },
@@ -150,7 +150,7 @@ impl Refusal {
             Refusal::UploadTokenRevoked(_) => "upload_token_revoked",
             Refusal::TokenScope(_) => "token_scope",
             Refusal::TrustedPublishingFailed(_) => "trusted_publishing_failed",
-            Refusal::Provenance { code, .. } => code,
+            Refusal::Provenance { code, .. } => code.code(),
             Refusal::Deletion { code, .. } => code,
             Refusal::VersionDeleted(_) => "version_deleted",
             Refusal::NameReserved(_) => "name_reserved",
@@ -185,6 +185,7 @@ impl Refusal {
             | Refusal::UploadTokenRevoked(_)
             | Refusal::TrustedPublishingFailed(_) => 401,
             Refusal::TokenScope(_) => 403,
+            Refusal::Provenance { code, .. } if code.is_temporary() => 503,
             Refusal::Provenance { .. } => 400,
             Refusal::Deletion { .. } | Refusal::NameReserved(_) => 403,
             Refusal::VersionDeleted(_) => 409,

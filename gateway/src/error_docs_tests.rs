@@ -43,7 +43,7 @@ fn samples() -> Vec<Refusal> {
         Refusal::TooManyConnections,
     ];
     samples.extend(PROVENANCE.iter().map(|r| Refusal::Provenance {
-        code: r.code(),
+        code: *r,
         message: text(),
     }));
     samples.extend(DELETION.iter().map(|r| Refusal::Deletion {
@@ -89,7 +89,7 @@ fn samples() -> Vec<Refusal> {
 }
 
 /// Every provenance refusal (the match keeps the list whole, as above).
-const PROVENANCE: [ProvenanceRefusal; 7] = [
+const PROVENANCE: [ProvenanceRefusal; 9] = [
     ProvenanceRefusal::Missing,
     ProvenanceRefusal::Invalid,
     ProvenanceRefusal::Predicate,
@@ -97,6 +97,8 @@ const PROVENANCE: [ProvenanceRefusal; 7] = [
     ProvenanceRefusal::Trigger,
     ProvenanceRefusal::Downgrade,
     ProvenanceRefusal::Repository,
+    ProvenanceRefusal::TrustUnavailable,
+    ProvenanceRefusal::TrustExpired,
 ];
 
 /// Every deletion refusal.
@@ -117,7 +119,9 @@ fn the_nested_lists_are_whole() {
             | ProvenanceRefusal::Signer
             | ProvenanceRefusal::Trigger
             | ProvenanceRefusal::Downgrade
-            | ProvenanceRefusal::Repository => {}
+            | ProvenanceRefusal::Repository
+            | ProvenanceRefusal::TrustUnavailable
+            | ProvenanceRefusal::TrustExpired => {}
         }
     }
     for r in DELETION {

@@ -19,6 +19,7 @@ pub mod protocol;
 pub mod provenance;
 pub mod proxy;
 pub mod reload;
+pub mod sigstore;
 pub mod state;
 #[cfg(test)]
 mod test_fixtures;
@@ -113,6 +114,7 @@ pub fn build_server(config: &Config, options: RunOptions) -> Result<Portcullis, 
 
     let journal = Arc::new(crate::explain::DecisionJournal::new());
     let state = exchanger.state().clone();
+    let (trust, trust_refresher) = build_trust(&config.provenance.trust, metrics.clone())?;
     let audit = Arc::new(
         crate::deletion::audit::AuditLog::new(
             state.clone(),
@@ -135,7 +137,7 @@ pub fn build_server(config: &Config, options: RunOptions) -> Result<Portcullis, 
         config.trusted_publishing.failed_exchange_memory,
         Arc::new(crate::provenance::ProvenanceVerifier {
             cache: crate::provenance::cache::VerificationCache::new(config.provenance.cache, metrics.clone()),
-            root: config.provenance.trusted_root.clone(),
+            trust: trust.clone(),
         }),
         crate::proxy::Records {
             journal: journal.clone(),
@@ -180,7 +182,8 @@ pub fn build_server(config: &Config, options: RunOptions) -> Result<Portcullis, 
             .with_token_admin(exchanger.clone(), config.admin_token.clone())
             .with_journal(journal)
             .with_audit(audit)
-            .with_adjustable_clock(config.adjustable_clock),
+            .with_adjustable_clock(config.adjustable_clock)
+            .with_trust(trust.clone(), trust_refresher.as_ref().map(|s| s.task())),
     );
     admin.add_tcp(&config.admin_address.to_string());
 
@@ -198,9 +201,67 @@ pub fn build_server(config: &Config, options: RunOptions) -> Result<Portcullis, 
     ));
     server.add_service(proxy);
     server.add_service(admin);
+    if let Some(refresher) = trust_refresher {
+        server.add_service(refresher);
+    }
     server.add_service(reloader);
     server.add_service(probe);
     Ok(Portcullis { server, rules, metrics })
+}
+
+/// The Sigstore trusted root in force and, for a TUF source, the service that keeps it
+/// current; a TUF root is first taken from the cache (no network), so a restart while the
+/// repository is down keeps verifying while the cached metadata is valid.
+#[allow(clippy::type_complexity)]
+fn build_trust(
+    settings: &crate::config::TrustSettings,
+    metrics: Arc<Metrics>,
+) -> Result<
+    (
+        Arc<crate::sigstore::TrustHandle>,
+        Option<pingora::services::background::GenBackgroundService<crate::sigstore::TrustRefresher>>,
+    ),
+    BuildError,
+> {
+    use crate::sigstore::{TrustHandle, TrustRefresher, TrustSource};
+    match settings {
+        crate::config::TrustSettings::File { path, root } => Ok((
+            Arc::new(TrustHandle::from_file(
+                path.clone(),
+                root.clone(),
+                metrics,
+                crate::clock::unix_now(),
+            )),
+            None,
+        )),
+        crate::config::TrustSettings::Tuf(tuf) => {
+            let handle = Arc::new(TrustHandle::new(
+                TrustSource::Tuf {
+                    repository: tuf.repository.clone(),
+                    anchor_source: tuf.anchor_source.clone(),
+                    cache_dir: tuf.cache_dir.clone(),
+                },
+                metrics,
+            ));
+            let service = background_service("sigstore trust", TrustRefresher::new(handle.clone(), tuf.clone()));
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| BuildError::Server(format!("a runtime to read the TUF cache: {e}")))?;
+            match runtime.block_on(service.task().load_cache()) {
+                Ok(_) => {
+                    tracing::info!(cache = %tuf.cache_dir.display(), "Sigstore trusted root taken from the TUF cache")
+                }
+                Err(e) => tracing::info!(
+                    cache = %tuf.cache_dir.display(),
+                    reason = %e,
+                    "no usable TUF cache; the trusted root comes from {} once reached",
+                    tuf.repository
+                ),
+            }
+            Ok((handle, Some(service)))
+        }
+    }
 }
 
 /// Opens the state store and builds the trusted-publishing exchanger.

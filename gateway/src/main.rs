@@ -158,8 +158,22 @@ fn keygen(out: &std::path::Path) -> anyhow::Result<String> {
 fn check_config(path: &std::path::Path) -> anyhow::Result<String> {
     let config = config::load(path)?;
     let rules = reload::load_rules(&config.rules.files, &config.known_registries())?;
+    let trust = match &config.provenance.trust {
+        config::TrustSettings::File { path, root } => format!(
+            "file {} (revision {})",
+            path.display(),
+            hex::encode(&root.revision[..8])
+        ),
+        config::TrustSettings::Tuf(tuf) => format!(
+            "tuf {} from the {}, cache {}, refreshed every {}s",
+            tuf.repository,
+            tuf.anchor_source,
+            tuf.cache_dir.display(),
+            tuf.refresh_interval.as_secs()
+        ),
+    };
     Ok(format!(
-        "{}: ok ({} registries, {} listeners, rules revision {})",
+        "{}: ok ({} registries, {} listeners, rules revision {}; Sigstore trusted root: {trust})",
         path.display(),
         config.registries.len(),
         config.listeners.len(),

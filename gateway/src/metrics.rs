@@ -65,7 +65,37 @@ pub struct Metrics {
     pub client_connections: IntGauge,
     /// Client connections refused at `[client] max_connections`.
     pub client_connections_refused: IntCounter,
+    /// Sigstore trusted-root refreshes by outcome (`updated`, `unchanged`, or why it failed:
+    /// `unreachable`, `expired`, `rollback`, `integrity`, `signature`, `malformed`, `no_cache`,
+    /// `invalid_root`).
+    pub trust_refreshes: IntCounterVec,
+    /// 1 while a Sigstore trusted root is loaded (it may still have expired: see
+    /// `portcullis_trust_expiry_timestamp_seconds`), 0 before the first one.
+    pub trust_root_loaded: IntGauge,
+    /// When the TUF metadata vouching for the trusted root in force expires (Unix seconds; 0
+    /// for a root read from a file, which does not expire as a whole).
+    pub trust_expiry: IntGauge,
+    /// When the trusted root was last refreshed successfully (Unix seconds).
+    pub trust_last_success: IntGauge,
+    /// The TUF role versions in force, by role.
+    pub trust_tuf_version: IntGaugeVec,
+    /// The trusted root in force, as labels (`source`, `revision`) on a gauge set to 1.
+    pub trust_root_info: IntGaugeVec,
 }
+
+/// Every `outcome` of `portcullis_trust_refreshes_total`.
+pub const TRUST_REFRESH_OUTCOMES: [&str; 10] = [
+    "updated",
+    "unchanged",
+    "unreachable",
+    "no_cache",
+    "expired",
+    "rollback",
+    "integrity",
+    "signature",
+    "malformed",
+    "invalid_root",
+];
 
 fn single_counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
     let metric = IntCounter::new(name, help).expect("valid metric definition");
@@ -274,12 +304,49 @@ impl Metrics {
                 "portcullis_client_connections_refused_total",
                 "Client connections refused at [client] max_connections.",
             ),
+            trust_refreshes: counter(
+                &registry,
+                "portcullis_trust_refreshes_total",
+                "Sigstore trusted-root refreshes by outcome (updated, unchanged, or why it failed).",
+                &["outcome"],
+            ),
+            trust_root_loaded: single_gauge(
+                &registry,
+                "portcullis_trust_root_loaded",
+                "1 while a Sigstore trusted root is loaded, 0 before the first one.",
+            ),
+            trust_expiry: single_gauge(
+                &registry,
+                "portcullis_trust_expiry_timestamp_seconds",
+                "When the TUF metadata vouching for the trusted root in force expires (0 for a file).",
+            ),
+            trust_last_success: single_gauge(
+                &registry,
+                "portcullis_trust_last_success_timestamp_seconds",
+                "When the Sigstore trusted root was last refreshed successfully.",
+            ),
+            trust_tuf_version: gauge_vec(
+                &registry,
+                "portcullis_trust_tuf_version",
+                "The Sigstore TUF role versions in force.",
+                &["role"],
+            ),
+            trust_root_info: gauge_vec(
+                &registry,
+                "portcullis_trust_root_info",
+                "The Sigstore trusted root in force (source and revision as labels).",
+                &["source", "revision"],
+            ),
             registry,
         };
         metrics
             .build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        // Every outcome from the start, so that rates and alerts see a series before the first.
+        for outcome in TRUST_REFRESH_OUTCOMES {
+            metrics.trust_refreshes.with_label_values(&[outcome]);
+        }
         metrics
     }
 

@@ -14,6 +14,7 @@ pub mod pypiserver;
 pub mod sink;
 pub mod soak;
 pub mod tools;
+pub mod tuf;
 pub mod upload_token;
 pub mod verdaccio;
 

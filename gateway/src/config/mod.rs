@@ -10,7 +10,7 @@ pub mod validated;
 use std::path::{Path, PathBuf};
 
 pub use secret::Secret;
-pub use validated::{BackendCredential, Config, Registry, Route, Upstream};
+pub use validated::{BackendCredential, Config, Registry, Route, TrustSettings, Upstream};
 
 /// A configuration that cannot be used: the file, the field and the reason.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +83,91 @@ address = "127.0.0.1:8081"
         assert_eq!(registry.route.prefix, "");
         assert_eq!(registry.max_body_bytes, 1 << 30);
         assert_eq!(registry.upstream.read_timeout.as_secs(), 60);
+    }
+
+    #[test]
+    fn the_trusted_root_comes_from_public_good_tuf_by_default_and_sigstore_is_checked_by_field() {
+        let config = parse_str(MINIMAL).expect("valid");
+        let TrustSettings::Tuf(tuf) = &config.provenance.trust else {
+            panic!("default is TUF: {:?}", config.provenance.trust);
+        };
+        assert_eq!(tuf.repository, "https://tuf-repo-cdn.sigstore.dev");
+        assert_eq!(tuf.anchor_source, "shipped production root v16");
+        assert_eq!(
+            tuf.cache_dir,
+            PathBuf::from("/etc/portcullis/data/sigstore-tuf/tuf-repo-cdn.sigstore.dev")
+        );
+        assert_eq!(tuf.refresh_interval.as_secs(), 3600);
+        assert_eq!(tuf.timeout.as_secs(), 30);
+
+        let text = format!(
+            "{MINIMAL}[sigstore]\ninstance = \"staging\"\nrepository = \"http://127.0.0.1:8000/mirror/\"\nrefresh_interval = \"5m\"\n"
+        );
+        let config = parse_str(&text).expect("valid");
+        let TrustSettings::Tuf(tuf) = &config.provenance.trust else {
+            panic!("TUF");
+        };
+        assert_eq!(tuf.anchor_source, "shipped staging root v14");
+        assert_eq!(
+            tuf.cache_dir,
+            PathBuf::from("/etc/portcullis/data/sigstore-tuf/127.0.0.1_8000_mirror")
+        );
+        assert_eq!(tuf.refresh_interval.as_secs(), 300);
+
+        let root = crate::test_fixtures::dir().join("trusted-roots/public-good-production.trusted_root.json");
+        let legacy = format!(
+            "{MINIMAL}[provenance]\ntrusted_root = {:?}\n",
+            root.display().to_string()
+        );
+        assert!(matches!(
+            parse_str(&legacy).expect("valid").provenance.trust,
+            TrustSettings::File { .. }
+        ));
+        let file = format!(
+            "{MINIMAL}[sigstore]\ntrust = \"file\"\ntrusted_root = {:?}\n",
+            root.display().to_string()
+        );
+        match parse_str(&file).expect("valid").provenance.trust {
+            TrustSettings::File { path, root } => {
+                assert!(path.ends_with("public-good-production.trusted_root.json"));
+                assert!(!root.tlogs.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+
+        for (section, field) in [
+            ("trust = \"magic\"", "sigstore.trust"),
+            ("instance = \"prod\"", "sigstore.instance"),
+            ("repository = \"ftp://tuf.example\"", "sigstore.repository"),
+            ("repository = \"not a url\"", "sigstore.repository"),
+            ("refresh_interval = \"10s\"", "sigstore.refresh_interval"),
+            ("refresh_interval = \"2d\"", "sigstore.refresh_interval"),
+            ("timeout = \"0s\"", "sigstore.timeout"),
+            ("root = \"/nonexistent/root.json\"", "sigstore.root"),
+            ("trust = \"file\"", "sigstore.trusted_root"),
+            ("trust = \"file\"\ninstance = \"staging\"", "sigstore.instance"),
+            ("trusted_root = \"x.json\"", "sigstore.trusted_root"),
+        ] {
+            match parse_str(&format!("{MINIMAL}[sigstore]\n{section}\n")) {
+                Err(ConfigError::Invalid { field: f, .. }) => assert_eq!(f, field, "{section}"),
+                other => panic!("{section}: {other:?}"),
+            }
+        }
+        match parse_str(&format!("{legacy}[sigstore]\n")) {
+            Err(ConfigError::Invalid { field, .. }) => assert_eq!(field, "provenance.trusted_root"),
+            other => panic!("{other:?}"),
+        }
+        // A root that is not a TUF root signed by its own keys is refused.
+        match parse_str(&format!(
+            "{MINIMAL}[sigstore]\nroot = {:?}\n",
+            root.display().to_string()
+        )) {
+            Err(ConfigError::Invalid { field, reason, .. }) => {
+                assert_eq!(field, "sigstore.root");
+                assert!(reason.contains("not a TUF root"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub struct RawConfig {
     /// Provenance verification: the Sigstore trusted root and the verification cache.
     #[serde(default)]
     pub provenance: RawProvenance,
+    /// Where the Sigstore trusted root comes from (default: Sigstore's public-good TUF
+    /// repository, kept current).
+    pub sigstore: Option<RawSigstore>,
     /// The audit log of upload and deletion decisions.
     #[serde(default)]
     pub audit: RawAudit,
@@ -91,12 +94,39 @@ pub struct RawTesting {
     pub adjustable_clock: bool,
 }
 
+/// Where the Sigstore trusted root comes from.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSigstore {
+    /// `"tuf"` (default: kept current from a TUF repository) or `"file"` (air-gapped sites).
+    pub trust: Option<String>,
+    /// TUF: `"production"` (default) or `"staging"`, the public-good instance whose
+    /// repository and initial root (shipped in the binary) are used.
+    pub instance: Option<String>,
+    /// TUF: the repository's base URL, for a mirror or another repository (default: the
+    /// instance's).
+    pub repository: Option<String>,
+    /// TUF: the initial `root.json` to trust (default: the instance's, shipped in the binary).
+    pub root: Option<PathBuf>,
+    /// TUF: where verified metadata is cached between runs (default
+    /// `<state dir>/sigstore-tuf/<repository host>`).
+    pub cache_dir: Option<PathBuf>,
+    /// TUF: how often the repository is asked for new metadata (default `"1h"`).
+    pub refresh_interval: Option<String>,
+    /// TUF: bound on each request to the repository (default `"30s"`).
+    pub timeout: Option<String>,
+    /// TUF: extra CA certificates (PEM) trusted for an `https` mirror.
+    pub ca_file: Option<PathBuf>,
+    /// file: the Sigstore `trusted_root.json`.
+    pub trusted_root: Option<PathBuf>,
+}
+
 /// Provenance verification settings (the policy itself is in the rules).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawProvenance {
-    /// The Sigstore trusted root (JSON, as `sigstore`'s TUF repository ships it); without it,
-    /// uploads that carry provenance are refused as unverifiable and the rules cannot require it.
+    /// The Sigstore trusted root (JSON), read from a file: the older spelling of
+    /// `[sigstore] trust = "file"`, `trusted_root = ...` (not allowed together with `[sigstore]`).
     pub trusted_root: Option<PathBuf>,
     /// How long a verified outcome is cached (default `"1h"`).
     pub cache_ttl: Option<String>,

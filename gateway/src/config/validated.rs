@@ -12,6 +12,9 @@ use portcullis_rules::{KnownRegistry, Protocol};
 use super::raw::{self, ClientCredentials, LogFormat};
 use super::{ConfigError, Secret};
 
+mod trust;
+pub use trust::TrustSettings;
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -99,10 +102,8 @@ pub struct AuditSettings {
 /// Provenance verification settings.
 #[derive(Debug, Clone)]
 pub struct ProvenanceSettings {
-    /// The Sigstore trusted root, parsed.
-    pub trusted_root: Option<Arc<portcullis_verify::TrustedRoot>>,
-    /// The file it came from.
-    pub trusted_root_path: Option<PathBuf>,
+    /// Where the Sigstore trusted root comes from.
+    pub trust: TrustSettings,
     /// Verification cache limits.
     pub cache: crate::provenance::cache::CacheSettings,
 }
@@ -543,7 +544,7 @@ pub fn validate(file: &Path, raw: raw::RawConfig) -> Result<Config, ConfigError>
         .map(|t| validate_upload_tokens(&ctx, t))
         .transpose()?;
 
-    let provenance = validate_provenance(&ctx, &raw.provenance)?;
+    let provenance = validate_provenance(&ctx, &raw.provenance, raw.sigstore.as_ref(), &state_dir)?;
     let audit = AuditSettings {
         file: raw
             .audit
@@ -709,28 +710,20 @@ fn validate_state_backend(ctx: &Ctx<'_>, raw: &raw::RawState) -> Result<StateBac
     }
 }
 
-fn validate_provenance(ctx: &Ctx<'_>, raw: &raw::RawProvenance) -> Result<ProvenanceSettings, ConfigError> {
-    let (trusted_root, trusted_root_path) = match &raw.trusted_root {
-        None => (None, None),
-        Some(p) => {
-            let path = ctx.readable("provenance.trusted_root", p)?;
-            let bytes = std::fs::read(&path).map_err(|e| ctx.err("provenance.trusted_root", e.to_string()))?;
-            let root = portcullis_verify::TrustedRoot::from_json(&bytes)
-                .map_err(|e| ctx.err("provenance.trusted_root", e.to_string()))?;
-            (Some(Arc::new(root)), Some(path))
-        }
-    };
+fn validate_provenance(
+    ctx: &Ctx<'_>,
+    raw: &raw::RawProvenance,
+    sigstore: Option<&raw::RawSigstore>,
+    state_dir: &Path,
+) -> Result<ProvenanceSettings, ConfigError> {
+    let trust = trust::validate(ctx, raw, sigstore, state_dir)?;
     let defaults = crate::provenance::cache::CacheSettings::default();
     let cache = crate::provenance::cache::CacheSettings {
         max_weight: raw.cache_size.map_or(defaults.max_weight, |ByteSize(b)| b),
         ttl: ctx.duration("provenance.cache_ttl", raw.cache_ttl.as_deref(), defaults.ttl)?,
         refusal_ttl: defaults.refusal_ttl,
     };
-    Ok(ProvenanceSettings {
-        trusted_root,
-        trusted_root_path,
-        cache,
-    })
+    Ok(ProvenanceSettings { trust, cache })
 }
 
 fn validate_trusted_publishing(

@@ -8,12 +8,10 @@ pub mod signer;
 
 use std::sync::Arc;
 
-use portcullis_verify::TrustedRoot;
-
-/// What the upload path needs to verify provenance: the trusted root and the cache.
+/// What the upload path needs to verify provenance: the trusted root in force and the cache.
 pub struct ProvenanceVerifier {
     /// The verification cache.
     pub cache: cache::VerificationCache,
-    /// The Sigstore trusted root, when configured.
-    pub root: Option<Arc<TrustedRoot>>,
+    /// The Sigstore trusted root in force (from a file or kept current over TUF).
+    pub trust: Arc<crate::sigstore::TrustHandle>,
 }

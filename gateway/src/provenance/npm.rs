@@ -36,7 +36,7 @@ pub fn normalize_repository(url: &str) -> String {
 pub async fn check(
     cache: &VerificationCache,
     root: &Arc<TrustedRoot>,
-    bundle: Option<&[u8]>,
+    bundle: &[u8],
     name: &str,
     version: &str,
     sha256: [u8; 32],
@@ -44,9 +44,6 @@ pub async fn check(
     repository_url: Option<&str>,
     now: i64,
 ) -> Checked {
-    let Some(bundle) = bundle else {
-        return Checked::None;
-    };
     let outcome = cache
         .verify(
             Arc::from(bundle),

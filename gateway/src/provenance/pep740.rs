@@ -29,25 +29,19 @@ pub enum Checked {
     Verified(Vec<AttestationFacts>),
     /// The attestations are malformed or do not verify, and why.
     Invalid(String),
+    /// Provenance was sent, and no Sigstore trusted root may be used now to verify it.
+    Unverifiable(crate::sigstore::TrustUnavailable),
 }
 
 /// Checks the raw `attestations` field of an upload of `filename` with digest `sha256`.
 pub async fn check(
     cache: &VerificationCache,
-    root: Option<&Arc<TrustedRoot>>,
-    field: Option<&[u8]>,
+    root: &Arc<TrustedRoot>,
+    field: &[u8],
     filename: &str,
     sha256: [u8; 32],
     now: i64,
 ) -> Checked {
-    let Some(field) = field else {
-        return Checked::None;
-    };
-    let Some(root) = root else {
-        return Checked::Invalid(
-            "this gateway has no Sigstore trusted root configured, so attestations cannot be verified".into(),
-        );
-    };
     // Each attestation is kept as the bytes sent (no tree built, nothing re-serialised): the
     // verifier reads exactly those bytes, the cache is keyed by them, and they are what the
     // ledger stores and serves back.

@@ -38,15 +38,7 @@ fn upload() -> Upload {
 
 impl Upload {
     async fn check(&self, field: &str) -> Checked {
-        check(
-            &self.cache,
-            Some(&self.root),
-            Some(field.as_bytes()),
-            FILE,
-            self.sha256,
-            self.now,
-        )
-        .await
+        check(&self.cache, &self.root, field.as_bytes(), FILE, self.sha256, self.now).await
     }
 }
 

@@ -10,6 +10,7 @@ use crate::config::Registry;
 use crate::error::Refusal;
 use crate::protocol::pypi::UploadFacts;
 use crate::provenance::pep740::{self, Checked};
+use crate::sigstore::TrustUnavailable;
 
 /// What the provenance check found, for the decision log and the ledger.
 #[derive(Debug, Clone, Default)]
@@ -33,26 +34,20 @@ impl Gateway {
         registry: &Registry,
         upload: &UploadFacts,
     ) -> Result<ProvenanceRecord, Refusal> {
-        let rules = ctx.rules.clone().ok_or(Refusal::Internal)?;
-        let unverifiable = self.without_trusted_root(
-            &rules.rules,
-            registry,
-            &upload.project,
-            upload.attestations.is_some(),
-            "attestations",
-        );
-        let checked = if let Some(checked) = unverifiable {
-            checked
-        } else {
-            pep740::check(
-                &self.provenance.cache,
-                self.provenance.root.as_ref(),
-                upload.attestations.as_deref(),
-                &upload.filename,
-                upload.content_sha256,
-                unix_now(),
-            )
-            .await
+        let checked = match (upload.attestations.as_deref(), self.trusted_root()) {
+            (None, _) => Checked::None,
+            (Some(_), Err(unavailable)) => Checked::Unverifiable(unavailable),
+            (Some(field), Ok(root)) => {
+                pep740::check(
+                    &self.provenance.cache,
+                    &root,
+                    field,
+                    &upload.filename,
+                    upload.content_sha256,
+                    unix_now(),
+                )
+                .await
+            }
         };
         let subject = Subject {
             project: &upload.project,
@@ -71,12 +66,19 @@ impl Gateway {
         subject: &Subject<'_>,
         checked: Checked,
     ) -> Result<ProvenanceRecord, Refusal> {
-        let unverifiable = self.provenance.root.is_none() && subject.document.is_some();
         let rules = ctx.rules.clone().ok_or(Refusal::Internal)?;
+        let why_unverifiable = match &checked {
+            Checked::Unverifiable(unavailable) => unavailable.to_string(),
+            _ => String::new(),
+        };
         let evidence = match &checked {
             Checked::None => Evidence::None,
             Checked::Verified(facts) => Evidence::Verified(facts),
             Checked::Invalid(reason) => Evidence::Invalid(reason),
+            Checked::Unverifiable(unavailable) => Evidence::Unverifiable {
+                expired: matches!(unavailable, TrustUnavailable::Expired { .. }),
+                why: &why_unverifiable,
+            },
         };
         let uploader = match &ctx.auth {
             Auth::UploadToken(token) => token
@@ -99,12 +101,6 @@ impl Gateway {
             source_repositories: earlier.source_repositories,
         };
         ctx.provenance_steps = steps(&checked, subject, &history);
-        if unverifiable {
-            ctx.provenance_steps.push(
-                "attestations present but not verified: no Sigstore trusted root is configured ([provenance] trusted_root)"
-                    .to_owned(),
-            );
-        }
         let decision = rules.rules.decide_provenance(&ProvenanceFacts {
             registry: &registry.name,
             project: subject.project,
@@ -133,7 +129,7 @@ impl Gateway {
             ProvenanceOutcome::Refused { code, message } => (
                 code.code(),
                 Some(Refusal::Provenance {
-                    code: code.code(),
+                    code: *code,
                     message: match registry.protocol {
                         // Warehouse's words, which twine users know.
                         portcullis_rules::Protocol::Pypi => {
@@ -211,21 +207,14 @@ impl Gateway {
         facts: &crate::protocol::npm_body::PublishFacts,
         tarball: &crate::protocol::npm_body::TarballFacts,
     ) -> Result<ProvenanceRecord, Refusal> {
-        let rules = ctx.rules.clone().ok_or(Refusal::Internal)?;
-        let unverifiable = self.without_trusted_root(
-            &rules.rules,
-            registry,
-            project,
-            facts.provenance.is_some(),
-            "provenance",
-        );
-        let checked = match (unverifiable, &self.provenance.root) {
-            (Some(checked), _) => checked,
-            (None, Some(root)) => {
+        let checked = match (facts.provenance.as_deref(), self.trusted_root()) {
+            (None, _) => Checked::None,
+            (Some(_), Err(unavailable)) => Checked::Unverifiable(unavailable),
+            (Some(bundle), Ok(root)) => {
                 crate::provenance::npm::check(
                     &self.provenance.cache,
-                    root,
-                    facts.provenance.as_deref(),
+                    &root,
+                    bundle,
                     &facts.name,
                     &tarball.version,
                     tarball.sha256,
@@ -235,7 +224,6 @@ impl Gateway {
                 )
                 .await
             }
-            (None, None) => Checked::None,
         };
         let subject = Subject {
             project,
@@ -248,29 +236,10 @@ impl Gateway {
 }
 
 impl Gateway {
-    /// Without a trusted root nothing can be verified: provenance that was sent is then ignored
-    /// (the explanation says so), unless the rules require provenance for the project, where it
-    /// is invalid. `None` when verification can proceed (a root is configured, or nothing was
-    /// sent).
-    fn without_trusted_root(
-        &self,
-        rules: &portcullis_rules::CompiledRules,
-        registry: &Registry,
-        project: &portcullis_rules::ProjectName,
-        sent: bool,
-        what: &str,
-    ) -> Option<Checked> {
-        if self.provenance.root.is_some() || !sent {
-            return None;
-        }
-        let (mode, _) = rules.provenance_mode(&registry.name, project);
-        Some(if mode == ProvenanceMode::Required {
-            Checked::Invalid(format!(
-                "this gateway has no Sigstore trusted root configured, so {what} cannot be verified"
-            ))
-        } else {
-            Checked::None
-        })
+    /// The Sigstore trusted root to verify with now, taken once: a verification keeps it to
+    /// the end whatever a refresh swaps in meanwhile.
+    fn trusted_root(&self) -> Result<std::sync::Arc<portcullis_verify::TrustedRoot>, TrustUnavailable> {
+        self.provenance.trust.current(unix_now())
     }
 }
 
@@ -295,6 +264,9 @@ fn steps(checked: &Checked, upload: &Subject<'_>, history: &ProjectHistory) -> V
     match checked {
         Checked::None => steps.push("the upload carries no attestations".to_owned()),
         Checked::Invalid(reason) => steps.push(format!("attestations refused by verification: {reason}")),
+        Checked::Unverifiable(unavailable) => steps.push(format!(
+            "attestations present but not verified: {unavailable} (GET /trust on the admin listener)"
+        )),
         Checked::Verified(facts) => {
             for (index, fact) in facts.iter().enumerate() {
                 let signer = &fact.signer;

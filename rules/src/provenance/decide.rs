@@ -135,6 +135,19 @@ impl CompiledRules {
                     format!("the attestations could not be verified: {}", foreign(why)),
                 )
             }
+            Evidence::Unverifiable { expired, why } => {
+                return Finding::Failed(
+                    if expired {
+                        ProvenanceRefusal::TrustExpired
+                    } else {
+                        ProvenanceRefusal::TrustUnavailable
+                    },
+                    format!(
+                        "this gateway cannot verify provenance now, try again later: {}",
+                        foreign(why)
+                    ),
+                )
+            }
         };
         let project = facts.project;
         for attestation in attestations {

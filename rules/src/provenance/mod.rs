@@ -111,6 +111,15 @@ pub enum Evidence<'a> {
     Verified(&'a [AttestationFacts]),
     /// Attestations were present but did not verify; why, from the gateway.
     Invalid(&'a str),
+    /// Attestations were present but the gateway has no Sigstore trusted root it may use now
+    /// (none loaded yet, or the TUF metadata vouching for the last good one has expired): they
+    /// can be neither verified nor refused as invalid.
+    Unverifiable {
+        /// The last good root's metadata expired (rather than: none was ever loaded).
+        expired: bool,
+        /// Why, from the gateway.
+        why: &'a str,
+    },
 }
 
 /// Facts about one upload's provenance.
@@ -155,6 +164,10 @@ pub enum ProvenanceRefusal {
     Downgrade,
     /// The provenance names another source repository than the project's earlier uploads.
     Repository,
+    /// Attestations were present and no Sigstore trusted root is available to verify them.
+    TrustUnavailable,
+    /// Attestations were present and the TUF metadata of the last good trusted root expired.
+    TrustExpired,
 }
 
 impl ProvenanceRefusal {
@@ -168,7 +181,18 @@ impl ProvenanceRefusal {
             ProvenanceRefusal::Trigger => "provenance_trigger",
             ProvenanceRefusal::Downgrade => "provenance_downgrade",
             ProvenanceRefusal::Repository => "provenance_repository",
+            ProvenanceRefusal::TrustUnavailable => "provenance_trust_unavailable",
+            ProvenanceRefusal::TrustExpired => "provenance_trust_expired",
         }
+    }
+
+    /// Whether the refusal is about the gateway's state rather than the upload, so that the
+    /// same upload may pass later (the gateway answers 503).
+    pub fn is_temporary(&self) -> bool {
+        matches!(
+            self,
+            ProvenanceRefusal::TrustUnavailable | ProvenanceRefusal::TrustExpired
+        )
     }
 }
 

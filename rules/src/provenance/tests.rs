@@ -240,6 +240,55 @@ fn invalid_attestations_are_refused_even_when_optional_and_recorded_in_audit() {
 }
 
 #[test]
+fn provenance_the_gateway_cannot_verify_now_is_refused_as_temporary_and_recorded_in_audit() {
+    let why = "timestamp metadata expired";
+    let optional = compiled("", "");
+    for (expired, want) in [
+        (false, ProvenanceRefusal::TrustUnavailable),
+        (true, ProvenanceRefusal::TrustExpired),
+    ] {
+        let d = decide(
+            &optional,
+            "pypi-attestations",
+            None,
+            Evidence::Unverifiable { expired, why },
+        );
+        let (code, message) = refused(&d);
+        assert_eq!(code, want);
+        assert!(code.is_temporary());
+        assert!(
+            message.contains(why) && message.contains("try again later"),
+            "{message}"
+        );
+    }
+    assert_eq!(
+        ProvenanceRefusal::TrustUnavailable.code(),
+        "provenance_trust_unavailable"
+    );
+    assert_eq!(ProvenanceRefusal::TrustExpired.code(), "provenance_trust_expired");
+    assert!(!ProvenanceRefusal::Invalid.is_temporary());
+
+    // No attestations: the trust root is not needed, and nothing changes.
+    let d = decide(&optional, "pypi-attestations", None, Evidence::None);
+    assert_eq!(d.outcome, ProvenanceOutcome::NotPresent);
+
+    let audit = compiled("provenance = \"audit\"", "");
+    let d = decide(
+        &audit,
+        "pypi-attestations",
+        None,
+        Evidence::Unverifiable { expired: true, why },
+    );
+    assert!(!d.is_refused());
+    match d.outcome {
+        ProvenanceOutcome::Recorded {
+            would_refuse: Some((ProvenanceRefusal::TrustExpired, ref message)),
+        } => assert!(message.contains(why)),
+        ref other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn predicate_types_must_be_accepted() {
     let rules = compiled("", "");
     let slsa_v02 = vec![AttestationFacts {

@@ -64,7 +64,7 @@ async fn check_legacy(repository_url: &str) -> Checked {
     check(
         &cache,
         &root,
-        Some(&bundle),
+        &bundle,
         "sigstore",
         "1.0.0",
         Sha256::digest(&tarball).into(),
