@@ -43,6 +43,12 @@ fn scrub_paths(raw: &mut RawConfig) {
     scrub_opt(&mut raw.admin.token_file);
     scrub_opt(&mut raw.state.url_file);
     scrub_opt(&mut raw.provenance.trusted_root);
+    if let Some(sigstore) = raw.sigstore.as_mut() {
+        scrub_opt(&mut sigstore.trusted_root);
+        scrub_opt(&mut sigstore.root);
+        scrub_opt(&mut sigstore.ca_file);
+        // Validation never writes the cache directory; it only names it.
+    }
     scrub_opt(&mut raw.trusted_publishing.ca_file);
     if let Some(tokens) = raw.upload_tokens.as_mut() {
         for key in &mut tokens.keys {

@@ -123,14 +123,9 @@ fuzz_target!(|data: &[u8]| {
     let cache = VerificationCache::new(CacheSettings::default(), setup.metrics.clone());
     if selector & 0x80 == 0 {
         let case = &setup.pypi[usize::from(selector) % setup.pypi.len()];
-        let checked = setup.runtime.block_on(pep740::check(
-            &cache,
-            Some(&setup.root),
-            Some(body),
-            case.name,
-            case.sha256,
-            NOW,
-        ));
+        let checked = setup
+            .runtime
+            .block_on(pep740::check(&cache, &setup.root, body, case.name, case.sha256, NOW));
         if debug() {
             eprintln!("pypi case {}: {checked:?}", case.name);
         }
@@ -142,7 +137,7 @@ fuzz_target!(|data: &[u8]| {
         let checked = setup.runtime.block_on(npm::check(
             &cache,
             &setup.root,
-            Some(body),
+            body,
             case.name,
             case.version,
             case.sha256,
