@@ -36,6 +36,12 @@ for folder in sorted((root / "fuzz" / "seeds").glob("*")):
 for bundle in sorted(fixtures.glob("*/**/bundle.sigstore.json")):
     put("bundle_verify", bundle.read_bytes())
 
+# verify_differential: a case selector, then (place u16 LE, character index) picks: one seed
+# per case with a single mutation at a spread of places.
+for selector in range(48):
+    for place in (0, 7, 23, 61):
+        put("verify_differential", bytes([selector, place, 0, 5]))
+
 # pep740: selector byte (case index; bit 7 = npm) + the field / bundle. Same order as the
 # target's PYPI and NPM tables.
 pypi_cases = [

@@ -91,6 +91,18 @@ impl TufRepo {
         self.control("serve-timestamp", json!({"version": version}))
     }
 
+    /// Gives the timestamp role `keys` keys with threshold `keys` (a new root), then a new
+    /// timestamp signed by only `sign_with` of them.
+    pub fn timestamp_threshold(&self, keys: u32, sign_with: u32) -> Value {
+        self.control("timestamp-threshold", json!({"keys": keys, "sign_with": sign_with}))
+    }
+
+    /// A new snapshot and a timestamp pinning it, but the older snapshot `version` served
+    /// under the new one's name (a mix-and-match attack).
+    pub fn mix_snapshot(&self, version: u64) -> Value {
+        self.control("mix-snapshot", json!({"version": version}))
+    }
+
     /// Serves the current target with one byte changed (a hash mismatch).
     pub fn corrupt_target(&self) -> Value {
         self.control("corrupt-target", json!({}))

@@ -297,6 +297,46 @@ fn tuf_keeps_the_trusted_root_current_and_refuses_what_the_spec_refuses() {
     assert_eq!(stored, vec!["plain_project-1.0.tar.gz".to_owned(), SDIST.to_owned()]);
 }
 
+/// Signature thresholds and mix-and-match, from the library: a timestamp role raised to two
+/// keys with threshold two (root v2, signed by the old root key) and a timestamp signed by one
+/// of them is refused; signed by both it is adopted; a snapshot served under a newer version's
+/// name than its own is refused. The last good root stays in force throughout.
+#[test]
+fn signature_thresholds_and_mix_and_match_are_enforced() {
+    let w = work();
+    let repo = TufRepo::start(&production(), &w.path.join("repo"));
+    let sink = Sink::start();
+    let gw = gateway(&repo.url(), &repo.root(1), &w.path.join("cache"), sink.addr(), &w.path);
+    let revision_before = revision(&wait_verifying(&gw));
+
+    repo.timestamp_threshold(2, 1);
+    let (status, body) = refresh(&gw);
+    assert_eq!(status, 502, "{body:#}");
+    assert_eq!(body["refresh"]["kind"], "signature", "{body:#}");
+    assert!(
+        body["refresh"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("threshold"),
+        "{body:#}"
+    );
+    assert_eq!(body["trust"]["verifies"], true, "{body:#}");
+
+    repo.timestamp_threshold(2, 2);
+    let (status, body) = refresh(&gw);
+    assert_eq!(status, 200, "{body:#}");
+    assert_eq!(body["trust"]["in_force"]["tuf"]["root"]["version"], 2, "{body:#}");
+
+    let older = repo.state()["snapshot"].as_u64().expect("snapshot version");
+    repo.mix_snapshot(older);
+    let (status, body) = refresh(&gw);
+    assert_eq!(status, 502, "{body:#}");
+    let message = body["refresh"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("snapshot") && message.contains("version"), "{body:#}");
+    assert_eq!(revision(&body["trust"]), revision_before, "{body:#}");
+    assert_eq!(body["trust"]["verifies"], true, "{body:#}");
+}
+
 /// Repository down at start-up with a valid cache: the cached root is used (no network).
 /// Repository down with no cache: the gateway says why it cannot verify provenance, refuses
 /// provenance with `provenance_trust_unavailable` (503), and everything else keeps working;

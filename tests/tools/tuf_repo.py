@@ -18,7 +18,7 @@ stdin reaches EOF (keep a pipe open to it) or it gets SIGTERM/SIGINT.
 Layout (GET; the Sigstore / TUF consistent-snapshot layout):
   /N.root.json  every root version made (404 for the next one)
   /timestamp.json  the current timestamp (or the one chosen by serve-timestamp)
-  /N.snapshot.json, /N.targets.json  every version made
+  /N.snapshot.json, /N.targets.json  every version made (but see mix-snapshot)
   /targets/<sha256>.trusted_root.json  every trusted_root.json ever published
 Anything else is a 404 JSON. Each non-control GET path is recorded.
 
@@ -26,12 +26,22 @@ Control API (POST bodies are JSON objects, empty means {}; answers are 200 with
 the state, or 400/404 with {"error": ...}):
   POST /_control/publish {"trusted_root_b64": B64}  new target; targets, snapshot
        and timestamp +1
-  POST /_control/rotate-root  new root and timestamp keys; root +1 signed by the
-       old and the new root key, then timestamp +1 signed by the new key
+  POST /_control/rotate-root  new root and timestamp keys (as many timestamp keys
+       as before); root +1 signed by the old and the new root key, then
+       timestamp +1 signed by the new keys
+  POST /_control/timestamp-threshold {"keys": K, "sign_with": S}  unless the
+       timestamp role has K keys already, give it K (new keys added, or the
+       last ones dropped) with threshold K: root +1 signed by the root key; then
+       timestamp +1 signed by only the first S of them (1 <= S <= K; S < K: a
+       client must refuse it). Other timestamps are signed by all the keys
   POST /_control/timestamp {"expires_in_seconds": S}  timestamp +1 expiring in S
        seconds (negative: already expired; default N)
   POST /_control/serve-timestamp {"version": V}  serve the older timestamp V
        (as made, so signed by the key of its time) until the next new timestamp
+  POST /_control/mix-snapshot {"version": M}  snapshot +1 (N) and timestamp +1
+       pinning N, but /N.snapshot.json serves the bytes of the older snapshot
+       version M as made (mix-and-match: a client must refuse the version), for
+       good; later snapshots are served as made
   POST /_control/corrupt-target  flip one byte of the current target file
   POST /_control/down {"on": BOOL}  while on, every non-control GET is a 503
   GET  /_control/state  the state
@@ -76,18 +86,21 @@ class Repository:
 
     def __init__(self, target: bytes, expires_seconds: int) -> None:
         self.expires_seconds = expires_seconds
-        self.files: dict[str, bytes] = {}
+        self.files: dict[str, bytes] = {}  # as served
+        self.made: dict[str, bytes] = {}  # metadata as made
         self.timestamps: dict[int, bytes] = {}
         self.served_timestamp: int | None = None
         self.down = False
         self.requests: list[str] = []
         self.lock = threading.Lock()  # held around every use of the repository
         self.signers = {r: CryptoSigner.generate_ed25519() for r in
-                        (Root.type, Targets.type, Snapshot.type, Timestamp.type)}
+                        (Root.type, Targets.type, Snapshot.type)}
+        self.ts_signers = [CryptoSigner.generate_ed25519()]  # threshold: all
         root = Root(expires=datetime.now(timezone.utc) + ROOT_EXPIRY,
                     consistent_snapshot=True)
         for role, signer in self.signers.items():
             root.add_key(signer.public_key, role)
+        root.add_key(self.ts_signers[0].public_key, Timestamp.type)
         self.root = Metadata(root)
         self._store(self.root, [self.signers[Root.type]])
         self.targets = Metadata(Targets(expires=_in(expires_seconds)))
@@ -100,18 +113,21 @@ class Repository:
         self._store_timestamp()
 
     # -- building ---------------------------------------------------------
-    def _store(self, md: Metadata[Any], signers: list[CryptoSigner]) -> bytes:
-        """Sign md with every signer (in order) and keep it as N.<role>.json."""
+    @staticmethod
+    def _sign(md: Metadata[Any], signers: list[CryptoSigner]) -> bytes:
+        """Sign md with only these signers (in order); its bytes."""
         for i, signer in enumerate(signers):
             md.sign(signer, append=i > 0)
-        data = md.to_bytes()
-        self.files[f"{md.signed.version}.{md.signed.type}.json"] = data
-        return data
+        return md.to_bytes()
 
-    def _store_timestamp(self) -> None:
+    def _store(self, md: Metadata[Any], signers: list[CryptoSigner]) -> None:
+        """Sign md and keep it as N.<role>.json."""
+        name = f"{md.signed.version}.{md.signed.type}.json"
+        self.files[name] = self.made[name] = self._sign(md, signers)
+
+    def _store_timestamp(self, sign_with: int | None = None) -> None:
         md = self.timestamp
-        md.sign(self.signers[Timestamp.type])
-        self.timestamps[md.signed.version] = md.to_bytes()
+        self.timestamps[md.signed.version] = self._sign(md, self.ts_signers[:sign_with])
         self.served_timestamp = None
 
     def _set_target(self, data: bytes) -> None:
@@ -120,38 +136,73 @@ class Repository:
         self.files[f"targets/{info.hashes['sha256']}.{TARGET}"] = data
         self.target = data
 
-    def _new_timestamp(self, expires_seconds: float) -> None:
+    def _new_timestamp(self, expires_seconds: float, sign_with: int | None = None) -> None:
         ts = self.timestamp.signed
         ts.version += 1
         ts.expires = _in(expires_seconds)
         ts.snapshot_meta = MetaFile(self.snapshot.signed.version)
-        self._store_timestamp()
+        self._store_timestamp(sign_with)
+
+    def _new_snapshot(self) -> None:
+        snapshot = self.snapshot.signed
+        snapshot.version += 1
+        snapshot.expires = _in(self.expires_seconds)
+        snapshot.meta["targets.json"] = MetaFile(self.targets.signed.version)
+        self._store(self.snapshot, [self.signers[Snapshot.type]])
+
+    def _new_root(self, signers: list[CryptoSigner]) -> None:
+        root = self.root.signed
+        root.version += 1
+        root.expires = datetime.now(timezone.utc) + ROOT_EXPIRY
+        self._store(self.root, signers)
+
+    def _set_ts_keys(self, signers: list[CryptoSigner]) -> None:
+        """Make signers the timestamp keys, with threshold all of them."""
+        root = self.root.signed
+        for old in self.ts_signers:
+            root.revoke_key(old.public_key.keyid, Timestamp.type)
+        for new in signers:
+            root.add_key(new.public_key, Timestamp.type)
+        root.roles[Timestamp.type].threshold = len(signers)
+        self.ts_signers = signers
 
     # -- control ----------------------------------------------------------
     def publish(self, data: bytes) -> None:
-        targets, snapshot = self.targets.signed, self.snapshot.signed
+        targets = self.targets.signed
         targets.version += 1
         targets.expires = _in(self.expires_seconds)
         self._set_target(data)
         self._store(self.targets, [self.signers[Targets.type]])
-        snapshot.version += 1
-        snapshot.expires = _in(self.expires_seconds)
-        snapshot.meta["targets.json"] = MetaFile(targets.version)
-        self._store(self.snapshot, [self.signers[Snapshot.type]])
+        self._new_snapshot()
         self._new_timestamp(self.expires_seconds)
 
     def rotate_root(self) -> None:
         root = self.root.signed
-        old_root = self.signers[Root.type]
-        for role in (Root.type, Timestamp.type):
-            new = CryptoSigner.generate_ed25519()
-            root.revoke_key(self.signers[role].public_key.keyid, role)
-            root.add_key(new.public_key, role)
-            self.signers[role] = new
-        root.version += 1
-        root.expires = datetime.now(timezone.utc) + ROOT_EXPIRY
-        self._store(self.root, [self.signers[Root.type], old_root])
+        old_root, new_root = self.signers[Root.type], CryptoSigner.generate_ed25519()
+        root.revoke_key(old_root.public_key.keyid, Root.type)
+        root.add_key(new_root.public_key, Root.type)
+        self.signers[Root.type] = new_root
+        self._set_ts_keys([CryptoSigner.generate_ed25519() for _ in self.ts_signers])
+        self._new_root([new_root, old_root])
         self._new_timestamp(self.expires_seconds)
+
+    def timestamp_threshold(self, keys: int, sign_with: int) -> None:
+        if not 1 <= sign_with <= keys:
+            raise ControlError("need 1 <= sign_with <= keys")
+        if keys != len(self.ts_signers):
+            kept = self.ts_signers[:keys]
+            self._set_ts_keys(kept + [CryptoSigner.generate_ed25519()
+                                      for _ in range(keys - len(kept))])
+            self._new_root([self.signers[Root.type]])
+        self._new_timestamp(self.expires_seconds, sign_with)
+
+    def mix_snapshot(self, version: int) -> None:
+        old = self.made.get(f"{version}.snapshot.json")
+        if old is None:
+            raise ControlError(f"no snapshot version {version}")
+        self._new_snapshot()
+        self._new_timestamp(self.expires_seconds)
+        self.files[f"{self.snapshot.signed.version}.snapshot.json"] = old
 
     def new_timestamp(self, expires_seconds: float) -> None:
         self._new_timestamp(expires_seconds)
@@ -209,6 +260,10 @@ def control(repo: Repository, action: str, body: dict[str, Any]) -> None:
         repo.rotate_root()
     elif action == "timestamp":
         repo.new_timestamp(_field(body, "expires_in_seconds", int, repo.expires_seconds))
+    elif action == "timestamp-threshold":
+        repo.timestamp_threshold(_field(body, "keys", int), _field(body, "sign_with", int))
+    elif action == "mix-snapshot":
+        repo.mix_snapshot(_field(body, "version", int))
     elif action == "serve-timestamp":
         repo.serve_timestamp(_field(body, "version", int))
     elif action == "corrupt-target":

@@ -107,6 +107,9 @@ fn algorithm<'a>(der: &mut Der<'a>, what: &'static str) -> Result<Tlv<'a>> {
     let seq = der.take(SEQUENCE)?;
     let mut inner = Der::new(seq.value, STEP, what);
     let oid = inner.take(OID)?;
+    if ObjectIdentifier::from_bytes(oid.value).is_err() {
+        return Err(fail(format!("{what}: the algorithm identifier is not a valid OID")));
+    }
     if !inner.is_empty() {
         inner.any()?;
     }
@@ -210,8 +213,20 @@ fn parse_token(data: &[u8]) -> Result<Token<'_>> {
     let signed_data = single(explicit.value, SEQUENCE, STEP, "SignedData")?;
 
     let mut sd = Der::new(signed_data.value, STEP, "SignedData");
-    sd.take(INTEGER)?; // version
-    sd.take(SET)?; // digestAlgorithms
+    // The envelope around the signed attributes is not signed: it is read strictly, so that a
+    // token has one reading (RFC 5652: version 3 for a TSTInfo, whose type is not id-data).
+    let version = sd.take(INTEGER)?;
+    if version.value != [3] {
+        return Err(fail(format!(
+            "the timestamp token's SignedData version is {}, not 3",
+            hex::encode(version.value)
+        )));
+    }
+    let digest_algorithms = sd.take(SET)?;
+    let mut algorithms = Der::new(digest_algorithms.value, STEP, "SignedData digestAlgorithms");
+    while !algorithms.is_empty() {
+        algorithm(&mut algorithms, "SignedData digest algorithm")?;
+    }
     let encap = sd.take(SEQUENCE)?;
     let mut ec = Der::new(encap.value, STEP, "encapsulated content");
     let econtent_type = ec.take(OID)?;
@@ -232,13 +247,31 @@ fn parse_token(data: &[u8]) -> Result<Token<'_>> {
         let mut choices = Der::new(set.value, STEP, "embedded certificates");
         while !choices.is_empty() {
             let choice = choices.any()?;
-            // Only plain X.509 certificates; attribute and other certificate formats are ignored.
-            if choice.tag == SEQUENCE {
-                certs.push(choice.raw);
+            // Only plain X.509 certificates, each well-formed DER: the set is not signed, so
+            // anything else (other certificate formats, a certificate that does not decode) is
+            // refused rather than skipped, and a token is read one way.
+            if choice.tag != SEQUENCE {
+                return Err(fail(format!(
+                    "the timestamp token embeds a certificate format other than X.509 (tag {:#04x})",
+                    choice.tag
+                )));
             }
+            if let Err(e) = <x509_cert::Certificate as der::Decode>::from_der(choice.raw) {
+                return Err(fail(format!(
+                    "the timestamp token's embedded certificate {} is not well-formed DER: {e}",
+                    certs.len()
+                )));
+            }
+            certs.push(choice.raw);
         }
     }
-    sd.optional(CONTEXT_1)?; // CRLs
+    if sd.optional(CONTEXT_1)?.is_some() {
+        // Revocation data is not used (the trusted root's validity windows decide), and an
+        // unsigned field this crate does not read is not accepted either.
+        return Err(fail(
+            "the timestamp token carries revocation lists, which are not supported",
+        ));
+    }
     let signer_infos = sd.take(SET)?;
     sd.finish()?;
 
@@ -262,7 +295,8 @@ fn parse_token(data: &[u8]) -> Result<Token<'_>> {
 
 fn parse_signer_info(data: &[u8]) -> Result<Signer<'_>> {
     let mut si = Der::new(data, STEP, "SignerInfo");
-    si.take(INTEGER)?; // version
+    // 1 with an issuer and serial number, 3 with a subject key identifier (RFC 5652 5.3).
+    let version = si.take(INTEGER)?;
     let sid_tlv = si.any()?;
     let sid = match sid_tlv.tag {
         SEQUENCE => {
@@ -279,6 +313,16 @@ fn parse_signer_info(data: &[u8]) -> Result<Signer<'_>> {
             )))
         }
     };
+    let expected_version: &[u8] = match sid {
+        Sid::IssuerSerial { .. } => &[1],
+        Sid::KeyId(_) => &[3],
+    };
+    if version.value != expected_version {
+        return Err(fail(format!(
+            "the timestamp's SignerInfo version {} does not fit its signer identifier",
+            hex::encode(version.value)
+        )));
+    }
     let digest_alg = algorithm(&mut si, "SignerInfo digest algorithm")?;
     let attrs = si
         .optional(CONTEXT_0)?

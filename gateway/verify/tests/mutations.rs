@@ -132,6 +132,24 @@ fn a_flipped_proof_hash() {
 }
 
 #[test]
+fn a_rekor_v2_entry_whose_index_differs_from_its_proof() {
+    let dir = fixtures().join("sigstore-conformance/bundle-verify/rekor2-happy-path");
+    let root: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("trusted_root.json")).expect("root")).expect("json");
+    let mut bundle = case("rekor2-happy-path");
+    assert!(run(&bundle, &root, Artifact::from_bytes(artifact()), &identity()).is_ok());
+    let index = &mut bundle["verificationMaterial"]["tlogEntries"][0]["logIndex"];
+    let moved = index.as_str().and_then(|i| i.parse::<u64>().ok()).expect("logIndex") + 1;
+    *index = Value::String(moved.to_string());
+    let refused = run(&bundle, &root, Artifact::from_bytes(artifact()), &identity()).expect_err("refused");
+    assert_eq!(refused.step, Step::InclusionProof);
+    assert!(
+        refused.to_string().contains("differs from its inclusion proof"),
+        "{refused}"
+    );
+}
+
+#[test]
 fn a_swapped_log_key() {
     let mut root = production_json();
     let ct_key = root["ctlogs"][1]["publicKey"]["rawBytes"].clone();

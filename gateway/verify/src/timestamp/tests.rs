@@ -193,6 +193,31 @@ fn timestamp_mutations_are_refused() {
 }
 
 #[test]
+fn unsigned_parts_of_the_token_are_read_strictly() {
+    let case = case("rekor2-happy-path");
+    let token = &case.tokens[0];
+    assert!(verify_timestamp(token, &case.signed, &case.root).is_ok());
+    // SignedData: version 3, then the digestAlgorithms SET.
+    let at = token
+        .windows(4)
+        .position(|w| w == [0x02, 0x01, 0x03, 0x31])
+        .expect("SignedData version");
+    let mut versioned = token.clone();
+    versioned[at + 2] = 0x13;
+    let e = verify_timestamp(&versioned, &case.signed, &case.root).expect_err("version");
+    assert!(e.reason.contains("SignedData version is 13, not 3"), "{}", e.reason);
+    // SignerInfo: version 1 with an issuer and serial number (the last such pattern).
+    let at = token
+        .windows(4)
+        .rposition(|w| w == [0x02, 0x01, 0x01, 0x30])
+        .expect("SignerInfo version");
+    let mut versioned = token.clone();
+    versioned[at + 2] = 0x03;
+    let e = verify_timestamp(&versioned, &case.signed, &case.root).expect_err("version");
+    assert!(e.reason.contains("SignerInfo version 03 does not fit"), "{}", e.reason);
+}
+
+#[test]
 fn timestamp_bare_token_and_response_status() {
     let case = case("rekor2-happy-path");
     let response = &case.tokens[0];

@@ -11,6 +11,12 @@ use crate::error::{Result, Step, VerifyError};
 use crate::keys::pem_decode;
 use crate::trust_root::{b64, TrustedRoot};
 
+/// Whether the entry is from a Rekor v2 log: `hashedrekord` or `dsse` 0.0.2 (Rekor v1 logs
+/// `intoto` 0.0.2 too, and `hashedrekord` and `dsse` 0.0.1).
+fn is_rekor_v2(entry: &TlogEntry) -> bool {
+    entry.version == "0.0.2" && matches!(entry.kind.as_str(), "hashedrekord" | "dsse")
+}
+
 fn err(reason: impl Into<String>) -> VerifyError {
     VerifyError::new(Step::Tlog, reason)
 }
@@ -87,6 +93,18 @@ pub fn verify_entry(
     }
     if let Some(proof) = &entry.inclusion_proof {
         verify_proof(entry, proof, log)?;
+        // A Rekor v2 log is one tree: the entry's index is its proof's (Rekor v1 entries carry
+        // the global index, which the signed entry timestamp covers, and a shard-local one in
+        // the proof). Two indexes for one entry is two readings: refused.
+        if is_rekor_v2(entry) && entry.log_index != proof.log_index {
+            return Err(VerifyError::new(
+                Step::InclusionProof,
+                format!(
+                    "the entry's logIndex {} differs from its inclusion proof's {} (a Rekor v2 entry has one index)",
+                    entry.log_index, proof.log_index
+                ),
+            ));
+        }
     }
     verify_body(entry, &body, bundle, signer, artifact_sha256)?;
     Ok(VerifiedEntry { integrated_time })
