@@ -7,6 +7,7 @@ pub mod gateway;
 pub mod http;
 pub mod npm;
 pub mod oidc;
+pub mod pep740;
 pub mod pki;
 pub mod postgres;
 pub mod process;

@@ -8,35 +8,14 @@
 //! not the attested one.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use portcullis_e2e::gateway::{Gateway, RegistrySpec};
 use portcullis_e2e::http::{self, Response};
+use portcullis_e2e::pep740::{self, SDIST};
 use portcullis_e2e::pypiserver::{self, Pypiserver};
 use portcullis_e2e::{fixtures, sha256_hex};
 
-const SDIST: &str = "pypi_attestations-0.0.19.tar.gz";
-const RULES: &str = r#"
-[issuers.github]
-url = "https://token.actions.githubusercontent.com"
-kind = "github"
-
-[registries.pypi]
-audience = "portcullis-test"
-
-[[registries.pypi.provenance_rules]]
-id = "attested"
-names = ["pypi-attestations"]
-mode = "required"
-
-[[registries.pypi.publishers]]
-id = "tob-release"
-issuer = "github"
-projects = ["pypi-attestations"]
-repository = "trailofbits/pypi-attestations"
-repository_owner_id = "2314423"
-workflow = "release.yml"
-"#;
 const GOOD: &str = "3f6b0c9d2a8e4f1b9c7d5e3a1f0b2c4d";
 const EVIL: &str = "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b";
 
@@ -54,7 +33,7 @@ fn setup() -> Setup {
     let root = fixtures().join("trusted-roots/public-good-production.trusted_root.json");
     let gateway = Gateway::builder()
         .registry(RegistrySpec::new("pypi", "pypi", behind.addr()))
-        .rules(RULES)
+        .rules(&pep740::rules("required"))
         .config(&format!(
             "[provenance]\ntrusted_root = {:?}\n",
             root.display().to_string()
@@ -70,10 +49,8 @@ fn setup() -> Setup {
 
 /// The real sdist and its attestations field (a JSON list holding the publish attestation).
 fn genuine() -> (Vec<u8>, String) {
-    let dir = fixtures().join("pep740/github-publish-pypi-attestations-0.0.19");
-    let read = |p: PathBuf| std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    let attestation = String::from_utf8(read(dir.join(format!("{SDIST}.publish.attestation")))).expect("utf-8");
-    (read(dir.join("artifact")), format!("[{attestation}]"))
+    let (sdist, attestation) = pep740::genuine();
+    (sdist, format!("[{attestation}]"))
 }
 
 /// One part as twine encodes it.

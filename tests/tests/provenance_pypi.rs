@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use portcullis_e2e::gateway::{Gateway, RegistrySpec};
-use portcullis_e2e::http::{self, Form};
+use portcullis_e2e::http;
+use portcullis_e2e::pep740::{self, SDIST};
 use portcullis_e2e::pypiserver::{self, Pypiserver};
 use portcullis_e2e::tools::tools;
 use portcullis_e2e::{fixtures, sha256_hex};
 
-const SDIST: &str = "pypi_attestations-0.0.19.tar.gz";
 const GITLAB_SDIST: &str = "gitlab_oidc_project-0.0.3.tar.gz";
 
 fn case(name: &str) -> PathBuf {
@@ -25,9 +25,7 @@ fn read(path: &Path) -> Vec<u8> {
 
 /// The publish attestation of pypi-attestations 0.0.19 and its sdist.
 fn genuine() -> (Vec<u8>, String) {
-    let dir = case("github-publish-pypi-attestations-0.0.19");
-    let attestation = String::from_utf8(read(&dir.join(format!("{SDIST}.publish.attestation")))).expect("utf-8");
-    (read(&dir.join("artifact")), attestation)
+    pep740::genuine()
 }
 
 fn rules(mode: &str, shadow: bool) -> String {
@@ -111,16 +109,7 @@ fn upload(
     content: &[u8],
     attestations: Option<&str>,
 ) -> http::Response {
-    let extra: Vec<(&str, &str)> = attestations.map(|a| vec![("attestations", a)]).unwrap_or_default();
-    let form = Form::pypi_upload_with(name, version, filename, content, &extra);
-    let auth = http::basic_auth(pypiserver::USER, pypiserver::PASSWORD);
-    http::request(
-        s.gateway.addr(),
-        "POST",
-        "/",
-        &[("content-type", &form.content_type()), ("authorization", &auth)],
-        &form.body,
-    )
+    pep740::upload(s.gateway.addr(), name, version, filename, content, attestations)
 }
 
 /// An upload of the real `pypi-attestations` 0.0.19 sdist's name and version carrying `content`.

@@ -9,13 +9,12 @@ use std::time::Duration;
 
 use portcullis_e2e::gateway::{admin_token_config, Gateway, RegistrySpec, ADMIN_TOKEN};
 use portcullis_e2e::http::{self, Form};
+use portcullis_e2e::pep740::{self, genuine, SDIST};
 use portcullis_e2e::pypiserver::{self, Pypiserver};
 use portcullis_e2e::sink::Sink;
 use portcullis_e2e::tuf::TufRepo;
 use portcullis_e2e::{fixtures, wait_until};
 use serde_json::Value;
-
-const SDIST: &str = "pypi_attestations-0.0.19.tar.gz";
 
 fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -32,35 +31,6 @@ fn production_without_logs() -> Vec<u8> {
     serde_json::to_vec_pretty(&root).expect("json")
 }
 
-/// The real publish attestation of pypi-attestations 0.0.19 and its sdist.
-fn genuine() -> (Vec<u8>, String) {
-    let dir = fixtures().join("pep740/github-publish-pypi-attestations-0.0.19");
-    let attestation = String::from_utf8(read(&dir.join(format!("{SDIST}.publish.attestation")))).expect("utf-8");
-    (read(&dir.join("artifact")), attestation)
-}
-
-const RULES: &str = r#"
-[issuers.github]
-url = "https://token.actions.githubusercontent.com"
-kind = "github"
-
-[registries.pypi]
-audience = "portcullis-test"
-
-[[registries.pypi.provenance_rules]]
-id = "attested"
-names = ["pypi-attestations"]
-mode = "optional"
-
-[[registries.pypi.publishers]]
-id = "tob-release"
-issuer = "github"
-projects = ["pypi-attestations"]
-repository = "trailofbits/pypi-attestations"
-repository_owner_id = "2314423"
-workflow = "release.yml"
-"#;
-
 /// A gateway whose trusted root comes over TUF from `repo` (anchor: its root v1), caching in
 /// `cache`, with the admin token and the adjustable clock.
 fn gateway(repo_url: &str, anchor: &[u8], cache: &Path, upstream: std::net::SocketAddr, dir: &Path) -> Gateway {
@@ -69,7 +39,7 @@ fn gateway(repo_url: &str, anchor: &[u8], cache: &Path, upstream: std::net::Sock
     std::fs::write(&anchor_file, anchor).expect("anchor");
     Gateway::builder()
         .registry(RegistrySpec::new("pypi", "pypi", upstream))
-        .rules(RULES)
+        .rules(&pep740::rules("optional"))
         .admin_config(&admin_token_config(dir))
         .config(&format!(
             "[sigstore]\nrepository = {repo_url:?}\nroot = {:?}\ncache_dir = {:?}\ntimeout = \"3s\"\n[testing]\nadjustable_clock = true\n",
@@ -116,16 +86,7 @@ fn upload(
     content: &[u8],
     attestations: Option<&str>,
 ) -> http::Response {
-    let extra: Vec<(&str, &str)> = attestations.map(|a| vec![("attestations", a)]).unwrap_or_default();
-    let form = Form::pypi_upload_with(name, version, file, content, &extra);
-    let auth = http::basic_auth(pypiserver::USER, pypiserver::PASSWORD);
-    http::request(
-        gateway.addr(),
-        "POST",
-        "/",
-        &[("content-type", &form.content_type()), ("authorization", &auth)],
-        &form.body,
-    )
+    pep740::upload(gateway.addr(), name, version, file, content, attestations)
 }
 
 fn upload_genuine(gateway: &Gateway) -> http::Response {

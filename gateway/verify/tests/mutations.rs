@@ -1,5 +1,7 @@
 //! Targeted mutations of real bundles: each must be refused, at the step that owns the fault.
 
+mod oracle;
+
 use portcullis_verify::{verify, Artifact, Bundle, Policy, Step, TrustedRoot, VerifyError};
 use serde_json::Value;
 
@@ -40,10 +42,42 @@ fn identity() -> Policy {
     }
 }
 
+/// This crate's verdict; every input with the artifact's bytes and a certificate identity also
+/// goes through `sigstore-verify`, which must agree unless the disagreement is one that
+/// docs/provenance.md explains (`oracle::EXPLAINED`).
 fn run(bundle: &Value, root: &Value, artifact: Artifact, policy: &Policy) -> Result<(), VerifyError> {
-    let bundle = Bundle::from_json(&serde_json::to_vec(bundle).expect("encode"))?;
-    let root = TrustedRoot::from_json(&serde_json::to_vec(root).expect("encode"))?;
-    verify(&bundle, &artifact, &root, policy, now()).map(|_| ())
+    let bundle_json = serde_json::to_vec(bundle).expect("encode");
+    let root_json = serde_json::to_vec(root).expect("encode");
+    let ours = (|| {
+        let bundle = Bundle::from_json(&bundle_json)?;
+        let root = TrustedRoot::from_json(&root_json)?;
+        verify(&bundle, &artifact, &root, policy, now()).map(|_| ())
+    })();
+    if let (Some(bytes), Policy::Identity { san, issuer }) = (&artifact.bytes, policy) {
+        let case = oracle::Case {
+            name: "mutation".to_owned(),
+            bundle: bundle_json,
+            artifact: bytes.clone(),
+            root: root_json,
+            signer: oracle::Signer::Identity {
+                san: san.clone(),
+                issuer: issuer.clone(),
+            },
+            must_verify: false,
+        };
+        let theirs = oracle::theirs(&case);
+        let explained = match (&ours, &theirs) {
+            (Err(refused), Ok(())) => oracle::EXPLAINED_REFUSALS
+                .iter()
+                .any(|(text, _)| refused.reason.contains(text)),
+            _ => false,
+        };
+        assert!(
+            ours.is_ok() == theirs.is_ok() || explained,
+            "this crate and sigstore-verify disagree: ours {ours:?}, sigstore-verify {theirs:?}"
+        );
+    }
+    ours
 }
 
 /// The step at which `bundle` is refused for the default artifact, root and identity.

@@ -277,6 +277,24 @@ pub const EXPLAINED: [(&str, &str, &str, &str); 16] = [
     ),
 ];
 
+/// Refusals of this crate that `sigstore-verify` does not share, for the targeted mutations of
+/// `tests/mutations.rs` (whole-bundle changes rather than one field): (text this crate's
+/// refusal contains, why). docs/provenance.md lists them with [`EXPLAINED`].
+pub const EXPLAINED_REFUSALS: [(&str, &str); 3] = [
+    (
+        "a root certificate that is not in the trusted root",
+        "a bundle that carries its own root certificate: sigstore-verify ignores the bundle's chain and builds it from the trusted root",
+    ),
+    (
+        "too many transparency log entries",
+        "more than 32 log entries: sigstore-go's limit, which sigstore-verify does not have",
+    ),
+    (
+        "too many signed timestamps",
+        "more than 32 RFC 3161 timestamps: sigstore-go's limit, which sigstore-verify does not have",
+    ),
+];
+
 /// The explanation for a disagreement where this crate refused (`ours`, its error text) and
 /// `sigstore-verify` accepted the mutation `name` (`<case><path> <mutation>`), if it is one
 /// of [`EXPLAINED`]; `None` for any other disagreement.
