@@ -253,6 +253,19 @@ impl From<crate::protocol::multipart::MultipartError> for Refusal {
     }
 }
 
+/// An error followed by each of its sources, `: `-separated (for errors whose `Display` does
+/// not repeat their cause).
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 #[path = "error_docs_tests.rs"]
 mod docs_tests;

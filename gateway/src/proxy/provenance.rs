@@ -34,10 +34,11 @@ impl Gateway {
         registry: &Registry,
         upload: &UploadFacts,
     ) -> Result<ProvenanceRecord, Refusal> {
-        let checked = match (upload.attestations.as_deref(), self.trusted_root()) {
-            (None, _) => Checked::None,
-            (Some(_), Err(unavailable)) => Checked::Unverifiable(unavailable),
-            (Some(field), Ok(root)) => {
+        // The root is taken only for an upload that carries attestations.
+        let checked = match upload.attestations.as_deref().map(|field| (field, self.trusted_root())) {
+            None => Checked::None,
+            Some((_, Err(unavailable))) => Checked::Unverifiable(unavailable),
+            Some((field, Ok(root))) => {
                 pep740::check(
                     &self.provenance.cache,
                     &root,
@@ -207,10 +208,10 @@ impl Gateway {
         facts: &crate::protocol::npm_body::PublishFacts,
         tarball: &crate::protocol::npm_body::TarballFacts,
     ) -> Result<ProvenanceRecord, Refusal> {
-        let checked = match (facts.provenance.as_deref(), self.trusted_root()) {
-            (None, _) => Checked::None,
-            (Some(_), Err(unavailable)) => Checked::Unverifiable(unavailable),
-            (Some(bundle), Ok(root)) => {
+        let checked = match facts.provenance.as_deref().map(|bundle| (bundle, self.trusted_root())) {
+            None => Checked::None,
+            Some((_, Err(unavailable))) => Checked::Unverifiable(unavailable),
+            Some((bundle, Ok(root))) => {
                 crate::provenance::npm::check(
                     &self.provenance.cache,
                     &root,

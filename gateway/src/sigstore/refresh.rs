@@ -103,7 +103,7 @@ impl TrustRefresher {
                 false => Ok(Refreshed::Unchanged),
             },
             Err(error) => {
-                self.handle.failed(&error, error.kind.as_str(), now);
+                self.handle.failed(&error, now);
                 Err(error)
             }
         }

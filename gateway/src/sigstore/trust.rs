@@ -134,7 +134,6 @@ impl std::fmt::Debug for TrustHandle {
 impl TrustHandle {
     /// A handle with nothing loaded yet.
     pub fn new(source: TrustSource, metrics: Arc<Metrics>) -> TrustHandle {
-        metrics.trust_root_loaded.set(0);
         TrustHandle {
             source,
             in_force: ArcSwapOption::empty(),
@@ -148,11 +147,6 @@ impl TrustHandle {
         let handle = TrustHandle::new(TrustSource::File { path }, metrics);
         handle.install(root, None, Arrival::File, now);
         handle
-    }
-
-    /// Where the root comes from.
-    pub fn source(&self) -> &TrustSource {
-        &self.source
     }
 
     /// The trusted root to verify with at `now` (Unix seconds).
@@ -175,23 +169,18 @@ impl TrustHandle {
         Ok(in_force.root.clone())
     }
 
-    /// The root in force, if any (expired or not).
-    pub fn in_force(&self) -> Option<Arc<InForce>> {
-        self.in_force.load_full()
-    }
-
     /// Adopts what a TUF refresh verified, once its `trusted_root.json` parses; returns whether
     /// the root changed. A target that does not parse leaves the last good root in force.
     pub fn adopt(&self, fetched: Fetched, arrival: Arrival, now: i64) -> Result<bool, TufError> {
         let root = TrustedRoot::from_json(&fetched.trusted_root).map_err(|e| {
             let error = TufError {
-                kind: super::tuf::FailureKind::Malformed,
+                kind: super::tuf::FailureKind::InvalidRoot,
                 message: format!(
                     "the repository's {} does not parse: {e}",
                     super::tuf::TRUSTED_ROOT_TARGET
                 ),
             };
-            self.failed(&error, "invalid_root", now);
+            self.failed(&error, now);
             error
         })?;
         let old = self.in_force.load_full();
@@ -200,7 +189,7 @@ impl TrustHandle {
         if root_changed || roles_changed {
             self.install(Arc::new(root), Some(fetched.roles), arrival, now);
         } else {
-            self.unchanged(now);
+            self.record_success(now);
         }
         self.metrics
             .trust_refreshes
@@ -226,12 +215,7 @@ impl TrustHandle {
                     .set(i64::try_from(version).unwrap_or(i64::MAX));
             }
         }
-        self.metrics.trust_last_success.set(now);
-        if let Ok(mut attempts) = self.attempts.lock() {
-            attempts.last_attempt = Some(now);
-            attempts.last_success = Some(now);
-            attempts.consecutive_failures = 0;
-        }
+        self.record_success(now);
         tracing::info!(
             target: "portcullis::trust",
             revision = %revision,
@@ -251,8 +235,8 @@ impl TrustHandle {
         })));
     }
 
-    /// Records a refresh that succeeded without anything new to adopt.
-    pub fn unchanged(&self, now: i64) {
+    /// Records a successful refresh (or the file read), whether or not it changed anything.
+    fn record_success(&self, now: i64) {
         self.metrics.trust_last_success.set(now);
         if let Ok(mut attempts) = self.attempts.lock() {
             attempts.last_attempt = Some(now);
@@ -262,7 +246,8 @@ impl TrustHandle {
     }
 
     /// Records a failed refresh; the last good root stays in force.
-    pub fn failed(&self, error: &TufError, label: &'static str, now: i64) {
+    pub fn failed(&self, error: &TufError, now: i64) {
+        let label = error.kind.as_str();
         self.metrics.trust_refreshes.with_label_values(&[label]).inc();
         tracing::warn!(
             target: "portcullis::trust",
@@ -327,18 +312,8 @@ impl TrustHandle {
                 "arrival": f.arrival.as_str(),
                 "adopted_at": rfc3339(f.adopted_at),
                 "tuf": f.tuf.map(|t| roles_json(&t)),
-                "transparency_logs": f.root.tlogs.iter().map(|l| json!({
-                    "base_url": l.base_url,
-                    "log_id": hex::encode(&l.log_id),
-                    "valid_from": rfc3339(l.validity.start),
-                    "valid_until": l.validity.end.map(rfc3339),
-                })).collect::<Vec<_>>(),
-                "ct_logs": f.root.ctlogs.iter().map(|l| json!({
-                    "base_url": l.base_url,
-                    "log_id": hex::encode(&l.log_id),
-                    "valid_from": rfc3339(l.validity.start),
-                    "valid_until": l.validity.end.map(rfc3339),
-                })).collect::<Vec<_>>(),
+                "transparency_logs": logs(&f.root.tlogs),
+                "ct_logs": logs(&f.root.ctlogs),
                 "certificate_authorities": authorities(&f.root.certificate_authorities),
                 "timestamp_authorities": authorities(&f.root.timestamp_authorities),
                 "skipped": f.root.skipped,
@@ -360,9 +335,14 @@ impl TrustHandle {
 impl TrustUnavailable {
     /// The stable refusal code for provenance that needed the root.
     pub fn code(&self) -> &'static str {
+        self.refusal().code()
+    }
+
+    /// The provenance refusal it leads to.
+    pub fn refusal(&self) -> portcullis_rules::ProvenanceRefusal {
         match self {
-            TrustUnavailable::NotLoaded { .. } => "provenance_trust_unavailable",
-            TrustUnavailable::Expired { .. } => "provenance_trust_expired",
+            TrustUnavailable::NotLoaded { .. } => portcullis_rules::ProvenanceRefusal::TrustUnavailable,
+            TrustUnavailable::Expired { .. } => portcullis_rules::ProvenanceRefusal::TrustExpired,
         }
     }
 }
@@ -375,6 +355,19 @@ fn roles_json(roles: &TufRoles) -> Value {
         "snapshot": one(&roles.snapshot),
         "targets": one(&roles.targets),
     })
+}
+
+fn logs(list: &[portcullis_verify::trust_root::LogKey]) -> Vec<Value> {
+    list.iter()
+        .map(|l| {
+            json!({
+                "base_url": l.base_url,
+                "log_id": hex::encode(&l.log_id),
+                "valid_from": rfc3339(l.validity.start),
+                "valid_until": l.validity.end.map(rfc3339),
+            })
+        })
+        .collect()
 }
 
 fn authorities(list: &[portcullis_verify::trust_root::Authority]) -> Vec<Value> {

@@ -43,6 +43,17 @@ fn tuf_handle() -> (TrustHandle, Arc<Metrics>) {
     (handle, metrics)
 }
 
+/// Adopts `trusted_root` as if a refresh had verified it under `roles`.
+fn adopt(
+    handle: &TrustHandle,
+    trusted_root: Vec<u8>,
+    roles: TufRoles,
+    arrival: Arrival,
+    now: i64,
+) -> Result<bool, TufError> {
+    handle.adopt(Fetched { trusted_root, roles }, arrival, now)
+}
+
 fn rendered(metrics: &Metrics) -> String {
     String::from_utf8(metrics.render()).expect("utf-8")
 }
@@ -60,7 +71,7 @@ fn nothing_is_usable_before_the_first_root_and_the_reason_is_the_last_failure() 
     let err = handle.current(NOW).expect_err("nothing loaded");
     assert_eq!(err.code(), "provenance_trust_unavailable");
     assert!(err.to_string().contains("no refresh has completed yet"), "{err}");
-    handle.failed(&unreachable(), "unreachable", NOW);
+    handle.failed(&unreachable(), NOW);
     let err = handle.current(NOW).expect_err("nothing loaded");
     assert!(err.to_string().contains("timestamp.json failed (unreachable)"), "{err}");
     let text = rendered(&metrics);
@@ -79,21 +90,12 @@ fn nothing_is_usable_before_the_first_root_and_the_reason_is_the_last_failure() 
 fn an_adopted_root_is_used_until_its_tuf_metadata_expires_then_refused_as_expired() {
     let (handle, metrics) = tuf_handle();
     let expires = NOW + 3600;
-    let changed = handle
-        .adopt(
-            Fetched {
-                trusted_root: production(),
-                roles: roles(7, expires),
-            },
-            Arrival::Network,
-            NOW,
-        )
-        .expect("adopted");
+    let changed = adopt(&handle, production(), roles(7, expires), Arrival::Network, NOW).expect("adopted");
     assert!(changed);
     let root = handle.current(NOW).expect("in force");
     assert!(!root.tlogs.is_empty());
     assert!(handle.current(expires - 1).is_ok());
-    handle.failed(&unreachable(), "unreachable", expires);
+    handle.failed(&unreachable(), expires);
     let err = handle.current(expires).expect_err("expired");
     assert_eq!(err.code(), "provenance_trust_expired");
     let message = err.to_string();
@@ -119,38 +121,19 @@ fn an_adopted_root_is_used_until_its_tuf_metadata_expires_then_refused_as_expire
 fn a_failed_refresh_keeps_the_last_good_root_and_a_renewal_lifts_the_expiry() {
     let (handle, _) = tuf_handle();
     let first = NOW + 60;
-    handle
-        .adopt(
-            Fetched {
-                trusted_root: production(),
-                roles: roles(1, first),
-            },
-            Arrival::Cache,
-            NOW,
-        )
-        .expect("adopted");
+    adopt(&handle, production(), roles(1, first), Arrival::Cache, NOW).expect("adopted");
     let before = handle.current(NOW).expect("in force");
     handle.failed(
         &TufError {
             kind: FailureKind::Rollback,
             message: "rollback detected for timestamp".to_owned(),
         },
-        "rollback",
         NOW + 1,
     );
     let after = handle.current(NOW + 1).expect("still in force");
     assert!(Arc::ptr_eq(&before, &after), "the same root object stays in force");
     // The same root under renewed metadata: unchanged root, later expiry.
-    let changed = handle
-        .adopt(
-            Fetched {
-                trusted_root: production(),
-                roles: roles(2, NOW + 7200),
-            },
-            Arrival::Network,
-            NOW + 2,
-        )
-        .expect("adopted");
+    let changed = adopt(&handle, production(), roles(2, NOW + 7200), Arrival::Network, NOW + 2).expect("adopted");
     assert!(!changed, "the root itself did not change");
     assert!(
         handle.current(first + 10).is_ok(),
@@ -162,27 +145,9 @@ fn a_failed_refresh_keeps_the_last_good_root_and_a_renewal_lifts_the_expiry() {
 #[test]
 fn a_new_root_replaces_the_old_and_a_verification_in_flight_keeps_the_one_it_took() {
     let (handle, _) = tuf_handle();
-    handle
-        .adopt(
-            Fetched {
-                trusted_root: production(),
-                roles: roles(1, NOW + 3600),
-            },
-            Arrival::Network,
-            NOW,
-        )
-        .expect("adopted");
+    adopt(&handle, production(), roles(1, NOW + 3600), Arrival::Network, NOW).expect("adopted");
     let in_flight = handle.current(NOW).expect("in force");
-    let changed = handle
-        .adopt(
-            Fetched {
-                trusted_root: staging(),
-                roles: roles(2, NOW + 3600),
-            },
-            Arrival::Network,
-            NOW,
-        )
-        .expect("adopted");
+    let changed = adopt(&handle, staging(), roles(2, NOW + 3600), Arrival::Network, NOW).expect("adopted");
     assert!(changed);
     let now_in_force = handle.current(NOW).expect("in force");
     assert_ne!(in_flight.revision, now_in_force.revision);
@@ -192,26 +157,15 @@ fn a_new_root_replaces_the_old_and_a_verification_in_flight_keeps_the_one_it_too
 #[test]
 fn a_target_that_is_not_a_trusted_root_is_refused_and_the_last_good_stays() {
     let (handle, metrics) = tuf_handle();
-    handle
-        .adopt(
-            Fetched {
-                trusted_root: production(),
-                roles: roles(1, NOW + 3600),
-            },
-            Arrival::Network,
-            NOW,
-        )
-        .expect("adopted");
-    let err = handle
-        .adopt(
-            Fetched {
-                trusted_root: b"{\"mediaType\": 3}".to_vec(),
-                roles: roles(2, NOW + 3600),
-            },
-            Arrival::Network,
-            NOW,
-        )
-        .expect_err("not a trusted root");
+    adopt(&handle, production(), roles(1, NOW + 3600), Arrival::Network, NOW).expect("adopted");
+    let err = adopt(
+        &handle,
+        b"{\"mediaType\": 3}".to_vec(),
+        roles(2, NOW + 3600),
+        Arrival::Network,
+        NOW,
+    )
+    .expect_err("not a trusted root");
     assert!(
         err.message.contains("trusted_root.json does not parse"),
         "{}",

@@ -126,6 +126,8 @@ pub enum FailureKind {
     Signature,
     /// Anything else the library refused (malformed metadata, a missing target).
     Malformed,
+    /// The verified `trusted_root.json` target is not a trusted root this gateway can use.
+    InvalidRoot,
 }
 
 impl FailureKind {
@@ -139,6 +141,7 @@ impl FailureKind {
             FailureKind::Integrity => "integrity",
             FailureKind::Signature => "signature",
             FailureKind::Malformed => "malformed",
+            FailureKind::InvalidRoot => "invalid_root",
         }
     }
 
@@ -171,16 +174,9 @@ pub struct TufError {
 
 impl From<sigstore_tuf::Error> for TufError {
     fn from(error: sigstore_tuf::Error) -> Self {
-        let mut message = error.to_string();
-        let mut source = std::error::Error::source(&error);
-        while let Some(cause) = source {
-            message.push_str(": ");
-            message.push_str(&cause.to_string());
-            source = cause.source();
-        }
         TufError {
             kind: FailureKind::of(&error),
-            message,
+            message: crate::error::chain(&error),
         }
     }
 }

@@ -2,15 +2,9 @@
 
 mod oracle;
 
+use oracle::{fixtures, now, BEACON as IDENTITY, GITHUB as ISSUER};
 use portcullis_verify::{verify, Artifact, Bundle, Policy, Step, TrustedRoot, VerifyError};
 use serde_json::Value;
-
-const IDENTITY: &str = "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main";
-const ISSUER: &str = "https://token.actions.githubusercontent.com";
-
-fn fixtures() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
-}
 
 fn case(name: &str) -> Value {
     let path = fixtures()
@@ -27,12 +21,6 @@ fn production_json() -> Value {
 
 fn artifact() -> Vec<u8> {
     std::fs::read(fixtures().join("sigstore-conformance/bundle-verify/a.txt")).expect("a.txt")
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn identity() -> Policy {

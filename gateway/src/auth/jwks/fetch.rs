@@ -154,13 +154,7 @@ impl JwksCache {
 
 /// An error and its sources, `: `-separated, shortened.
 pub(super) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
+    let text = crate::error::chain(error);
     match text.char_indices().nth(4 * MAX_ECHO_CHARS) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text,

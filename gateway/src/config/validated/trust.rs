@@ -106,22 +106,24 @@ fn tuf(ctx: &Ctx<'_>, raw: &raw::RawSigstore, state_dir: &Path) -> Result<TufSet
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(ctx.err("sigstore.repository", "must be an http:// or https:// URL"));
     }
-    let (anchor, anchor_source) = match &raw.root {
-        None => {
-            let anchor = instance.anchor().to_vec();
-            let version = sigstore_tuf::TrustedMetadataSet::from_root(&anchor)
-                .map(|t| t.root().version)
-                .map_err(|e| ctx.err("sigstore.instance", format!("the shipped root: {e}")))?;
-            (anchor, format!("shipped {} root v{version}", instance.name()))
-        }
+    let (anchor, field, anchor_from) = match &raw.root {
+        None => (
+            instance.anchor().to_vec(),
+            "sigstore.instance",
+            format!("shipped {} root", instance.name()),
+        ),
         Some(path) => {
             let path = ctx.readable("sigstore.root", path)?;
             let anchor = std::fs::read(&path).map_err(|e| ctx.err("sigstore.root", e.to_string()))?;
-            let version = sigstore_tuf::TrustedMetadataSet::from_root(&anchor)
-                .map(|t| t.root().version)
-                .map_err(|e| ctx.err("sigstore.root", format!("not a TUF root signed by its own keys: {e}")))?;
-            (anchor, format!("{} (root v{version})", path.display()))
+            (anchor, "sigstore.root", path.display().to_string())
         }
+    };
+    let version = sigstore_tuf::TrustedMetadataSet::from_root(&anchor)
+        .map(|t| t.root().version)
+        .map_err(|e| ctx.err(field, format!("not a TUF root signed by its own keys: {e}")))?;
+    let anchor_source = match &raw.root {
+        None => format!("{anchor_from} v{version}"),
+        Some(_) => format!("{anchor_from} (root v{version})"),
     };
     let refresh_interval = ctx.duration(
         "sigstore.refresh_interval",

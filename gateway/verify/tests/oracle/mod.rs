@@ -52,8 +52,10 @@ fn trimmed(path: &Path) -> Option<String> {
     std::fs::read_to_string(path).ok().map(|s| s.trim().to_owned())
 }
 
-const BEACON: &str = "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main";
-const GITHUB: &str = "https://token.actions.githubusercontent.com";
+/// The conformance suite's signing identity (its default `identity`).
+pub const BEACON: &str = "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main";
+/// GitHub Actions' OIDC issuer (the conformance suite's default `issuer`).
+pub const GITHUB: &str = "https://token.actions.githubusercontent.com";
 
 fn load(suite: &str, dir: &Path, default_artifact: Option<&Path>) -> Case {
     let name = dir
