@@ -17,6 +17,8 @@ ensure_system_packages() {
     # tests/src/postgres.rs: throwaway PostgreSQL clusters for the shared state store and the
     # multi-replica tests (initdb, postgres, pg_isready, psql).
     compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+    # tests/src/rstuf.rs: Redis is RSTUF's broker and result store.
+    command -v redis-server >/dev/null || missing+=(redis-server)
     if ((${#missing[@]})); then
         echo "installing system packages: ${missing[*]}"
         apt-get update -qq

@@ -25,6 +25,7 @@ pub mod state;
 mod test_fixtures;
 pub mod tls;
 pub mod trusted_publishing;
+pub mod tuf_feed;
 
 use std::sync::Arc;
 
@@ -129,6 +130,9 @@ pub fn build_server(config: &Config, options: RunOptions) -> Result<Portcullis, 
             "[testing] adjustable_clock is on: the admin listener can move this gateway's clock; never in production"
         );
     }
+    let feed_wake = Arc::new(tokio::sync::Notify::new());
+    let feeder = crate::tuf_feed::TufFeeder::new(&config.registries, state.clone(), metrics.clone(), feed_wake.clone())
+        .map_err(|e| BuildError::Server(e.to_string()))?;
     let gateway = Gateway::new(
         &config.registries,
         rules.clone(),
@@ -145,6 +149,7 @@ pub fn build_server(config: &Config, options: RunOptions) -> Result<Portcullis, 
             downloads: downloads.clone(),
             admin_token: config.admin_token.clone(),
             state: state.clone(),
+            feed_wake: feed_wake.clone(),
         },
     );
     let grace = crate::proxy::accept_grace::DEFAULT_ACCEPT_GRACE.min(config.server.grace_period);
@@ -183,7 +188,12 @@ pub fn build_server(config: &Config, options: RunOptions) -> Result<Portcullis, 
             .with_journal(journal)
             .with_audit(audit)
             .with_adjustable_clock(config.adjustable_clock)
-            .with_trust(trust.clone(), trust_refresher.as_ref().map(|s| s.task())),
+            .with_trust(trust.clone(), trust_refresher.as_ref().map(|s| s.task()))
+            .with_tuf_feed(crate::admin::FeedAdmin {
+                registries: config.registries.iter().filter(|r| r.tuf.is_some()).cloned().collect(),
+                state: exchanger.state().clone(),
+                wake: feed_wake.clone(),
+            }),
     );
     admin.add_tcp(&config.admin_address.to_string());
 
@@ -206,6 +216,9 @@ pub fn build_server(config: &Config, options: RunOptions) -> Result<Portcullis, 
     }
     server.add_service(reloader);
     server.add_service(probe);
+    if let Some(feeder) = feeder {
+        server.add_service(background_service("tuf feed", feeder));
+    }
     Ok(Portcullis { server, rules, metrics })
 }
 

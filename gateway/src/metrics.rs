@@ -81,6 +81,20 @@ pub struct Metrics {
     pub trust_tuf_version: IntGaugeVec,
     /// The trusted root in force, as labels (`source`, `revision`) on a gauge set to 1.
     pub trust_root_info: IntGaugeVec,
+    /// TUF feed events settled, by registry, action (`add`, `delete`, `index`) and outcome
+    /// (`done`, `retried`, `failed`).
+    pub tuf_feed_events: IntCounterVec,
+    /// TUF feed events queued or submitted and not yet done, by registry.
+    pub tuf_feed_open: IntGaugeVec,
+    /// TUF feed events set aside as failed (an operator's attention), by registry.
+    pub tuf_feed_failed: IntGaugeVec,
+    /// Age of the oldest open TUF feed event, by registry (0 when none): how far the signed
+    /// metadata lags what the backend committed.
+    pub tuf_feed_lag: IntGaugeVec,
+    /// 1 on the replica that sends a registry's TUF feed, 0 on the others.
+    pub tuf_feed_leader: IntGaugeVec,
+    /// Calls to the RSTUF API that failed to get an answer (unreachable, 5xx), by registry.
+    pub tuf_feed_unavailable: IntCounterVec,
 }
 
 /// Every `outcome` of `portcullis_trust_refreshes_total`.
@@ -336,6 +350,42 @@ impl Metrics {
                 "portcullis_trust_root_info",
                 "The Sigstore trusted root in force (source and revision as labels).",
                 &["source", "revision"],
+            ),
+            tuf_feed_events: counter(
+                &registry,
+                "portcullis_tuf_feed_events_total",
+                "TUF feed events settled, by registry, action and outcome (done, retried, failed).",
+                &["registry", "action", "outcome"],
+            ),
+            tuf_feed_open: gauge_vec(
+                &registry,
+                "portcullis_tuf_feed_open_events",
+                "TUF feed events queued or submitted and not yet done.",
+                &["registry"],
+            ),
+            tuf_feed_failed: gauge_vec(
+                &registry,
+                "portcullis_tuf_feed_failed_events",
+                "TUF feed events set aside as failed, waiting for an operator.",
+                &["registry"],
+            ),
+            tuf_feed_lag: gauge_vec(
+                &registry,
+                "portcullis_tuf_feed_lag_seconds",
+                "Age of the oldest open TUF feed event (0 when none).",
+                &["registry"],
+            ),
+            tuf_feed_leader: gauge_vec(
+                &registry,
+                "portcullis_tuf_feed_leader",
+                "1 on the replica that sends the registry's TUF feed.",
+                &["registry"],
+            ),
+            tuf_feed_unavailable: counter(
+                &registry,
+                "portcullis_tuf_feed_unavailable_total",
+                "Calls to the RSTUF API or reads from the backend that got no usable answer.",
+                &["registry"],
             ),
             registry,
         };

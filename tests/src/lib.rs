@@ -12,6 +12,7 @@ pub mod pki;
 pub mod postgres;
 pub mod process;
 pub mod pypiserver;
+pub mod rstuf;
 pub mod sink;
 pub mod soak;
 pub mod tools;

@@ -135,3 +135,24 @@ impl Pypiserver {
         self.process.log()
     }
 }
+
+/// `twine upload` of `files` to `url` with pypiserver's test credentials.
+pub fn twine_upload(url: &str, files: &[&Path]) -> std::process::Output {
+    Command::new(tools().twine())
+        .args([
+            "upload",
+            "--disable-progress-bar",
+            "--non-interactive",
+            "--repository-url",
+            url,
+            "-u",
+        ])
+        .arg(USER)
+        .arg("-p")
+        .arg(PASSWORD)
+        .args(files)
+        .env("COLUMNS", "1000")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run twine")
+}

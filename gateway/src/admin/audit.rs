@@ -19,7 +19,7 @@ struct ClockRequest {
 }
 
 /// The value of `key` in a query string, percent-decoded.
-fn query_value(query: &str, key: &str) -> Option<String> {
+pub(super) fn query_value(query: &str, key: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=')?;
         (k == key).then(|| crate::protocol::path::percent_decode(&v.replace('+', " ")))?

@@ -1,6 +1,6 @@
 //! The admin listener (separate port, loopback by default): `/metrics`, `/healthz`, `/readyz`
-//! `/rules`, `/trust`, `/decisions/<request id>`, and with an admin token configured `GET /audit`,
-//! `POST /tokens/revoke` and `POST /trust/refresh`.
+//! `/rules`, `/trust`, `/tuf`, `/decisions/<request id>`, and with an admin token configured
+//! `GET /audit`, `POST /tokens/revoke`, `POST /trust/refresh` and `POST /tuf/retry`.
 
 use std::sync::Arc;
 
@@ -20,6 +20,7 @@ use crate::trusted_publishing::Exchanger;
 mod audit;
 mod revoke;
 mod trust;
+mod tuf_feed;
 
 /// The admin HTTP application.
 pub struct AdminApp {
@@ -33,6 +34,17 @@ pub struct AdminApp {
     adjustable_clock: bool,
     trust: Option<Arc<crate::sigstore::TrustHandle>>,
     trust_refresher: Option<Arc<crate::sigstore::TrustRefresher>>,
+    tuf_feed: Option<FeedAdmin>,
+}
+
+/// What `GET /tuf` and `POST /tuf/retry` read and change.
+pub struct FeedAdmin {
+    /// The registries with a feed.
+    pub registries: Vec<Arc<crate::config::Registry>>,
+    /// The store holding the outbox.
+    pub state: Arc<dyn crate::state::StateStore>,
+    /// Wakes the feed.
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 impl AdminApp {
@@ -49,7 +61,16 @@ impl AdminApp {
             adjustable_clock: false,
             trust: None,
             trust_refresher: None,
+            tuf_feed: None,
         }
+    }
+
+    /// Enables `GET /tuf` and `POST /tuf/retry` when some registry has a feed.
+    pub fn with_tuf_feed(mut self, feed: FeedAdmin) -> Self {
+        if !feed.registries.is_empty() {
+            self.tuf_feed = Some(feed);
+        }
+        self
     }
 
     /// Enables `GET /decisions/<request id>` from the proxy's decision journal.
@@ -202,7 +223,7 @@ impl AdminApp {
             }
             _ => Self::json(
                 404,
-                json!({"code": "not_found", "message": "admin endpoints: /metrics /healthz /readyz /rules /trust /decisions/<request id> /audit?registry=&project=, POST /tokens/revoke, POST /trust/refresh"}),
+                json!({"code": "not_found", "message": "admin endpoints: /metrics /healthz /readyz /rules /trust /tuf /decisions/<request id> /audit?registry=&project=, POST /tokens/revoke, POST /trust/refresh, POST /tuf/retry?registry="}),
             ),
         }
     }
@@ -218,6 +239,8 @@ impl ServeHttp for AdminApp {
             "/audit" => return self.audit_of_project(session).await,
             "/testing/clock" => return self.move_clock(session).await,
             "/trust/refresh" => return self.trust_refresh(session).await,
+            "/tuf/retry" => return self.tuf_retry(session).await,
+            "/tuf" if matches!(method, http::Method::GET | http::Method::HEAD) => return self.tuf_view().await,
             _ => {}
         }
         self.answer(&method, &path)

@@ -10,7 +10,7 @@ pub mod validated;
 use std::path::{Path, PathBuf};
 
 pub use secret::Secret;
-pub use validated::{BackendCredential, Config, Registry, Route, TrustSettings, Upstream};
+pub use validated::{BackendCredential, Config, Registry, Route, TrustSettings, TufFeed, Upstream};
 
 /// A configuration that cannot be used: the file, the field and the reason.
 #[derive(Debug, thiserror::Error)]

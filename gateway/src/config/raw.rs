@@ -307,6 +307,44 @@ pub struct RawRegistry {
     /// npm: remove the `.sigstore` provenance attachment from publishes before they reach the
     /// backend (the gateway keeps and serves it), for backends that refuse it (Verdaccio 6).
     pub strip_npm_provenance: Option<bool>,
+    /// Feed what the backend commits to a Repository Service for TUF (`[registry.tuf]`).
+    pub tuf: Option<RawTufFeed>,
+}
+
+/// `[registry.tuf]`: every upload the backend commits and every deletion it performs is
+/// submitted to an RSTUF API, which signs TUF metadata for it (PEP 458).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTufFeed {
+    /// The RSTUF API's base URL (`http://rstuf.internal:80`), without `/api/v1`.
+    pub api: String,
+    /// The target path of a file, as clients fetch it relative to the registry's root:
+    /// `{filename}`, `{project}` and `{version}` are filled in (default `packages/{filename}` for
+    /// PyPI, `{project}/-/{filename}` for npm).
+    pub target_path: Option<String>,
+    /// PyPI: the target path of a project's simple index page, signed after every change
+    /// (default `simple/{project}/index.html`, PEP 458's name); `""` signs no pages.
+    pub index_path: Option<String>,
+    /// A header sent with every API request, for the reverse proxy in front of RSTUF.
+    pub header: Option<String>,
+    /// File holding that header's value (trailing newline ignored); secret.
+    pub header_value_file: Option<PathBuf>,
+    /// PEM file with the CA certificates that sign the API's certificate (https only).
+    pub ca_file: Option<PathBuf>,
+    /// PEM file with a client certificate chain and its private key, for mTLS (https only).
+    pub client_identity: Option<PathBuf>,
+    /// Most artifacts in one RSTUF task (default 64).
+    pub batch: Option<usize>,
+    /// Longest wait for one API call (default `"30s"`).
+    pub timeout: Option<String>,
+    /// How often a submitted task is polled (default `"1s"`).
+    pub poll_interval: Option<String>,
+    /// How many times RSTUF may report an event failed before it is set aside as failed
+    /// (default 5); an unreachable API is retried without limit.
+    pub max_attempts: Option<u32>,
+    /// How old an upload still pending in the ledger must be before the feed asks the backend
+    /// whether it committed it (default `"10m"`; longer than any upload takes).
+    pub reconcile_after: Option<String>,
 }
 
 /// The backend's credential.

@@ -13,7 +13,9 @@ use super::raw::{self, ClientCredentials, LogFormat};
 use super::{ConfigError, Secret};
 
 mod trust;
+mod tuf_feed;
 pub use trust::TrustSettings;
+pub use tuf_feed::TufFeed;
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -330,6 +332,8 @@ pub struct Registry {
     pub client_credentials: ClientCredentials,
     /// npm: strip the provenance attachment from forwarded publishes.
     pub strip_npm_provenance: bool,
+    /// Where committed uploads and deletions are fed for TUF metadata, if anywhere.
+    pub tuf: Option<TufFeed>,
 }
 
 /// A registry's backend.
@@ -914,6 +918,10 @@ fn validate_registry(ctx: &Ctx<'_>, field: &str, raw: raw::RawRegistry) -> Resul
             "applies to npm registries only",
         ));
     }
+    let tuf = match raw.tuf {
+        None => None,
+        Some(feed) => Some(tuf_feed::validate(ctx, &format!("{field}.tuf"), raw.protocol, feed)?),
+    };
     Ok(Registry {
         name: raw.name,
         protocol: raw.protocol,
@@ -923,6 +931,7 @@ fn validate_registry(ctx: &Ctx<'_>, field: &str, raw: raw::RawRegistry) -> Resul
         backend_credential,
         client_credentials,
         strip_npm_provenance: raw.strip_npm_provenance.unwrap_or(false),
+        tuf,
     })
 }
 

@@ -29,8 +29,8 @@ use crate::deletion::{DeletionRecord, FactSource, Gathered};
 use crate::error::Refusal;
 use crate::protocol::npm::split_package;
 use crate::protocol::npm_body::{PublishFacts, PublishKind};
-use crate::protocol::pypi::normalize_version;
 use crate::state::{AuditRecord, Tombstone, TombstoneKind};
+use crate::tuf_feed::queue::same_version;
 
 /// The request header carrying the admin token of an override.
 pub const ADMIN_TOKEN_HEADER: &str = "x-portcullis-admin-token";
@@ -475,7 +475,11 @@ impl Gateway {
             return;
         };
         deletions.answered = true;
-        if (200..300).contains(&status) || !deletions.tombstones_written {
+        if (200..300).contains(&status) {
+            self.feed_deletions(ctx).await;
+            return;
+        }
+        if !deletions.tombstones_written {
             return;
         }
         self.remove_written_tombstones(ctx, &format!("the backend answered {status}"))
@@ -497,9 +501,34 @@ impl Gateway {
         };
         if released {
             tracing::warn!(request_id = %ctx.id, "no backend answer to a deletion; its tombstones are kept");
+            self.feed_deletions(ctx).await;
             return;
         }
         self.remove_written_tombstones(ctx, "the gateway refused it").await;
+    }
+
+    /// Queues the files a performed deletion removed for the TUF feed (a registry without a
+    /// feed queues nothing). A failure is logged: reconciliation queues them later from the
+    /// tombstones.
+    async fn feed_deletions(&self, ctx: &RequestCtx) {
+        let Some(registry) = self.registry(ctx).filter(|r| r.tuf.is_some()) else {
+            return;
+        };
+        let Some(project) = ctx.deletions.as_ref().map(|d| d.project.as_str().to_owned()) else {
+            return;
+        };
+        let kinds: Vec<TombstoneKind> = self.deletion_tombstones(ctx).into_iter().map(|t| t.kind).collect();
+        if kinds.is_empty() {
+            return;
+        }
+        match crate::tuf_feed::queue::deletions(self.state().as_ref(), registry, &project, &ctx.id, &kinds, unix_now())
+            .await
+        {
+            Ok(_) => self.records.feed_wake.notify_one(),
+            Err(e) => {
+                tracing::warn!(request_id = %ctx.id, error = %e, "a deletion could not be queued for the TUF feed; reconciliation will")
+            }
+        }
     }
 
     /// Removes the tombstones this request wrote, for a deletion that did not happen (`why`).
@@ -644,15 +673,6 @@ fn credential_actor(ctx: &RequestCtx, registry: &str, project: &str) -> String {
         (Some(token), None) => format!("token:{token}"),
         (None, _) if credential.kind == "legacy" => "legacy-credential".to_owned(),
         (None, _) => "anonymous".to_owned(),
-    }
-}
-
-/// Whether two versions are the same release: exactly for npm, under PEP 440's light
-/// normalisation for PyPI (`1.0` is `1.0.0`).
-fn same_version(protocol: Protocol, a: &str, b: &str) -> bool {
-    match protocol {
-        Protocol::Npm => a == b,
-        Protocol::Pypi => normalize_version(a) == normalize_version(b),
     }
 }
 

@@ -125,7 +125,18 @@ impl Gateway {
     }
 
     async fn ledger_write(&self, ctx: &RequestCtx, id: i64, committed: bool, detail: String) {
-        if let Err(e) = self.state().ledger_finish(id, committed, &detail, unix_now()).await {
+        let now = unix_now();
+        let written = match self.registry(ctx) {
+            Some(registry) if committed => {
+                let written = crate::tuf_feed::queue::commit(self.state().as_ref(), registry, id, &detail, now).await;
+                if written.is_ok() && registry.tuf.is_some() {
+                    self.records.feed_wake.notify_one();
+                }
+                written
+            }
+            _ => self.state().ledger_finish(id, committed, &detail, now).await,
+        };
+        if let Err(e) = written {
             tracing::error!(request_id = %ctx.id, ledger_id = id, error = %e, "the ledger row could not be finished; it stays pending");
         }
     }

@@ -72,6 +72,8 @@ pub struct Records {
     pub admin_token: Option<crate::config::Secret>,
     /// The state store: ledger, tombstones, revocations, provenance history.
     pub state: Arc<dyn crate::state::StateStore>,
+    /// Woken when the TUF feed's outbox has new events.
+    pub feed_wake: Arc<tokio::sync::Notify>,
 }
 
 /// The gateway's proxy logic.

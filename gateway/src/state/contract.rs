@@ -47,7 +47,16 @@ cases![
     dependents_count_committed_other_projects_that_are_not_deleted,
     published_at_is_the_earliest_committed_upload,
     audit_records_come_back_newest_first_per_project,
+    committing_for_the_feed_queues_the_file_and_its_index_once,
+    events_move_from_queued_to_done_retried_or_failed,
+    deletions_are_queued_once_per_file_and_request,
+    the_feed_lease_is_held_by_one_owner_until_it_runs_out,
+    unqueued_tombstones_are_the_deletions_that_queued_nothing,
 ];
+
+#[path = "contract_feed.rs"]
+mod feed;
+use feed::*;
 
 /// A ledger entry of `sample-project` 1.0.0 (file `filename`) recorded at `created_at`.
 pub fn upload(filename: &str, created_at: i64) -> LedgerEntry {

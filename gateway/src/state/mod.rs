@@ -11,6 +11,7 @@
 
 #[cfg(any(test, feature = "store-contract"))]
 pub mod contract;
+pub mod feed;
 mod migrations;
 pub mod postgres;
 mod rows;
@@ -18,6 +19,7 @@ pub mod sqlite;
 
 use async_trait::async_trait;
 
+pub use self::feed::{FeedAction, FeedEvent, FeedFile, FeedSettlement, FeedState, FeedStatus, FeedStore};
 pub use self::postgres::{PostgresSettings, PostgresStore};
 pub use self::sqlite::SqliteStore;
 
@@ -43,9 +45,10 @@ pub enum StateError {
     Query(String),
 }
 
-/// Durable, concurrency-safe gateway state. Object safe: use as `Arc<dyn StateStore>`.
+/// Durable, concurrency-safe gateway state. Object safe: use as `Arc<dyn StateStore>`. The TUF
+/// feed's outbox ([`FeedStore`]) is part of it.
 #[async_trait]
-pub trait StateStore: Send + Sync {
+pub trait StateStore: FeedStore + Send + Sync {
     /// Atomically records that `jti` from `issuer` was used; `Ok(true)` the first time, `Ok(false)` if already recorded (a replay). The record is kept until `keep_until` (Unix seconds), after which it may be purged.
     ///
     /// A record whose `keep_until` lies in the past may be reclaimed by a later claim (which

@@ -58,7 +58,7 @@ store_row!(rusqlite::Row<'_>, get);
 store_row!(PgRow, try_get);
 
 /// A column that does not decode: the file or the database holds what this build never writes.
-fn undecodable(what: &str, e: ColumnError) -> StateError {
+pub(crate) fn undecodable(what: &str, e: ColumnError) -> StateError {
     StateError::Corrupt(format!("decoding {what}: {e}"))
 }
 

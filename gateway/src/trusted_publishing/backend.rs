@@ -23,6 +23,13 @@ pub struct ProjectProbe {
 #[error("the registry backend could not answer: {0}")]
 pub struct ProbeError(String);
 
+impl ProbeError {
+    /// An error saying `why`.
+    pub fn new(why: impl Into<String>) -> ProbeError {
+        ProbeError(why.into())
+    }
+}
+
 impl ProjectProbe {
     /// Clients for every registry; `timeout` bounds each question.
     pub fn new<'a>(
@@ -81,6 +88,17 @@ impl ProjectProbe {
             .send()
             .await
             .map_err(|e| ProbeError(e.without_url().to_string()))
+    }
+
+    /// A `GET` of `path` on `registry`'s backend with the backend's credential, for reading a
+    /// committed file or page back (the TUF feed); the response whatever its status.
+    pub async fn fetch(
+        &self,
+        registry: &Registry,
+        path: &str,
+        accept: Option<&str>,
+    ) -> Result<reqwest::Response, ProbeError> {
+        self.get(registry, path, accept, None).await
     }
 
     /// Whether `project` exists on `registry`'s backend: `GET /simple/<name>/` (PyPI) or

@@ -26,6 +26,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "lookup_indexes",
         include_str!("../../../migrations/sqlite/0004_lookup_indexes.sql"),
     ),
+    (
+        5,
+        "tuf_feed",
+        include_str!("../../../migrations/sqlite/0005_tuf_feed.sql"),
+    ),
 ];
 
 /// Creates the file at `path` if needed, in WAL mode, and applies the missing migrations.

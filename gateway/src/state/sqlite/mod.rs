@@ -14,6 +14,7 @@
 //! finished once, and never deleted.
 
 mod connection;
+mod feed;
 mod migrate;
 
 use std::path::{Path, PathBuf};

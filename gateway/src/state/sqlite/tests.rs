@@ -128,7 +128,7 @@ async fn reopening_keeps_data_and_applies_migrations_once() {
     let store = SqliteStore::open(dir.path()).await.expect("open store");
     assert!(!store.claim_jti("iss", "persisted", FAR_FUTURE).await.expect("claim"));
     assert!(store.is_revoked("tok", 1).await.expect("is_revoked"));
-    assert_eq!(applied_migrations(&store).await, vec![1, 2, 3, 4]);
+    assert_eq!(applied_migrations(&store).await, vec![1, 2, 3, 4, 5]);
     let journal: String = store
         .run(|c| c.query_row("PRAGMA journal_mode", [], |row| row.get(0)))
         .await
@@ -280,7 +280,7 @@ async fn later_migrations_are_applied_to_a_version_1_database() {
         assert!(!ledger);
     }
     let store = SqliteStore::open(dir.path()).await.expect("open store");
-    assert_eq!(applied_migrations(&store).await, vec![1, 2, 3, 4]);
+    assert_eq!(applied_migrations(&store).await, vec![1, 2, 3, 4, 5]);
     assert!(!store.claim_jti("iss", "old", FAR_FUTURE).await.expect("claim"));
     let id = record(&store, &upload("a.whl", 100), true).await;
     let rows = store.ledger_entries("pypi", "sample-project").await.expect("entries");

@@ -15,6 +15,8 @@
 //! (sqlx's TLS features would bring OpenSSL or a second rustls configuration), so the
 //! database belongs on loopback or a private network.
 
+mod feed;
+
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -34,7 +36,14 @@ use super::{
 };
 
 /// The embedded migrations, in order. Never edit an applied one; append a new version.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "state", include_str!("../../migrations/postgres/0001_state.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "state", include_str!("../../../migrations/postgres/0001_state.sql")),
+    (
+        2,
+        "tuf_feed",
+        include_str!("../../../migrations/postgres/0002_tuf_feed.sql"),
+    ),
+];
 
 /// How to reach the database and how long to wait for it.
 #[derive(Clone)]
