@@ -11,6 +11,7 @@ use portcullis_e2e::http::{self, Form};
 use portcullis_e2e::pypiserver::{self, twine_upload, Pypiserver};
 use portcullis_e2e::rstuf::Rstuf;
 use portcullis_e2e::tools::make_dists;
+use portcullis_e2e::verdaccio::Verdaccio;
 use portcullis_e2e::{sha256_hex, wait_until};
 use serde_json::Value;
 
@@ -183,4 +184,226 @@ fn pypi_commits_and_deletions_become_signed_targets_a_real_tuf_client_verifies()
         gateway.metric("portcullis_tuf_feed_events_total{action=\"delete\",outcome=\"done\",registry=\"pypi\"}");
     assert_eq!(deleted, 2.0);
     assert_eq!(gateway.metric("portcullis_tuf_feed_leader{registry=\"pypi\"}"), 1.0);
+}
+
+/// Runs SQL on a stopped gateway's SQLite state store (what a crash leaves behind is staged
+/// there); returns the rows as JSON arrays.
+fn sqlite(gateway_dir: &std::path::Path, sql: &str) -> Vec<Value> {
+    let script = "import json, sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\nrows = c.execute(sys.argv[2]).fetchall()\nc.commit()\nprint(json.dumps(rows))";
+    let out = std::process::Command::new(portcullis_e2e::tools::tools().python())
+        .args(["-c", script])
+        .arg(gateway_dir.join("data/portcullis.sqlite3"))
+        .arg(sql)
+        .output()
+        .expect("python sqlite3");
+    assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("rows")
+}
+
+#[test]
+fn the_feed_outlasts_rstuf_outages_and_a_sigkilled_gateway_and_feeds_each_commit_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let work = dir.path().to_path_buf();
+    let backend = Pypiserver::start(&work.join("pypiserver"));
+    let mut rstuf = Rstuf::start(&work.join("rstuf"));
+    let mut spec = RegistrySpec::new("pypi", "pypi", backend.addr());
+    spec.extra = feed_config(&rstuf);
+    let start = |spec: &RegistrySpec| {
+        Gateway::builder()
+            .registry(spec.clone())
+            .rules(RULES)
+            .start(&work.join("gateway"))
+    };
+    let mut gateway = start(&spec);
+
+    // RSTUF down: uploads go on, the feed waits and says so.
+    rstuf.stop_api();
+    for v in ["1.0", "1.1", "1.2"] {
+        assert_eq!(
+            upload(&gateway, "demo_pkg", v).status,
+            200,
+            "an outage never blocks uploads"
+        );
+    }
+    assert!(wait_until(Duration::from_secs(30), || gateway
+        .metric("portcullis_tuf_feed_unavailable_total{registry=\"pypi\"}")
+        >= 1.0));
+    let waiting = feed_status(&gateway, "pypi");
+    assert!(waiting["queued"].as_u64() >= Some(3), "{waiting}");
+    assert!(wait_until(Duration::from_secs(10), || feed_status(&gateway, "pypi")
+        ["lag_seconds"]
+        .as_u64()
+        >= Some(2)));
+    rstuf.start_api();
+    wait_fed(&gateway, &rstuf, "pypi");
+
+    // SIGKILL while a task is in flight: the restarted gateway finishes the job.
+    for v in ["2.0", "2.1", "2.2"] {
+        assert_eq!(upload(&gateway, "demo_pkg", v).status, 200);
+    }
+    assert!(
+        wait_until(Duration::from_secs(30), || feed_status(&gateway, "pypi")["submitted"]
+            .as_u64()
+            > Some(0)),
+        "a task in flight"
+    );
+    gateway.process().kill();
+
+    // The crash window between the backend's commit and the ledger's: two uploads the backend
+    // took while RSTUF was down, staged back to pending with nothing queued; one of them the
+    // backend then lost.
+    rstuf.stop_api();
+    gateway = start(&spec);
+    for v in ["3.0", "3.1"] {
+        assert_eq!(upload(&gateway, "demo_pkg", v).status, 200);
+    }
+    gateway.process().kill();
+    let gateway_dir = work.join("gateway");
+    for v in ["3.0", "3.1"] {
+        let file = format!("demo_pkg-{v}.tar.gz");
+        let rows = sqlite(
+            &gateway_dir,
+            &format!("SELECT id, request_id FROM ledger WHERE filename = '{file}'"),
+        );
+        let (id, request) = (&rows[0][0], rows[0][1].as_str().expect("request id"));
+        sqlite(
+            &gateway_dir,
+            &format!("DELETE FROM tuf_outbox WHERE request_id = '{request}'"),
+        );
+        sqlite(
+            &gateway_dir,
+            &format!("UPDATE ledger SET state = 'pending', finished_at = NULL, detail = '' WHERE id = {id}"),
+        );
+    }
+    std::fs::remove_file(backend.packages.join("demo_pkg-3.1.tar.gz")).expect("the backend loses 3.1");
+    rstuf.start_api();
+    gateway = start(&spec);
+    wait_until(Duration::from_secs(30), || {
+        sqlite(&gateway_dir, "SELECT COUNT(*) FROM ledger WHERE state = 'pending'")[0][0] == 0
+    });
+    wait_fed(&gateway, &rstuf, "pypi");
+
+    let details = sqlite(
+        &gateway_dir,
+        "SELECT filename, state, detail FROM ledger WHERE version IN ('3.0', '3.1') ORDER BY filename",
+    );
+    assert_eq!(details[0][1], "committed", "{details:?}");
+    assert_eq!(details[0][2], "reconciled: the backend serves the uploaded file");
+    assert_eq!(details[1][1], "failed", "{details:?}");
+    assert_eq!(details[1][2], "reconciled: the backend does not serve the file");
+
+    // Every committed file is a target, exactly as uploaded; the lost one is not.
+    let targets = rstuf.targets();
+    for v in ["1.0", "1.1", "1.2", "2.0", "2.1", "2.2", "3.0"] {
+        let target = format!("packages/demo_pkg-{v}.tar.gz");
+        let info = targets
+            .get(&target)
+            .unwrap_or_else(|| panic!("{target} missing: {:?}", targets.keys()));
+        assert_eq!(
+            info["hashes"]["sha256"],
+            sha256_hex(format!("sdist {v}").as_bytes()),
+            "{target}"
+        );
+    }
+    assert!(!targets.contains_key("packages/demo_pkg-3.1.tar.gz"));
+    // One add event per committed file, each done, however many times a task was resent.
+    let adds = sqlite(
+        &gateway_dir,
+        "SELECT ledger_id, COUNT(*), MIN(state), MAX(state) FROM tuf_outbox WHERE action = 'add' GROUP BY ledger_id",
+    );
+    assert_eq!(adds.len(), 7, "{adds:?}");
+    for add in &adds {
+        assert_eq!(
+            (&add[1], &add[2], &add[3]),
+            (&Value::from(1), &Value::from("done"), &Value::from("done")),
+            "{adds:?}"
+        );
+    }
+    let verdicts = rstuf.verify(
+        &format!("{}/", gateway.url()),
+        &["packages/demo_pkg-2.2.tar.gz", "packages/demo_pkg-3.0.tar.gz"],
+    );
+    for verdict in verdicts.as_object().expect("verdicts").values() {
+        assert_eq!(verdict["verified"], true, "{verdicts}");
+    }
+}
+
+/// `npm` with the test's npmrc, in `cwd`; panics with its output when it fails.
+fn npm_ok(work: &std::path::Path, npmrc: &std::path::Path, cwd: &std::path::Path, args: &[&str]) -> String {
+    let out = portcullis_e2e::npm::npm(work, npmrc, cwd)
+        .args(args)
+        .output()
+        .expect("run npm");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "npm {args:?}: {text}");
+    text
+}
+
+#[test]
+fn npm_tarballs_published_through_verdaccio_become_targets_a_real_tuf_client_verifies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let work = dir.path().to_path_buf();
+    let backend = Verdaccio::start(&work.join("verdaccio"));
+    let rstuf = Rstuf::start(&work.join("rstuf"));
+    let mut spec = RegistrySpec::new("npm", "npm", backend.addr());
+    spec.extra = feed_config(&rstuf);
+    let gateway = Gateway::builder().registry(spec).rules("").start(&work.join("gateway"));
+    let npmrc = work.join("npmrc");
+    portcullis_e2e::npm::write_npmrc(&npmrc, &gateway, &backend.token(gateway.addr()));
+
+    let mut tarballs = Vec::new();
+    for name in ["feed-demo", "@acme/feed-scoped"] {
+        let src = work.join(format!("src-{}", name.replace('/', "_")));
+        std::fs::create_dir_all(&src).expect("src");
+        std::fs::write(
+            src.join("package.json"),
+            serde_json::json!({"name": name, "version": "1.0.0", "main": "index.js", "license": "MIT"}).to_string(),
+        )
+        .expect("package.json");
+        std::fs::write(src.join("index.js"), format!("module.exports = {name:?};\n")).expect("index.js");
+        let packed: Value =
+            serde_json::from_str(&npm_ok(&work, &npmrc, &src, &["pack", "--json", "--silent"])).expect("pack json");
+        let tarball = src.join(packed[0]["filename"].as_str().expect("filename"));
+        npm_ok(
+            &work,
+            &npmrc,
+            &src,
+            &["publish", "--access", "public", tarball.to_str().expect("path")],
+        );
+        tarballs.push(std::fs::read(&tarball).expect("tarball"));
+    }
+    wait_fed(&gateway, &rstuf, "npm");
+
+    let plain = "feed-demo/-/feed-demo-1.0.0.tgz";
+    let scoped = "@acme/feed-scoped/-/feed-scoped-1.0.0.tgz";
+    let targets = rstuf.targets();
+    let mut paths: Vec<&str> = targets.keys().map(String::as_str).collect();
+    paths.sort();
+    assert_eq!(paths, [scoped, plain], "the tarballs, and no package documents");
+    for (target, bytes) in [(plain, &tarballs[0]), (scoped, &tarballs[1])] {
+        let info = &targets[target];
+        assert_eq!(info["length"], bytes.len());
+        assert_eq!(info["hashes"]["sha256"], sha256_hex(bytes));
+        assert_eq!(info["hashes"]["sha512"].as_str().map(str::len), Some(128));
+        assert_eq!(info["custom"]["registry"], "npm");
+    }
+    let base = format!("{}/", gateway.url());
+    let verdicts = rstuf.verify(&base, &[plain, scoped]);
+    for target in [plain, scoped] {
+        assert_eq!(verdicts[target]["verified"], true, "{verdicts}");
+    }
+
+    // An unpublish the rules let through (inside the window): the tarball stops being a target.
+    npm_ok(&work, &npmrc, &work, &["unpublish", "feed-demo@1.0.0", "--force"]);
+    wait_fed(&gateway, &rstuf, "npm");
+    let targets = rstuf.targets();
+    assert!(!targets.contains_key(plain), "{:?}", targets.keys());
+    assert!(targets.contains_key(scoped));
+    let verdicts = rstuf.verify(&base, &[plain, scoped]);
+    assert_eq!(verdicts[plain]["found"], false, "{verdicts}");
+    assert_eq!(verdicts[scoped]["verified"], true, "{verdicts}");
 }
