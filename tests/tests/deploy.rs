@@ -338,7 +338,12 @@ fn every_metric_in_the_dashboard_and_the_alerts_is_exported_by_the_gateway() {
     let dir = tempfile::tempdir().expect("tempdir");
     let dead: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
     let gateway = Gateway::builder()
-        .registry(RegistrySpec::new("pypi", "pypi", sink.addr()))
+        .registry({
+            // A TUF feed to an RSTUF API that is down: its events wait and are counted.
+            let mut r = RegistrySpec::new("pypi", "pypi", sink.addr());
+            r.extra = format!("[registry.tuf]\napi = \"http://127.0.0.1:{}\"\n", free_port());
+            r
+        })
         .registry({
             let mut r = RegistrySpec::new("dead", "pypi", dead);
             r.extra = "path_prefix = \"/dead\"".into();
@@ -392,6 +397,11 @@ fn every_metric_in_the_dashboard_and_the_alerts_is_exported_by_the_gateway() {
     gateway.signal_hup();
     gateway.metric_reaching("portcullis_rules_reloads_total{result=\"error\"}", 1.0);
     gateway.metric_reaching("portcullis_verify_cache_lookups_total{result=\"hit\"}", 1.0);
+    let fed = portcullis_e2e::wait_until(std::time::Duration::from_secs(30), || {
+        let names = exported_names(&gateway.metrics());
+        names.contains("portcullis_tuf_feed_events_total") && names.contains("portcullis_tuf_feed_unavailable_total")
+    });
+    assert!(fed, "the TUF feed's counters appear: {}", gateway.metrics());
 
     let exported = exported_names(&gateway.metrics());
     // `up` is the scraping Prometheus' own series for each target.

@@ -407,3 +407,48 @@ fn npm_tarballs_published_through_verdaccio_become_targets_a_real_tuf_client_ver
     assert_eq!(verdicts[plain]["found"], false, "{verdicts}");
     assert_eq!(verdicts[scoped]["verified"], true, "{verdicts}");
 }
+
+#[test]
+fn the_rstuf_api_is_reached_with_the_configured_header_for_the_proxy_in_front_of_it() {
+    // RSTUF has no authentication: it sits behind a reverse proxy that checks a header. A
+    // recording server stands in for that proxy, to see what the gateway sends it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let work = dir.path().to_path_buf();
+    let backend = Pypiserver::start(&work.join("pypiserver"));
+    let proxy = portcullis_e2e::sink::Sink::start();
+    std::fs::create_dir_all(work.join("gateway")).expect("dir");
+    std::fs::write(work.join("gateway/rstuf-key"), "Bearer rstuf-proxy-secret\n").expect("key");
+    let mut spec = RegistrySpec::new("pypi", "pypi", backend.addr());
+    spec.extra = format!(
+        "[registry.tuf]\napi = \"http://{}\"\nheader = \"Authorization\"\nheader_value_file = \"rstuf-key\"\n",
+        proxy.addr()
+    );
+    let gateway = Gateway::builder().registry(spec).rules("").start(&work.join("gateway"));
+    assert_eq!(upload(&gateway, "demo_pkg", "1.0").status, 200);
+    assert!(
+        wait_until(Duration::from_secs(30), || !proxy
+            .seen_at("/api/v1/artifacts/")
+            .is_empty()),
+        "the feed reached the API: {:?}",
+        proxy.seen().iter().map(|s| &s.path).collect::<Vec<_>>()
+    );
+    let submission = &proxy.seen_at("/api/v1/artifacts/")[0];
+    assert_eq!(submission.method, "POST");
+    assert_eq!(submission.header("authorization"), Some("Bearer rstuf-proxy-secret"));
+    assert_eq!(submission.header("content-type"), Some("application/json"));
+    assert!(submission.body_bytes > 100, "a JSON body with the artifacts");
+    // The recording server's answer is no RSTUF answer: the feed counts it as refused and
+    // keeps the events, never marking them done.
+    let status = feed_status(&gateway, "pypi");
+    assert_eq!(
+        status["queued"].as_u64().unwrap_or(0) + status["failed"].as_u64().unwrap_or(0),
+        2,
+        "{status}"
+    );
+    assert_eq!(
+        gateway.metric("portcullis_tuf_feed_events_total{action=\"add\",outcome=\"done\",registry=\"pypi\"}"),
+        0.0
+    );
+    // The secret never reaches the log.
+    assert!(!gateway.log().contains("rstuf-proxy-secret"));
+}
