@@ -452,3 +452,65 @@ fn the_rstuf_api_is_reached_with_the_configured_header_for_the_proxy_in_front_of
     // The secret never reaches the log.
     assert!(!gateway.log().contains("rstuf-proxy-secret"));
 }
+
+#[test]
+fn replicas_on_one_postgresql_send_each_event_once_and_a_survivor_takes_the_feed_over() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let work = dir.path().to_path_buf();
+    let backend = Pypiserver::start(&work.join("pypiserver"));
+    let rstuf = Rstuf::start(&work.join("rstuf"));
+    let pg = portcullis_e2e::postgres::Postgres::start();
+    let url = pg.create_database("portcullis");
+    let replica = |name: &str| {
+        let dir = work.join(name);
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("dsn"), format!("{url}\n")).expect("dsn");
+        let mut spec = RegistrySpec::new("pypi", "pypi", backend.addr());
+        spec.extra = feed_config(&rstuf);
+        Gateway::builder()
+            .registry(spec)
+            .rules(RULES)
+            .config(&format!(
+                "[state]\nbackend = \"postgres\"\nurl_file = {:?}\n",
+                dir.join("dsn").display().to_string()
+            ))
+            .start(&dir)
+    };
+    let mut replicas = [replica("a"), replica("b")];
+    let leaders = |replicas: &[Gateway]| -> Vec<usize> {
+        (0..replicas.len())
+            .filter(|&i| replicas[i].metric("portcullis_tuf_feed_leader{registry=\"pypi\"}") == 1.0)
+            .collect()
+    };
+    assert!(wait_until(Duration::from_secs(10), || leaders(&replicas).len() == 1));
+    for (i, v) in ["1.0", "1.1", "1.2", "1.3"].into_iter().enumerate() {
+        assert_eq!(upload(&replicas[i % 2], "demo_pkg", v).status, 200);
+    }
+    wait_fed(&replicas[0], &rstuf, "pypi");
+    assert_eq!(leaders(&replicas).len(), 1, "one sender at a time");
+
+    // The sender dies; uploads go on through the survivor, which takes the feed over once the
+    // lease runs out.
+    let leader = leaders(&replicas)[0];
+    let survivor = 1 - leader;
+    replicas[leader].process().kill();
+    for v in ["2.0", "2.1"] {
+        assert_eq!(upload(&replicas[survivor], "demo_pkg", v).status, 200);
+    }
+    assert!(
+        wait_until(Duration::from_secs(60), || replicas[survivor]
+            .metric("portcullis_tuf_feed_leader{registry=\"pypi\"}")
+            == 1.0),
+        "the survivor takes the lease over"
+    );
+    wait_fed(&replicas[survivor], &rstuf, "pypi");
+    let targets = rstuf.targets();
+    for v in ["1.0", "1.1", "1.2", "1.3", "2.0", "2.1"] {
+        assert!(targets.contains_key(&format!("packages/demo_pkg-{v}.tar.gz")), "{v}: {:?}", targets.keys());
+    }
+    let adds = pg.query(
+        "portcullis",
+        "SELECT COUNT(*) || ' ' || COUNT(DISTINCT ledger_id) || ' ' || MIN(state) || ' ' || MAX(state) FROM tuf_outbox WHERE action = 'add'",
+    );
+    assert_eq!(adds, "6 6 done done", "one add event per committed file, each done");
+}

@@ -4,7 +4,7 @@
 //! Events go strictly in id order: the head waits out its backoff and nothing passes it, so a
 //! file's add always reaches RSTUF before its delete. A batch is the longest run from the head
 //! of events of one kind (adds and index pages, or deletes) that are due, up to the batch
-//! size; an add for a path already in the batch ends it, and index pages of one project
+//! size in distinct targets; an add for a path already in the batch ends it, and index pages of one project
 //! collapse into one (the page is read when sent, so it shows every change queued before).
 
 use portcullis_rules::Protocol;
@@ -62,7 +62,7 @@ pub fn file_target(feed: &TufFeed, protocol: Protocol, project: &str, version: &
 }
 
 /// The next step for `open` (a registry's open events in id order) at `now`, at most `batch`
-/// events per task.
+/// distinct targets per task (repeated index pages of a project ride along free).
 pub fn next_step<'a>(feed: &TufFeed, protocol: Protocol, open: &'a [FeedEvent], batch: usize, now: i64) -> Step<'a> {
     let Some(head) = open.first() else {
         return Step::Idle;
@@ -84,15 +84,22 @@ pub fn next_step<'a>(feed: &TufFeed, protocol: Protocol, open: &'a [FeedEvent], 
     }
     let deleting = head.action == FeedAction::Delete;
     let mut chosen: Vec<(&FeedEvent, String)> = Vec::new();
+    let mut artifacts = 0;
     for event in open {
         let same_kind = (event.action == FeedAction::Delete) == deleting;
-        if chosen.len() == batch || !same_kind || event.state != FeedState::Queued || event.next_attempt_at > now {
+        if !same_kind || event.state != FeedState::Queued || event.next_attempt_at > now {
             break;
         }
         let target = path(event);
         let repeated = chosen.iter().any(|(_, p)| *p == target);
         if repeated && event.action != FeedAction::Index {
             break;
+        }
+        if !repeated {
+            if artifacts == batch {
+                break;
+            }
+            artifacts += 1;
         }
         chosen.push((event, target));
     }

@@ -96,8 +96,13 @@ fn a_batch_is_the_due_run_of_one_kind_from_the_head() {
     assert_eq!(ids(&step), [5, 6]);
     assert_eq!(
         ids(&next_step(&f, Protocol::Pypi, &open, 3, 100)),
-        [1, 2, 3],
-        "the batch size bounds it"
+        [1, 2, 3, 4],
+        "the batch size bounds targets, not events"
+    );
+    assert_eq!(
+        ids(&next_step(&f, Protocol::Pypi, &open, 2, 100)),
+        [1, 2],
+        "a third target waits"
     );
     assert_eq!(next_step(&f, Protocol::Pypi, &[], 64, 100), Step::Idle);
 }

@@ -158,7 +158,8 @@ impl TufFeeder {
     async fn step(&self, fed: &Fed, shutdown: &ShutdownWatch) -> bool {
         let Some(feed) = &fed.registry.tuf else { return false };
         let name = fed.registry.name.as_str();
-        let limit = u32::try_from(feed.batch).unwrap_or(u32::MAX);
+        // Index events ride along with files, so a batch of `batch` targets spans more events.
+        let limit = u32::try_from(feed.batch.saturating_mul(4)).unwrap_or(u32::MAX);
         let open = match self.state.feed_open(name, limit).await {
             Ok(open) => open,
             Err(e) => {
@@ -276,6 +277,7 @@ impl TufFeeder {
         let name = fed.registry.name.as_str();
         let deadline = tokio::time::Instant::now() + TASK_DEADLINE;
         let mut last;
+        let mut renewed = unix_now();
         let mut shutdown = shutdown.clone();
         loop {
             tokio::select! {
@@ -283,8 +285,11 @@ impl TufFeeder {
                 () = tokio::time::sleep(feed.poll_interval) => {}
             }
             let now = unix_now();
-            if let Err(e) = self.state.feed_lease(name, &self.owner, now + LEASE_SECONDS, now).await {
-                tracing::warn!(registry = name, error = %e, "TUF feed: the lease could not be renewed");
+            if now - renewed >= LEASE_SECONDS / 3 {
+                renewed = now;
+                if let Err(e) = self.state.feed_lease(name, &self.owner, now + LEASE_SECONDS, now).await {
+                    tracing::warn!(registry = name, error = %e, "TUF feed: the lease could not be renewed");
+                }
             }
             match fed.client.task(task_id).await {
                 Ok(TaskOutcome::Succeeded) => {
