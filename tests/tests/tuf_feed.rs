@@ -506,7 +506,11 @@ fn replicas_on_one_postgresql_send_each_event_once_and_a_survivor_takes_the_feed
     wait_fed(&replicas[survivor], &rstuf, "pypi");
     let targets = rstuf.targets();
     for v in ["1.0", "1.1", "1.2", "1.3", "2.0", "2.1"] {
-        assert!(targets.contains_key(&format!("packages/demo_pkg-{v}.tar.gz")), "{v}: {:?}", targets.keys());
+        assert!(
+            targets.contains_key(&format!("packages/demo_pkg-{v}.tar.gz")),
+            "{v}: {:?}",
+            targets.keys()
+        );
     }
     let adds = pg.query(
         "portcullis",
