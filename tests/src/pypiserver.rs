@@ -156,3 +156,32 @@ pub fn twine_upload(url: &str, files: &[&Path]) -> std::process::Output {
         .output()
         .expect("run twine")
 }
+
+/// A PyPI upload form for `<name>-<version>.tar.gz` (content `sdist <version>`) posted to
+/// `addr` with pypiserver's test credentials.
+pub fn upload_sdist(addr: SocketAddr, name: &str, version: &str) -> crate::http::Response {
+    let filename = format!("{name}-{version}.tar.gz");
+    let form = crate::http::Form::pypi_upload(name, version, &filename, format!("sdist {version}").as_bytes());
+    let auth = crate::http::basic_auth(USER, PASSWORD);
+    crate::http::request(
+        addr,
+        "POST",
+        "/",
+        &[("content-type", &form.content_type()), ("authorization", &auth)],
+        &form.body,
+    )
+}
+
+/// pypiserver's `remove_pkg` form for `name` (as its file names spell it) `version`, posted to
+/// `addr` with the test credentials.
+pub fn remove_version(addr: SocketAddr, name: &str, version: &str) -> crate::http::Response {
+    let form = crate::http::Form::pypi_remove(name, version);
+    let auth = crate::http::basic_auth(USER, PASSWORD);
+    crate::http::request(
+        addr,
+        "POST",
+        "/",
+        &[("content-type", &form.content_type()), ("authorization", &auth)],
+        &form.body,
+    )
+}

@@ -13,7 +13,6 @@
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -32,25 +31,9 @@ pub struct Rstuf {
     _postgres: Postgres,
 }
 
-/// The RSTUF venv's `bin` folder, installed once per test process.
+/// The RSTUF venv's `bin` folder.
 fn venv_bin() -> &'static PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let dir = tools().dir.clone();
-        let output = Command::new("bash")
-            .arg(crate::repo_root().join("tests/tools/install.sh"))
-            .arg("--rstuf")
-            .arg(&dir)
-            .output()
-            .expect("run tests/tools/install.sh --rstuf");
-        assert!(
-            output.status.success(),
-            "tests/tools/install.sh --rstuf failed:\n{}\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        dir.join("rstuf-venv/bin")
-    })
+    crate::tools::rstuf_tools()
 }
 
 /// Where the RSTUF source snapshots are.

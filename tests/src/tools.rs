@@ -56,23 +56,32 @@ pub fn tools() -> &'static Tools {
 /// once per test process by `tests/tools/install.sh --deploy`; returns their `bin` folder.
 pub fn deploy_tools() -> &'static PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let dir = tools_dir();
-        let script = crate::repo_root().join("tests/tools/install.sh");
-        let output = Command::new("bash")
-            .arg(&script)
-            .arg("--deploy")
-            .arg(&dir)
-            .output()
-            .expect("run tests/tools/install.sh --deploy");
-        assert!(
-            output.status.success(),
-            "tests/tools/install.sh --deploy failed:\n{}\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        dir.join("deploy-venv/bin")
-    })
+    BIN.get_or_init(|| install_section("--deploy", "deploy-venv/bin"))
+}
+
+/// The Python dependencies of the RSTUF API and worker (`tests/src/rstuf.rs`), installed once
+/// per test process by `tests/tools/install.sh --rstuf`; returns their venv's `bin` folder.
+pub fn rstuf_tools() -> &'static PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| install_section("--rstuf", "rstuf-venv/bin"))
+}
+
+/// Runs `install.sh <flag>` (idempotent and locked) and returns `bin` under the tools folder.
+fn install_section(flag: &str, bin: &str) -> PathBuf {
+    let dir = tools_dir();
+    let output = Command::new("bash")
+        .arg(crate::repo_root().join("tests/tools/install.sh"))
+        .arg(flag)
+        .arg(&dir)
+        .output()
+        .unwrap_or_else(|e| panic!("run tests/tools/install.sh {flag}: {e}"));
+    assert!(
+        output.status.success(),
+        "tests/tools/install.sh {flag} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    dir.join(bin)
 }
 
 /// `$PORTCULLIS_TOOLS`, default `~/.cache/portcullis/tools`.

@@ -126,6 +126,16 @@ fn check_config_accepts_the_examples_and_names_file_field_and_reason() {
         "{stderr}"
     );
 
+    // A TUF feed whose target path would leave the registry's tree is named by field.
+    std::fs::write(
+        &config,
+        format!("{valid}[registry.tuf]\napi = \"http://127.0.0.1:3\"\ntarget_path = \"../{{filename}}\"\n"),
+    )
+    .expect("write");
+    let (code, _, stderr) = check_config(&config);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("registry[0].tuf.target_path"), "{stderr}");
+
     // A valid config whose rules file is invalid fails too, naming the rules file.
     std::fs::write(&config, valid).expect("write");
     std::fs::write(dir.path().join("r.toml"), "[registries.npm]\n").expect("write");

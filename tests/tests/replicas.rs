@@ -44,26 +44,11 @@ fn auth() -> String {
 }
 
 fn upload(gateway: &Gateway, name: &str, version: &str) -> http::Response {
-    let filename = format!("{name}-{version}.tar.gz");
-    let form = Form::pypi_upload(name, version, &filename, format!("sdist {version}").as_bytes());
-    http::request(
-        gateway.addr(),
-        "POST",
-        "/",
-        &[("content-type", &form.content_type()), ("authorization", &auth())],
-        &form.body,
-    )
+    pypiserver::upload_sdist(gateway.addr(), name, version)
 }
 
 fn remove(gateway: &Gateway, name: &str, version: &str) -> http::Response {
-    let form = http::Form::pypi_remove(name, version);
-    http::request(
-        gateway.addr(),
-        "POST",
-        "/",
-        &[("content-type", &form.content_type()), ("authorization", &auth())],
-        &form.body,
-    )
+    pypiserver::remove_version(gateway.addr(), name, version)
 }
 
 fn stored(backend: &Pypiserver) -> Vec<String> {

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use portcullis_e2e::gateway::{Gateway, RegistrySpec};
-use portcullis_e2e::http::{self, Form};
+use portcullis_e2e::http;
 use portcullis_e2e::pypiserver::{self, twine_upload, Pypiserver};
 use portcullis_e2e::rstuf::Rstuf;
 use portcullis_e2e::tools::make_dists;
@@ -58,16 +58,7 @@ fn wait_fed(gateway: &Gateway, rstuf: &Rstuf, registry: &str) -> Value {
 }
 
 fn upload(gateway: &Gateway, name: &str, version: &str) -> http::Response {
-    let filename = format!("{name}-{version}.tar.gz");
-    let form = Form::pypi_upload(name, version, &filename, format!("sdist {version}").as_bytes());
-    let auth = http::basic_auth(pypiserver::USER, pypiserver::PASSWORD);
-    http::request(
-        gateway.addr(),
-        "POST",
-        "/",
-        &[("content-type", &form.content_type()), ("authorization", &auth)],
-        &form.body,
-    )
+    pypiserver::upload_sdist(gateway.addr(), name, version)
 }
 
 #[test]
@@ -150,15 +141,7 @@ fn pypi_commits_and_deletions_become_signed_targets_a_real_tuf_client_verifies()
     assert_eq!(verdicts[sdist_target.as_str()]["verified"], true, "{verdicts}");
 
     // A deletion the rules let through: both files stop being targets.
-    let form = Form::pypi_remove("demo_pkg", "1.0");
-    let auth = http::basic_auth(pypiserver::USER, pypiserver::PASSWORD);
-    let removed = http::request(
-        gateway.addr(),
-        "POST",
-        "/",
-        &[("content-type", &form.content_type()), ("authorization", &auth)],
-        &form.body,
-    );
+    let removed = pypiserver::remove_version(gateway.addr(), "demo_pkg", "1.0");
     assert_eq!(removed.status, 200, "{}", removed.text());
     wait_fed(&gateway, &rstuf, "pypi");
     let targets = rstuf.targets();

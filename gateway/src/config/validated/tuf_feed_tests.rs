@@ -142,3 +142,36 @@ fn the_header_value_is_read_from_its_file_and_kept_secret() {
         other => panic!("a value with a line break is refused, got {other:?}"),
     }
 }
+
+#[test]
+fn a_client_identity_needs_its_certificate_and_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let certificate = rcgen::CertificateParams::new(vec!["portcullis".to_owned()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("certificate");
+    std::fs::write(
+        dir.path().join("identity.pem"),
+        format!("{}{}", certificate.pem(), key.serialize_pem()),
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("certificate-only.pem"), certificate.pem()).expect("write");
+    let text = |file: &str| {
+        format!(
+            "{}[registry.tuf]\napi = \"https://rstuf.internal\"\nclient_identity = \"{file}\"\n",
+            BASE.replace("PROTOCOL", "pypi")
+        )
+    };
+    let config = parse(&dir.path().join("portcullis.toml"), &text("identity.pem")).expect("valid");
+    let feed = config.registries[0].tuf.as_ref().expect("a feed");
+    assert!(feed.client_identity.is_some());
+    assert!(
+        !format!("{feed:?}").contains("PRIVATE KEY"),
+        "the key stays out of Debug"
+    );
+    match parse(&dir.path().join("portcullis.toml"), &text("certificate-only.pem")) {
+        Err(ConfigError::Invalid { field, .. }) => assert_eq!(field, "registry[0].tuf.client_identity"),
+        other => panic!("a certificate without its key is refused, got {other:?}"),
+    }
+}

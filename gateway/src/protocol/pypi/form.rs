@@ -202,7 +202,10 @@ impl Utf8Stream {
             self.pending.extend_from_slice(&data[..take]);
             data = &data[take..];
             if self.pending.len() < width {
-                return true;
+                // Still incomplete: valid only while every byte so far can continue it, so
+                // that where the body was cut never changes when a bad byte is found (found
+                // by the multipart fuzz target).
+                return matches!(std::str::from_utf8(&self.pending), Err(e) if e.error_len().is_none());
             }
             if std::str::from_utf8(&self.pending).is_err() {
                 return false;

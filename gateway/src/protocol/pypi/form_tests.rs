@@ -338,3 +338,22 @@ fn text_fields_must_be_utf8_however_they_are_cut() {
         }
     }
 }
+
+#[test]
+fn a_character_cut_between_slices_is_refused_at_the_first_byte_that_cannot_continue_it() {
+    let mut text = Utf8Stream::default();
+    assert!(text.push(b"ok \xe4"));
+    assert!(
+        !text.push(b"P"),
+        "a lead byte followed by ASCII is no character, whatever comes later"
+    );
+    let mut text = Utf8Stream::default();
+    assert!(text.push(b"\xf0\x9f"));
+    assert!(text.push(b"\xa6"));
+    assert!(!text.is_complete());
+    assert!(text.push(b"\x80 done"));
+    assert!(text.is_complete());
+    let mut text = Utf8Stream::default();
+    assert!(text.push(b"\xed"));
+    assert!(!text.push(b"\xa0"), "a surrogate is refused at its second byte");
+}
