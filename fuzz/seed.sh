@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the seed corpora fuzz/corpus/<target>/ (gitignored) from:
-#   - the shared fixtures (../shared/fixtures, or $PORTCULLIS_FIXTURES): Sigstore bundles,
+#   - the fixtures (tests/fixtures, or $PORTCULLIS_FIXTURES): Sigstore bundles,
 #     PEP 740 attestations, npm provenance bundles;
 #   - the example configurations and rules in deploy/;
 #   - the small hand-written seeds committed in fuzz/seeds/<target>/;
@@ -11,7 +11,7 @@
 set -euo pipefail
 fuzz_dir="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$fuzz_dir")"
-fixtures="${PORTCULLIS_FIXTURES:-$root/../shared/fixtures}"
+fixtures="${PORTCULLIS_FIXTURES:-$root/tests/fixtures}"
 corpus="$fuzz_dir/corpus"
 [[ -d "$fixtures" ]] || { echo "seed.sh: no fixtures at $fixtures (set PORTCULLIS_FIXTURES)" >&2; exit 1; }
 

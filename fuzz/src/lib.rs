@@ -3,12 +3,12 @@
 
 use std::path::PathBuf;
 
-/// The shared fixtures folder: `$PORTCULLIS_FIXTURES`, else `../../shared/fixtures` from this
+/// The shared fixtures folder: `$PORTCULLIS_FIXTURES`, else `../tests/fixtures` from this
 /// crate (the layout the project's own tests use).
 pub fn fixtures() -> PathBuf {
     match std::env::var_os("PORTCULLIS_FIXTURES") {
         Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures"),
     }
 }
 

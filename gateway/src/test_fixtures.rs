@@ -1,10 +1,10 @@
-//! The real Sigstore fixtures the unit tests read (`shared/fixtures`, see its MANIFEST.md).
+//! The real Sigstore fixtures the unit tests read (`tests/fixtures`, see its MANIFEST.md).
 
 use std::path::{Path, PathBuf};
 
 /// The fixtures directory.
 pub(crate) fn dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
 }
 
 /// The bytes of the fixture at `path` (relative to [`dir`]).

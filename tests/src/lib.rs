@@ -52,9 +52,9 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The shared fixtures folder (`../shared/fixtures` beside the repository).
+/// The fixtures folder (`tests/fixtures` in the repository; `MANIFEST.md` says what is there).
 pub fn fixtures() -> PathBuf {
-    repo_root().join("../shared/fixtures")
+    repo_root().join("tests/fixtures")
 }
 
 /// Lists the file names in `dir` (sorted), empty when it does not exist.

@@ -1,5 +1,5 @@
 //! The real PEP 740 case most suites upload: pypi-attestations 0.0.19's sdist and its GitHub
-//! Actions publish attestation (`../shared/fixtures/pep740`), the rules that name its trusted
+//! Actions publish attestation (`tests/fixtures/pep740`), the rules that name its trusted
 //! publisher, and an upload with the backend's own credential (legacy mode).
 
 use std::net::SocketAddr;

@@ -1,6 +1,6 @@
 //! npm provenance on the publish path, through the gateway in front of a real Verdaccio, with
 //! the real `sigstore@2.3.1` tarball and its real provenance bundle
-//! (`../shared/fixtures/npm-provenance/slsa-v1-sigstore-2.3.1`). The npm CLI cannot sign offline,
+//! (`tests/fixtures/npm-provenance/slsa-v1-sigstore-2.3.1`). The npm CLI cannot sign offline,
 //! so the test sends the body `npm publish --provenance` would send. Verdaccio refuses publishes
 //! that carry provenance, so the gateway strips the attachment, keeps the bundle and serves it
 //! at npm's attestations endpoint.

@@ -1,5 +1,5 @@
 //! PEP 740 attestations on the PyPI upload path, through the gateway in front of a real
-//! pypiserver, with the real attestations and distributions of `../shared/fixtures/pep740`:
+//! pypiserver, with the real attestations and distributions of `tests/fixtures/pep740`:
 //! genuine ones pass (twine `--attestations`), forged, misdirected or missing ones are refused
 //! before the backend commits anything, audit and shadow modes pass and record.
 

@@ -252,7 +252,7 @@ fn measure(
 }
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
 }
 
 fn wheel_form(mib: usize, chunked: bool) -> RequestSpec {

@@ -20,7 +20,7 @@ const MIB: usize = 1 << 20;
 const SDIST: &str = "pypi_attestations-0.0.19.tar.gz";
 
 fn fixtures() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures")
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
 }
 
 fn gateway(sink: &Sink, dir: &std::path::Path, policy: bool, cache: bool) -> Gateway {

@@ -89,7 +89,7 @@ mod tests {
     use crate::{verify, Artifact, Policy, TrustedRoot};
 
     fn fixtures() -> std::path::PathBuf {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
     }
 
     fn read(path: &std::path::Path) -> Vec<u8> {

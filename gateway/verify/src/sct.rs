@@ -158,7 +158,7 @@ mod tests {
     /// without the SCT extension, for the real (canonically encoded) leaves of the fixtures.
     #[test]
     fn the_precertificate_is_the_tbs_without_the_sct_list() {
-        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
         for case in [
             "sigstore-conformance/bundle-verify/happy-path-v0.3",
             "pep740/gitlab-publish-gitlab-oidc-project-0.0.3",

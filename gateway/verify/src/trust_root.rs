@@ -305,7 +305,7 @@ mod tests {
 
     fn fixture(name: &str) -> Vec<u8> {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/fixtures/trusted-roots")
+            .join("../../tests/fixtures/trusted-roots")
             .join(name);
         std::fs::read(path).expect("fixture")
     }

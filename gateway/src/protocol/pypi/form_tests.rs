@@ -105,7 +105,7 @@ fn every_split_point_of_a_form_reads_the_same() {
 #[test]
 fn a_real_form_reads_whole_however_it_is_cut() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/pep740/github-publish-pypi-attestations-0.0.19");
+        .join("../tests/fixtures/pep740/github-publish-pypi-attestations-0.0.19");
     let sdist = std::fs::read(dir.join("artifact")).expect("sdist");
     let attestation = std::fs::read(dir.join("pypi_attestations-0.0.19.tar.gz.publish.attestation")).expect("a");
     let att = [b"[".as_slice(), &attestation, b"]"].concat();

@@ -31,7 +31,7 @@ fn repository_urls_compare_as_npm_writes_them() {
 fn fixture(case: &str, file: &str) -> Vec<u8> {
     std::fs::read(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/fixtures")
+            .join("../tests/fixtures")
             .join(case)
             .join(file),
     )

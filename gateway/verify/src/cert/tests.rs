@@ -140,7 +140,7 @@ fn inner_and_outer_signature_algorithms_must_agree() {
 
 #[test]
 fn raw_parts_slice_every_real_certificate_like_the_parser() {
-    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
     let root = crate::TrustedRoot::from_json(
         &std::fs::read(fixtures.join("trusted-roots/public-good-production.trusted_root.json")).expect("root"),
     )

@@ -4,7 +4,7 @@ use super::*;
 use crate::trust_root::{b64, rfc3339};
 
 fn fixtures() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
 }
 
 /// A conformance case: its timestamp tokens, the bytes they cover, and its trusted root.

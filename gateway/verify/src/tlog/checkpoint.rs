@@ -527,7 +527,7 @@ mod tests {
     // ---- the Sigstore conformance fixtures ----
 
     fn fixtures() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
     }
 
     /// What the inclusion-proof step made of one conformance case.

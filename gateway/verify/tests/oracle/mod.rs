@@ -33,15 +33,15 @@ pub struct Case {
     pub must_verify: bool,
 }
 
-/// `shared/fixtures` beside the project (this file is also built into the fuzz crate, one
+/// `tests/fixtures` in the repository (this file is also built into the fuzz crate, one
 /// level up from here, so both depths are tried).
 pub fn fixtures() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    ["../../../shared/fixtures", "../../shared/fixtures"]
+    ["../../tests/fixtures", "../tests/fixtures"]
         .iter()
         .map(|rel| manifest.join(rel))
         .find(|p| p.is_dir())
-        .unwrap_or_else(|| manifest.join("../../../shared/fixtures"))
+        .unwrap_or_else(|| manifest.join("../../tests/fixtures"))
 }
 
 fn read(path: &Path) -> Vec<u8> {

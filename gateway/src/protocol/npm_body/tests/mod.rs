@@ -177,7 +177,7 @@ fn tarball() -> Vec<u8> {
 }
 
 fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/npm-provenance")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/npm-provenance")
 }
 
 /// (case, package, version, sha512 of `artifact` from the case README).

@@ -10,7 +10,7 @@ const SAN: &str = "https://github.com/sigstore/sigstore-js/.github/workflows/pub
 
 fn fixture_leaf(case: &str) -> Certificate {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures")
+        .join("../../tests/fixtures")
         .join(case)
         .join("bundle.sigstore.json");
     let bundle = crate::Bundle::from_json(&std::fs::read(path).expect("bundle")).expect("bundle parses");
