@@ -25,6 +25,10 @@ impl Tools {
     pub fn twine(&self) -> PathBuf {
         self.dir.join("venv/bin/twine")
     }
+    /// `uv` (Astral's installer and publisher, from its PyPI wheel).
+    pub fn uv(&self) -> PathBuf {
+        self.dir.join("venv/bin/uv")
+    }
     /// `verdaccio`.
     pub fn verdaccio(&self) -> PathBuf {
         self.dir.join("node/node_modules/.bin/verdaccio")

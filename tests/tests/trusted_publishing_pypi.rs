@@ -105,17 +105,28 @@ fn upload(gateway: &Gateway, token: &str, name: &str, filename: &str) -> http::R
     )
 }
 
-#[test]
-fn gh_action_flow_with_id_and_twine_over_https_lands_in_pypiserver() {
+/// A GitHub Actions–like job (the local issuer behind a CI token endpoint) and an HTTPS gateway
+/// in front of a real pypiserver, uploads under `/legacy/` and the exchange endpoints at the
+/// host root, where the PyPA clients look for them.
+struct ActionsSetup {
+    _dir: tempfile::TempDir,
+    work: PathBuf,
+    endpoint: CiTokenEndpoint,
+    backend: Pypiserver,
+    pki: portcullis_e2e::pki::TestPki,
+    gateway: Gateway,
+    repository_url: String,
+    _issuer: Issuer,
+}
+
+fn actions_setup() -> ActionsSetup {
     let dir = tempfile::tempdir().expect("tempdir");
-    let work = dir.path();
+    let work = dir.path().to_path_buf();
     let issuer = Issuer::start(&work.join("issuer"));
     let endpoint = CiTokenEndpoint::start(&issuer, github_claims(&issuer));
     let backend = Pypiserver::start(&work.join("pypiserver"));
     let pki = test_pki(&work.join("pki"), "gateway", &["127.0.0.1", "localhost"]);
     let gw_dir = work.join("gateway");
-    // Uploads go to /legacy/ (the prefix is stripped: pypiserver takes them at /); the exchange
-    // endpoints answer at the host root, where the PyPA clients look for them.
     let gateway = Gateway::builder()
         .registry(RegistrySpec {
             extra: format!("path_prefix = \"/legacy\"\n{}", registry_extra(&gw_dir)),
@@ -126,12 +137,69 @@ fn gh_action_flow_with_id_and_twine_over_https_lands_in_pypiserver() {
         .tls(&pki.cert, &pki.key)
         .start(&gw_dir);
     let repository_url = format!("https://127.0.0.1:{}/legacy/", gateway.addr().port());
+    ActionsSetup {
+        _dir: dir,
+        work,
+        endpoint,
+        backend,
+        pki,
+        gateway,
+        repository_url,
+        _issuer: issuer,
+    }
+}
+
+/// The audience claimed by the ID token the CI endpoint issued (the one it issued).
+fn issued_audience(endpoint: &CiTokenEndpoint) -> Value {
+    use base64::Engine as _;
+    let issued = endpoint.issued();
+    assert_eq!(issued.len(), 1, "one ID token fetched from the CI endpoint");
+    let payload = issued[0].split('.').nth(1).expect("payload").to_owned();
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("base64"),
+    )
+    .expect("claims");
+    claims["aud"].clone()
+}
+
+/// Asserts that the backend stores exactly `files`, byte for byte.
+fn assert_stored(backend: &Pypiserver, files: &[&Path]) {
+    let mut stored = backend.stored();
+    stored.sort();
+    let mut expected: Vec<String> = files
+        .iter()
+        .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
+        .collect();
+    expected.sort();
+    assert_eq!(stored, expected);
+    for file in files {
+        let name = file.file_name().expect("name");
+        assert_eq!(
+            sha256_hex(&std::fs::read(backend.packages.join(name)).expect("stored")),
+            sha256_hex(&std::fs::read(file).expect("dist")),
+        );
+    }
+}
+
+#[test]
+fn gh_action_flow_with_id_and_twine_over_https_lands_in_pypiserver() {
+    let ActionsSetup {
+        work,
+        endpoint,
+        backend,
+        pki,
+        gateway,
+        repository_url,
+        ..
+    } = &actions_setup();
 
     // The action's exchange: audience, id (GitHub Actions environment), mint.
     let exchange = Command::new(tools().python())
         .arg(repo_root().join("tests/tools/pypi_oidc_exchange.py"))
-        .arg(&repository_url)
-        .envs(env_for_github_actions(&endpoint))
+        .arg(repository_url)
+        .envs(env_for_github_actions(endpoint))
         .env("REQUESTS_CA_BUNDLE", &pki.ca)
         .output()
         .expect("run the exchange");
@@ -140,23 +208,9 @@ fn gh_action_flow_with_id_and_twine_over_https_lands_in_pypiserver() {
     let token = String::from_utf8_lossy(&exchange.stdout).trim().to_owned();
     assert!(token.starts_with("pcul_k1."), "{token}");
     assert_eq!(
-        endpoint.issued().len(),
-        1,
-        "id fetched one ID token from the CI endpoint"
-    );
-    let issued: Value = {
-        use base64::Engine as _;
-        let payload = endpoint.issued()[0].split('.').nth(1).expect("payload").to_owned();
-        serde_json::from_slice(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(payload)
-                .expect("base64"),
-        )
-        .expect("claims")
-    };
-    assert_eq!(
-        issued["aud"], AUDIENCE,
-        "id asked for the audience the gateway announced"
+        issued_audience(endpoint),
+        AUDIENCE,
+        "id fetched one ID token, for the audience the gateway announced"
     );
 
     // twine uploads with the minted token, as the action does (`__token__`).
@@ -168,7 +222,7 @@ fn gh_action_flow_with_id_and_twine_over_https_lands_in_pypiserver() {
             "--non-interactive",
             "--repository-url",
         ])
-        .arg(&repository_url)
+        .arg(repository_url)
         .args(["-u", "__token__", "-p"])
         .arg(&token)
         .arg(&wheel)
@@ -183,21 +237,7 @@ fn gh_action_flow_with_id_and_twine_over_https_lands_in_pypiserver() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut stored = backend.stored();
-    stored.sort();
-    let mut expected: Vec<String> = [&wheel, &sdist]
-        .iter()
-        .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
-        .collect();
-    expected.sort();
-    assert_eq!(stored, expected);
-    for file in [&wheel, &sdist] {
-        let name = file.file_name().expect("name");
-        assert_eq!(
-            sha256_hex(&std::fs::read(backend.packages.join(name)).expect("stored")),
-            sha256_hex(&std::fs::read(file).expect("dist")),
-        );
-    }
+    assert_stored(backend, &[&wheel, &sdist]);
     // pypiserver only accepts its own htpasswd user for uploads, so the upload landing proves
     // the swap; the decision log names the publisher and the token.
     let decisions = gateway.decisions(2);
@@ -222,7 +262,7 @@ fn gh_action_flow_with_id_and_twine_over_https_lands_in_pypiserver() {
             "--non-interactive",
             "--repository-url",
         ])
-        .arg(&repository_url)
+        .arg(repository_url)
         .args(["-u", pypiserver::USER, "-p", pypiserver::PASSWORD])
         .arg(&wheel2)
         .env("REQUESTS_CA_BUNDLE", &pki.ca)
@@ -275,6 +315,47 @@ fn over_sink_with(client_credentials: &str) -> SinkSetup {
         sink,
         gateway,
         work,
+    }
+}
+
+#[test]
+fn uv_publish_finds_the_audience_mints_and_uploads_with_no_other_setup() {
+    let s = actions_setup();
+    let (wheel, sdist) = make_dists(&s.work.join("dist"), "demo-pkg", "1.0", None);
+    // uv's own trusted publishing: in a GitHub Actions environment it asks the index for the
+    // audience at /_/oidc/audience, fetches an ID token from the job's token endpoint, mints
+    // at /_/oidc/mint-token and uploads with the minted token, writing its own multipart form.
+    let out = Command::new(tools().uv())
+        .args(["publish", "--trusted-publishing", "always", "--publish-url"])
+        .arg(&s.repository_url)
+        .arg(&wheel)
+        .arg(&sdist)
+        .envs(env_for_github_actions(&s.endpoint))
+        .env("SSL_CERT_FILE", &s.pki.ca)
+        .env("UV_CACHE_DIR", s.work.join("uv-cache"))
+        .env("NO_COLOR", "1")
+        .env("UV_NO_PROGRESS", "1")
+        .output()
+        .expect("run uv publish");
+    assert!(
+        out.status.success(),
+        "uv publish failed:\n{}\n{}\n--- gateway ---\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        s.gateway.log()
+    );
+    assert_eq!(
+        issued_audience(&s.endpoint),
+        AUDIENCE,
+        "uv asked for the announced audience"
+    );
+    assert_stored(&s.backend, &[&wheel, &sdist]);
+    let decisions = s.gateway.decisions(2);
+    assert_eq!(decisions.len(), 2);
+    for d in &decisions {
+        assert_eq!(d["credential"], "upload_token", "{d}");
+        assert_eq!(d["publisher"], "widgets-release", "{d}");
+        assert_eq!(d["outcome"], "allow", "{d}");
     }
 }
 

