@@ -29,6 +29,10 @@ impl Tools {
     pub fn uv(&self) -> PathBuf {
         self.dir.join("venv/bin/uv")
     }
+    /// `pnpm`.
+    pub fn pnpm(&self) -> PathBuf {
+        self.dir.join("node/node_modules/.bin/pnpm")
+    }
     /// `verdaccio`.
     pub fn verdaccio(&self) -> PathBuf {
         self.dir.join("node/node_modules/.bin/verdaccio")

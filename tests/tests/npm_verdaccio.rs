@@ -127,6 +127,42 @@ fn npm_publish_lands_byte_for_byte_and_installs_back() {
 }
 
 #[test]
+fn pnpm_publish_lands_byte_for_byte() {
+    let s = setup();
+    let dir = package(&s, "demo-pnpm-pkg", "1.0.0");
+    let tarball = pack(&s, &dir);
+    // pnpm writes its own publish document (through libnpmpublish) from the same npmrc.
+    let out = std::process::Command::new(portcullis_e2e::tools::tools().pnpm())
+        .current_dir(&dir)
+        .arg("publish")
+        .arg(&tarball)
+        .args(["--no-git-checks", "--access", "public"])
+        .env("npm_config_userconfig", &s.npmrc)
+        .env("npm_config_cache", s.work.join("pnpm-cache"))
+        .env("npm_config_update_notifier", "false")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run pnpm");
+    assert!(
+        out.status.success(),
+        "pnpm publish failed: {}\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        s.gateway.log()
+    );
+    let stored = s.backend.storage.join("demo-pnpm-pkg/demo-pnpm-pkg-1.0.0.tgz");
+    let stored_bytes =
+        std::fs::read(&stored).unwrap_or_else(|e| panic!("{}: {e}; stored {:?}", stored.display(), s.backend.stored()));
+    assert_eq!(
+        sha256_hex(&stored_bytes),
+        sha256_hex(&std::fs::read(&tarball).expect("tarball"))
+    );
+    let decision = &s.gateway.decisions(1)[0];
+    assert_eq!(decision["project"], "demo-pnpm-pkg", "{decision}");
+    assert_eq!(decision["outcome"], "allow", "{decision}");
+}
+
+#[test]
 fn denied_names_are_refused_with_the_reason_npm_prints() {
     let s = setup();
     for name in ["secret-sauce", "@internal/tool"] {

@@ -32,6 +32,7 @@ MULTIPART_VERSION=2.0.1   # defnull's multipart, latest release
 WEBOB_VERSION=1.8.11      # what devpi-server 6.20.3 (latest) resolves to
 WERKZEUG_VERSION=3.1.9    # latest; Flask-based registries
 VERDACCIO_VERSION=6.8.0   # 6.9+ require node >=22
+PNPM_VERSION=10.34.9      # the newest 10.x; 11+ want a newer node
 NODE_FETCH_VERSION=2.7.0  # override, see below
 TUF_VERSION=7.0.1         # python-tuf, the reference implementation: tuf_repo.py
 UV_VERSION=0.13.10        # uv publish, with its own trusted-publishing flow
@@ -114,17 +115,17 @@ if $DEPLOY_ONLY; then
 fi
 
 command -v node >/dev/null && command -v npm >/dev/null || { echo "install.sh: node and npm are required" >&2; exit 1; }
-STAMP_WANT="v1 python-${PY_VER} node-$(node --version) ${PY_PINS[*]} verdaccio@${VERDACCIO_VERSION} node-fetch@${NODE_FETCH_VERSION}"
+STAMP_WANT="v1 python-${PY_VER} node-$(node --version) ${PY_PINS[*]} verdaccio@${VERDACCIO_VERSION} pnpm@${PNPM_VERSION} node-fetch@${NODE_FETCH_VERSION}"
 STAMP_FILE="$DIR/.stamp"
 
 summary() {
-  echo "portcullis tools in $DIR: pypiserver ${PYPISERVER_VERSION}, passlib ${PASSLIB_VERSION}, waitress ${WAITRESS_VERSION}, twine ${TWINE_VERSION}, id ${ID_VERSION}, multipart ${MULTIPART_VERSION}, webob ${WEBOB_VERSION}, werkzeug ${WERKZEUG_VERSION}, tuf ${TUF_VERSION}, uv ${UV_VERSION}, verdaccio ${VERDACCIO_VERSION} (python $("$DIR/venv/bin/python" -c 'import platform;print(platform.python_version())'), node $(node --version), npm $(npm --version))"
+  echo "portcullis tools in $DIR: pypiserver ${PYPISERVER_VERSION}, passlib ${PASSLIB_VERSION}, waitress ${WAITRESS_VERSION}, twine ${TWINE_VERSION}, id ${ID_VERSION}, multipart ${MULTIPART_VERSION}, webob ${WEBOB_VERSION}, werkzeug ${WERKZEUG_VERSION}, tuf ${TUF_VERSION}, uv ${UV_VERSION}, verdaccio ${VERDACCIO_VERSION}, pnpm ${PNPM_VERSION} (python $("$DIR/venv/bin/python" -c 'import platform;print(platform.python_version())'), node $(node --version), npm $(npm --version))"
 }
 
 installed() {
   [[ -f "$STAMP_FILE" && "$(cat "$STAMP_FILE")" == "$STAMP_WANT" \
      && -x "$DIR/venv/bin/pypi-server" && -x "$DIR/venv/bin/twine" && -x "$DIR/venv/bin/uv" \
-     && -x "$DIR/node/node_modules/.bin/verdaccio" ]] \
+     && -x "$DIR/node/node_modules/.bin/verdaccio" && -x "$DIR/node/node_modules/.bin/pnpm" ]] \
     && "$DIR/venv/bin/python" -c '' 2>/dev/null
 }
 
@@ -156,7 +157,7 @@ cat > "$DIR/node/package.json" <<JSON
   "overrides": { "node-fetch": "${NODE_FETCH_VERSION}" } }
 JSON
 npm install --prefix "$DIR/node" --save-exact --no-audit --no-fund --loglevel=error \
-  "verdaccio@${VERDACCIO_VERSION}"
+  "verdaccio@${VERDACCIO_VERSION}" "pnpm@${PNPM_VERSION}"
 "$DIR/node/node_modules/.bin/verdaccio" --version >/dev/null
 
 echo "$STAMP_WANT" > "$STAMP_FILE"
