@@ -13,6 +13,15 @@ use portcullis_rules::{ProjectName, Protocol, WriteAction};
 
 use crate::error::Refusal;
 
+/// Whether two versions are the same release: exactly for npm, under PEP 440's light
+/// normalisation for PyPI (`1.0` is `1.0.0`).
+pub fn same_version(protocol: Protocol, a: &str, b: &str) -> bool {
+    match protocol {
+        Protocol::Npm => a == b,
+        Protocol::Pypi => pypi::normalize_version(a) == pypi::normalize_version(b),
+    }
+}
+
 /// What a request is, as far as the head (method and path) tells.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestClass {
@@ -52,5 +61,19 @@ pub fn classify(protocol: Protocol, method: &Method, path: &str) -> Result<Reque
     match protocol {
         Protocol::Pypi => pypi::classify(method, path),
         Protocol::Npm => npm::classify(method, path),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pypi_versions_compare_normalised_npm_exactly() {
+        assert!(same_version(Protocol::Pypi, "1.0", "1.0.0"));
+        assert!(same_version(Protocol::Pypi, "V1.0", "1.0"));
+        assert!(!same_version(Protocol::Pypi, "1.0", "1.0.1"));
+        assert!(!same_version(Protocol::Npm, "1.0", "1.0.0"));
+        assert!(same_version(Protocol::Npm, "1.0.0", "1.0.0"));
     }
 }

@@ -29,8 +29,8 @@ use crate::deletion::{DeletionRecord, FactSource, Gathered};
 use crate::error::Refusal;
 use crate::protocol::npm::split_package;
 use crate::protocol::npm_body::{PublishFacts, PublishKind};
+use crate::protocol::same_version;
 use crate::state::{AuditRecord, Tombstone, TombstoneKind};
-use crate::tuf_feed::queue::same_version;
 
 /// The request header carrying the admin token of an override.
 pub const ADMIN_TOKEN_HEADER: &str = "x-portcullis-admin-token";
@@ -673,19 +673,5 @@ fn credential_actor(ctx: &RequestCtx, registry: &str, project: &str) -> String {
         (Some(token), None) => format!("token:{token}"),
         (None, _) if credential.kind == "legacy" => "legacy-credential".to_owned(),
         (None, _) => "anonymous".to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pypi_versions_compare_normalised_npm_exactly() {
-        assert!(same_version(Protocol::Pypi, "1.0", "1.0.0"));
-        assert!(same_version(Protocol::Pypi, "V1.0", "1.0"));
-        assert!(!same_version(Protocol::Pypi, "1.0", "1.0.1"));
-        assert!(!same_version(Protocol::Npm, "1.0", "1.0.0"));
-        assert!(same_version(Protocol::Npm, "1.0.0", "1.0.0"));
     }
 }

@@ -61,9 +61,9 @@ pub fn file_target(feed: &TufFeed, protocol: Protocol, project: &str, version: &
     feed.file_target(project, version, filename)
 }
 
-/// The next step for `open` (a registry's open events in id order) at `now`, at most `batch`
+/// The next step for `open` (a registry's open events in id order) at `now`, at most `feed.batch`
 /// distinct targets per task (repeated index pages of a project ride along free).
-pub fn next_step<'a>(feed: &TufFeed, protocol: Protocol, open: &'a [FeedEvent], batch: usize, now: i64) -> Step<'a> {
+pub fn next_step<'a>(feed: &TufFeed, protocol: Protocol, open: &'a [FeedEvent], now: i64) -> Step<'a> {
     let Some(head) = open.first() else {
         return Step::Idle;
     };
@@ -96,7 +96,7 @@ pub fn next_step<'a>(feed: &TufFeed, protocol: Protocol, open: &'a [FeedEvent], 
             break;
         }
         if !repeated {
-            if artifacts == batch {
+            if artifacts == feed.batch {
                 break;
             }
             artifacts += 1;

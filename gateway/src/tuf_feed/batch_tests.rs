@@ -13,6 +13,10 @@ fn feed(protocol: &str) -> TufFeed {
     config.registries[0].tuf.clone().expect("feed")
 }
 
+fn with_batch(feed: &TufFeed, batch: usize) -> TufFeed {
+    TufFeed { batch, ..feed.clone() }
+}
+
 fn event(id: i64, action: FeedAction, file: Option<&str>) -> FeedEvent {
     FeedEvent {
         id,
@@ -88,23 +92,23 @@ fn a_batch_is_the_due_run_of_one_kind_from_the_head() {
         event(6, FeedAction::Delete, Some("b.tar.gz")),
         event(7, FeedAction::Add, Some("c.tar.gz")),
     ];
-    let step = next_step(&f, Protocol::Pypi, &open, 64, 100);
+    let step = next_step(&f, Protocol::Pypi, &open, 100);
     assert!(matches!(step, Step::Add(_)));
     assert_eq!(ids(&step), [1, 2, 3, 4], "index pages of one project ride together");
-    let step = next_step(&f, Protocol::Pypi, &open[4..], 64, 100);
+    let step = next_step(&f, Protocol::Pypi, &open[4..], 100);
     assert!(matches!(step, Step::Delete(_)));
     assert_eq!(ids(&step), [5, 6]);
     assert_eq!(
-        ids(&next_step(&f, Protocol::Pypi, &open, 3, 100)),
+        ids(&next_step(&with_batch(&f, 3), Protocol::Pypi, &open, 100)),
         [1, 2, 3, 4],
         "the batch size bounds targets, not events"
     );
     assert_eq!(
-        ids(&next_step(&f, Protocol::Pypi, &open, 2, 100)),
+        ids(&next_step(&with_batch(&f, 2), Protocol::Pypi, &open, 100)),
         [1, 2],
         "a third target waits"
     );
-    assert_eq!(next_step(&f, Protocol::Pypi, &[], 64, 100), Step::Idle);
+    assert_eq!(next_step(&f, Protocol::Pypi, &[], 100), Step::Idle);
 }
 
 #[test]
@@ -115,11 +119,11 @@ fn nothing_passes_a_head_that_waits_and_a_repeated_file_ends_the_batch() {
         event(2, FeedAction::Add, Some("b.tar.gz")),
     ];
     open[0].next_attempt_at = 150;
-    assert_eq!(next_step(&f, Protocol::Pypi, &open, 64, 100), Step::Wait { until: 150 });
-    assert_eq!(ids(&next_step(&f, Protocol::Pypi, &open, 64, 150)), [1, 2]);
+    assert_eq!(next_step(&f, Protocol::Pypi, &open, 100), Step::Wait { until: 150 });
+    assert_eq!(ids(&next_step(&f, Protocol::Pypi, &open, 150)), [1, 2]);
     open[1].next_attempt_at = 200;
     assert_eq!(
-        ids(&next_step(&f, Protocol::Pypi, &open, 64, 150)),
+        ids(&next_step(&f, Protocol::Pypi, &open, 150)),
         [1],
         "a later due time ends the run"
     );
@@ -128,7 +132,7 @@ fn nothing_passes_a_head_that_waits_and_a_repeated_file_ends_the_batch() {
         event(1, FeedAction::Add, Some("a.tar.gz")),
         event(2, FeedAction::Add, Some("a.tar.gz")),
     ];
-    assert_eq!(ids(&next_step(&f, Protocol::Pypi, &again, 64, 100)), [1]);
+    assert_eq!(ids(&next_step(&f, Protocol::Pypi, &again, 100)), [1]);
 }
 
 #[test]
@@ -143,7 +147,7 @@ fn submitted_events_are_resumed_by_task() {
         e.state = FeedState::Submitted;
         e.task_id = Some("t-1".into());
     }
-    let step = next_step(&f, Protocol::Pypi, &open, 64, 100);
+    let step = next_step(&f, Protocol::Pypi, &open, 100);
     assert!(matches!(&step, Step::Resume { task_id, .. } if task_id == "t-1"));
     assert_eq!(ids(&step), [1, 2]);
 }

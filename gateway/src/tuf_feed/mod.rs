@@ -167,7 +167,7 @@ impl TufFeeder {
                 return false;
             }
         };
-        match batch::next_step(feed, fed.registry.protocol, &open, feed.batch, unix_now()) {
+        match batch::next_step(feed, fed.registry.protocol, &open, unix_now()) {
             Step::Idle | Step::Wait { .. } => false,
             Step::Resume { task_id, events } => {
                 let events: Vec<&FeedEvent> = events.into_iter().map(|(e, _)| e).collect();

@@ -4,7 +4,7 @@
 use portcullis_rules::Protocol;
 
 use crate::config::Registry;
-use crate::protocol::pypi::normalize_version;
+use crate::protocol::same_version;
 use crate::state::{LedgerRecord, LedgerState, StateError, StateStore, TombstoneKind};
 
 /// Finishes ledger row `id` as committed; for a fed registry the file (and its project's
@@ -66,15 +66,6 @@ pub fn deleted_files(protocol: Protocol, entries: &[LedgerRecord], kinds: &[Tomb
         })
         .map(|r| r.id)
         .collect()
-}
-
-/// Whether two versions are the same release: exactly for npm, under PEP 440's light
-/// normalisation for PyPI (`1.0` is `1.0.0`).
-pub fn same_version(protocol: Protocol, a: &str, b: &str) -> bool {
-    match protocol {
-        Protocol::Npm => a == b,
-        Protocol::Pypi => normalize_version(a) == normalize_version(b),
-    }
 }
 
 #[cfg(test)]
