@@ -176,7 +176,9 @@ pub fn start_nginx(dir: &Path, backend: SocketAddr, placement: Placement) -> Res
 /// attestations for the attested project (verified against the production trusted root), a
 /// trusted publisher, deletion rules; every upload is checked against them, the tombstones and
 /// the ledger, and recorded.
-pub const POLICY_RULES: &str = r#"
+pub static POLICY_RULES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        r#"
 [issuers.github]
 url = "https://token.actions.githubusercontent.com"
 kind = "github"
@@ -193,14 +195,10 @@ action = "deny"
 id = "attested"
 names = ["pypi-attestations"]
 mode = "required"
-[[registries.pypi.publishers]]
-id = "tob-release"
-issuer = "github"
-projects = ["pypi-attestations"]
-repository = "trailofbits/pypi-attestations"
-repository_owner_id = "2314423"
-workflow = "release.yml"
-"#;
+{}"#,
+        portcullis_e2e::pep740::TOB_RELEASE_PUBLISHER
+    )
+});
 
 /// How a gateway target runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -231,7 +229,7 @@ pub fn start_gateway(
         .config("[client]\nmax_connections = 20000\nidle_timeout = \"300s\"\n");
     if mode != GatewayMode::PassThrough {
         let root = fixtures.join("trusted-roots/public-good-production.trusted_root.json");
-        builder = builder.rules(POLICY_RULES).config(&format!(
+        builder = builder.rules(&POLICY_RULES).config(&format!(
             "[provenance]\ntrusted_root = {:?}\n{}",
             root.display().to_string(),
             if mode == GatewayMode::PolicyUncached {

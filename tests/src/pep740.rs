@@ -17,6 +17,17 @@ pub fn genuine() -> (Vec<u8>, String) {
     (read("artifact"), attestation)
 }
 
+/// The real trusted publisher of the attestation: the workflow that signed it, as a
+/// `[[registries.pypi.publishers]]` entry with id `tob-release` and issuer `github`.
+pub const TOB_RELEASE_PUBLISHER: &str = r#"[[registries.pypi.publishers]]
+id = "tob-release"
+issuer = "github"
+projects = ["pypi-attestations"]
+repository = "trailofbits/pypi-attestations"
+repository_owner_id = "2314423"
+workflow = "release.yml"
+"#;
+
 /// Rules for registry `pypi`: the GitHub issuer, provenance `mode` for `pypi-attestations`
 /// (rule `attested`), and its real trusted publisher `tob-release`.
 pub fn rules(mode: &str) -> String {
@@ -34,14 +45,7 @@ id = "attested"
 names = ["pypi-attestations"]
 mode = "{mode}"
 
-[[registries.pypi.publishers]]
-id = "tob-release"
-issuer = "github"
-projects = ["pypi-attestations"]
-repository = "trailofbits/pypi-attestations"
-repository_owner_id = "2314423"
-workflow = "release.yml"
-"#
+{TOB_RELEASE_PUBLISHER}"#
     )
 }
 

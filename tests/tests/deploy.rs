@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use portcullis_e2e::gateway::{self, check_config, check_config_with_env, Gateway, RegistrySpec};
 use portcullis_e2e::http::{self, Form};
+use portcullis_e2e::pep740::TOB_RELEASE_PUBLISHER;
 use portcullis_e2e::process::Managed;
 use portcullis_e2e::sink::Sink;
 use portcullis_e2e::tools::deploy_tools;
@@ -267,7 +268,9 @@ fn the_dashboard_uses_a_datasource_variable_and_covers_the_operations_views() {
 // ---------------------------------------------------------------------------------------------
 // Every metric the dashboard and the alerts name is one a running gateway exports.
 
-const PROVENANCE_RULES: &str = r#"
+fn provenance_rules() -> String {
+    format!(
+        r#"
 [issuers.github]
 url = "https://token.actions.githubusercontent.com"
 kind = "github"
@@ -287,16 +290,11 @@ id = "attested"
 names = ["pypi-attestations"]
 mode = "required"
 
-[[registries.pypi.publishers]]
-id = "tob-release"
-issuer = "github"
-projects = ["pypi-attestations"]
-repository = "trailofbits/pypi-attestations"
-repository_owner_id = "2314423"
-workflow = "release.yml"
-
+{TOB_RELEASE_PUBLISHER}
 [registries.dead]
-"#;
+"#
+    )
+}
 
 fn pypi_upload(addr: SocketAddr, name: &str, version: &str, content: &[u8], extra: &[(&str, &str)]) -> http::Response {
     let form = Form::pypi_upload_with(name, version, &format!("{name}-{version}.tar.gz"), content, extra);
@@ -349,7 +347,7 @@ fn every_metric_in_the_dashboard_and_the_alerts_is_exported_by_the_gateway() {
             r.extra = "path_prefix = \"/dead\"".into();
             r
         })
-        .rules(PROVENANCE_RULES)
+        .rules(&provenance_rules())
         .config(&format!(
             "[provenance]\ntrusted_root = {:?}\n",
             fixtures()

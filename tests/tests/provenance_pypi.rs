@@ -8,7 +8,7 @@ use std::process::Command;
 
 use portcullis_e2e::gateway::{Gateway, RegistrySpec};
 use portcullis_e2e::http;
-use portcullis_e2e::pep740::{self, SDIST};
+use portcullis_e2e::pep740::{self, SDIST, TOB_RELEASE_PUBLISHER};
 use portcullis_e2e::pypiserver::{self, Pypiserver};
 use portcullis_e2e::tools::tools;
 use portcullis_e2e::{fixtures, sha256_hex};
@@ -48,14 +48,7 @@ names = ["pypi-attestations", "gitlab-oidc-project"]
 mode = "{mode}"
 shadow = {shadow}
 
-[[registries.pypi.publishers]]
-id = "tob-release"
-issuer = "github"
-projects = ["pypi-attestations"]
-repository = "trailofbits/pypi-attestations"
-repository_owner_id = "2314423"
-workflow = "release.yml"
-
+{TOB_RELEASE_PUBLISHER}
 [[registries.pypi.publishers]]
 id = "gitlab-elsewhere"
 issuer = "gitlab"

@@ -401,7 +401,7 @@ fn reloads(bench: &mut Bench) -> Vec<ReloadRow> {
                             .args(["-HUP", &nginx_pid.to_string()])
                             .status();
                     } else {
-                        gateway.write_rules(&format!("{}\n# reload {sent}\n", targets::POLICY_RULES));
+                        gateway.write_rules(&format!("{}\n# reload {sent}\n", *targets::POLICY_RULES));
                         gateway.signal_hup();
                     }
                     sent += 1;

@@ -29,7 +29,7 @@ fn gateway(sink: &Sink, dir: &std::path::Path, policy: bool, cache: bool) -> Gat
     let mut builder = Gateway::builder().registry(registry);
     if policy {
         let root = fixtures().join("trusted-roots/public-good-production.trusted_root.json");
-        builder = builder.rules(portcullis_bench::targets::POLICY_RULES).config(&format!(
+        builder = builder.rules(&portcullis_bench::targets::POLICY_RULES).config(&format!(
             "[provenance]\ntrusted_root = {:?}\n{}",
             root.display().to_string(),
             if cache { "" } else { "cache_size = 0\n" }
