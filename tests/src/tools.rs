@@ -29,6 +29,38 @@ impl Tools {
     pub fn uv(&self) -> PathBuf {
         self.dir.join("venv/bin/uv")
     }
+    /// `pdm` (its `publish` writes its own multipart form).
+    pub fn pdm(&self) -> PathBuf {
+        self.dir.join("venv/bin/pdm")
+    }
+    /// `poetry`.
+    pub fn poetry(&self) -> PathBuf {
+        self.dir.join("venv/bin/poetry")
+    }
+    /// `hatch`.
+    pub fn hatch(&self) -> PathBuf {
+        self.dir.join("venv/bin/hatch")
+    }
+    /// `flit`.
+    pub fn flit(&self) -> PathBuf {
+        self.dir.join("venv/bin/flit")
+    }
+    /// `devpi-server` (in its own venv).
+    pub fn devpi_server(&self) -> PathBuf {
+        self.dir.join("devpi-venv/bin/devpi-server")
+    }
+    /// `devpi-init`, which creates a devpi server folder.
+    pub fn devpi_init(&self) -> PathBuf {
+        self.dir.join("devpi-venv/bin/devpi-init")
+    }
+    /// yarn 1 (`yarn publish`).
+    pub fn yarn1(&self) -> PathBuf {
+        self.dir.join("node/node_modules/.bin/yarn")
+    }
+    /// yarn berry's single-file CLI (`node <this> npm publish`), from `@yarnpkg/cli-dist`.
+    pub fn yarn_berry_js(&self) -> PathBuf {
+        self.dir.join("node/node_modules/@yarnpkg/cli-dist/bin/yarn.js")
+    }
     /// `pnpm`.
     pub fn pnpm(&self) -> PathBuf {
         self.dir.join("node/node_modules/.bin/pnpm")
