@@ -24,6 +24,10 @@ ensure_system_packages() {
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
+}
+
+# The test runner (scripts/test, CI); the demo does not need it.
+ensure_nextest() {
     if ! cargo nextest --version >/dev/null 2>&1; then
         cargo install cargo-nextest --locked
     fi

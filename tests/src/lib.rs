@@ -1,11 +1,13 @@
-//! Test harness for Portcullis end-to-end tests: real backends (pypiserver, Verdaccio), the
-//! real `portcullis` binary, real clients (twine, pip, npm) and raw-socket HTTP for the cases
-//! clients cannot produce. Everything listens on loopback ports picked at run time; every
-//! process is killed when its handle drops; every wait is bounded.
+//! Test harness for Portcullis end-to-end tests: real backends (pypiserver, devpi-server,
+//! Verdaccio), the real `portcullis` binary, real clients (twine, pip, npm) and raw-socket HTTP
+//! for the cases clients cannot produce. Everything listens on loopback ports picked at run
+//! time; every process is killed when its handle drops; every wait is bounded.
 
+pub mod devpi;
 pub mod gateway;
 pub mod http;
 pub mod npm;
+pub mod npm_provenance;
 pub mod oidc;
 pub mod pep740;
 pub mod pki;

@@ -8,7 +8,8 @@
 //! whatever token a test asks for, broken ones included: `alg: none`, HS256 keyed with the RSA
 //! public key's PEM (the RS/HS confusion attack), kids that are not in the JWKS.
 //! [`CiTokenEndpoint`] hands out tokens the way GitHub's runner service does, so real clients
-//! (the npm CLI, PyPA `id`) obtain them when run with [`env_for_github_actions`].
+//! (the npm CLI, PyPA `id`) obtain them when run with [`env_for_github_actions`];
+//! [`env_for_gitlab_ci`] is GitLab's equivalent, where the job gets its token in a variable.
 //!
 //! Both servers listen on 127.0.0.1 with an ephemeral port, answer one request per connection
 //! (`Connection: close`), bound every read and write, and stop accepting when dropped.
@@ -843,6 +844,68 @@ pub fn env_for_github_actions(endpoint: &CiTokenEndpoint) -> Vec<(String, String
         ("RUNNER_OS", "Linux".to_owned()),
         ("RUNNER_ARCH", "X64".to_owned()),
         ("RUNNER_NAME", "GitHub Actions 1".to_owned()),
+    ];
+    vars.into_iter().map(|(name, value)| (name.to_owned(), value)).collect()
+}
+
+/// The environment of a GitLab CI job that declared an `NPM_ID_TOKEN` ID token (`id_tokens:` in
+/// `.gitlab-ci.yml`): GitLab hands the job the token itself in that variable, there is no
+/// request endpoint. `GITLAB_CI` and `CI` (what the npm CLI's `ci-info` detects GitLab by), the
+/// token, and the usual `CI_*` variables taken from `claims` (those of
+/// [`Issuer::gitlab_claims`]: project path, CI configuration, sha, ref, pipeline and job ids).
+/// For running the npm CLI as if in GitLab CI.
+pub fn env_for_gitlab_ci(id_token: &str, claims: &Value) -> Vec<(String, String)> {
+    let claim = |name: &str, default: &str| -> String {
+        match claims.get(name) {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => default.to_owned(),
+        }
+    };
+    let project_path = claim("project_path", "group/project");
+    // `host/group/project//path/to/.gitlab-ci.yml@refs/heads/main`
+    let config_uri = claim("ci_config_ref_uri", "");
+    let server_host = config_uri
+        .split('/')
+        .next()
+        .filter(|h| !h.is_empty())
+        .unwrap_or("gitlab.com")
+        .to_owned();
+    let config_path = config_uri
+        .split_once("//")
+        .and_then(|(_, rest)| rest.rsplit_once('@'))
+        .map_or(".gitlab-ci.yml".to_owned(), |(path, _)| path.to_owned());
+    let server_url = format!("https://{server_host}");
+    let project_url = format!("{server_url}/{project_path}");
+    let job_id = claim("job_id", "1000000001");
+    let git_ref = claim("ref", "main");
+    let vars = [
+        ("CI", "true".to_owned()),
+        ("GITLAB_CI", "true".to_owned()),
+        ("NPM_ID_TOKEN", id_token.to_owned()),
+        ("CI_SERVER_URL", server_url.clone()),
+        ("CI_SERVER_HOST", server_host),
+        ("CI_PROJECT_PATH", project_path.clone()),
+        ("CI_PROJECT_NAMESPACE", claim("namespace_path", "group")),
+        ("CI_PROJECT_ID", claim("project_id", "10000001")),
+        ("CI_PROJECT_URL", project_url.clone()),
+        ("CI_PROJECT_VISIBILITY", claim("project_visibility", "private")),
+        ("CI_CONFIG_PATH", config_path),
+        (
+            "CI_COMMIT_SHA",
+            claim("sha", &fake_sha(&format!("{project_path} commit"))),
+        ),
+        ("CI_COMMIT_REF_NAME", git_ref.clone()),
+        ("CI_COMMIT_BRANCH", git_ref),
+        ("CI_COMMIT_REF_PROTECTED", claim("ref_protected", "true")),
+        ("CI_PIPELINE_ID", claim("pipeline_id", "1000000001")),
+        ("CI_PIPELINE_SOURCE", claim("pipeline_source", "push")),
+        ("CI_JOB_ID", job_id.clone()),
+        ("CI_JOB_URL", format!("{project_url}/-/jobs/{job_id}")),
+        ("CI_JOB_NAME", "publish".to_owned()),
+        ("CI_RUNNER_ID", claim("runner_id", "1")),
+        ("GITLAB_USER_LOGIN", claim("user_login", "ci-user")),
+        ("GITLAB_USER_ID", claim("user_id", "1")),
     ];
     vars.into_iter().map(|(name, value)| (name.to_owned(), value)).collect()
 }

@@ -134,6 +134,25 @@ impl Pypiserver {
     pub fn log(&self) -> String {
         self.process.log()
     }
+
+    /// Asserts that pypiserver stores exactly `files` (by name), each byte for byte.
+    pub fn assert_holds_exactly<P: AsRef<Path>>(&self, files: &[P]) {
+        let name = |f: &Path| f.file_name().expect("a file name").to_string_lossy().into_owned();
+        let mut expected: Vec<String> = files.iter().map(|f| name(f.as_ref())).collect();
+        expected.sort();
+        assert_eq!(self.stored(), expected, "what pypiserver stores");
+        for file in files {
+            let file = file.as_ref();
+            let sent = std::fs::read(file).expect("distribution");
+            let stored = std::fs::read(self.packages.join(name(file))).expect("stored file");
+            assert_eq!(
+                crate::sha256_hex(&stored),
+                crate::sha256_hex(&sent),
+                "{} changed on the way",
+                name(file)
+            );
+        }
+    }
 }
 
 /// `twine upload` of `files` to `url` with pypiserver's test credentials.

@@ -53,9 +53,10 @@ impl Tools {
     pub fn devpi_init(&self) -> PathBuf {
         self.dir.join("devpi-venv/bin/devpi-init")
     }
-    /// yarn 1 (`yarn publish`).
+    /// yarn 1 (`yarn publish`): the `yarn` package's own launcher, not `.bin/yarn`, which
+    /// `@yarnpkg/cli-dist` (also a `yarn` bin) takes over in the shared `node_modules`.
     pub fn yarn1(&self) -> PathBuf {
-        self.dir.join("node/node_modules/.bin/yarn")
+        self.dir.join("node/node_modules/yarn/bin/yarn")
     }
     /// yarn berry's single-file CLI (`node <this> npm publish`), from `@yarnpkg/cli-dist`.
     pub fn yarn_berry_js(&self) -> PathBuf {

@@ -90,6 +90,46 @@ impl Verdaccio {
         response.json()["token"].as_str().expect("token").to_owned()
     }
 
+    /// The packument Verdaccio itself serves for `name` (`GET /<name>`, scoped names as
+    /// `@scope%2fname`), or `None` when it answers 404.
+    pub fn packument(&self, name: &str) -> Option<serde_json::Value> {
+        let response = crate::http::get(self.addr, &format!("/{}", name.replace('/', "%2f")));
+        if response.status == 404 {
+            return None;
+        }
+        assert_eq!(response.status, 200, "packument of {name}: {}", response.text());
+        Some(response.json())
+    }
+
+    /// The tarball stored for `name@version`, if any.
+    pub fn stored_tarball(&self, name: &str, version: &str) -> Option<Vec<u8>> {
+        let base = name.rsplit('/').next().unwrap_or(name);
+        std::fs::read(self.storage.join(name).join(format!("{base}-{version}.tgz"))).ok()
+    }
+
+    /// Asserts that Verdaccio stored `expected` byte for byte as the tarball of
+    /// `name@version` and that its packument's `dist.integrity` and `dist.shasum` for that
+    /// version are `expected`'s; returns the packument.
+    pub fn assert_stored(&self, name: &str, version: &str, expected: &[u8]) -> serde_json::Value {
+        let stored = self
+            .stored_tarball(name, version)
+            .unwrap_or_else(|| panic!("no tarball for {name}@{version}; stored {:?}", self.stored()));
+        let (integrity, shasum) = crate::npm::dist_digests(expected);
+        assert!(
+            stored == expected,
+            "{name}@{version}: stored tarball differs from what the client packed ({} bytes stored, {} packed)",
+            stored.len(),
+            expected.len()
+        );
+        let packument = self
+            .packument(name)
+            .unwrap_or_else(|| panic!("Verdaccio has no packument for {name}"));
+        let dist = &packument["versions"][version]["dist"];
+        assert_eq!(dist["integrity"], integrity.as_str(), "{name}@{version}: {dist}");
+        assert_eq!(dist["shasum"], shasum.as_str(), "{name}@{version}: {dist}");
+        packument
+    }
+
     /// Every stored file, relative to the storage folder.
     pub fn stored(&self) -> Vec<String> {
         crate::list_tree(&self.storage)

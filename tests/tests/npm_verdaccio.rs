@@ -2,11 +2,10 @@
 //! publishes land byte for byte and install back; refused ones leave nothing in storage and
 //! npm shows the gateway's reason.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
-use portcullis_e2e::gateway::{Gateway, RegistrySpec};
-use portcullis_e2e::verdaccio::Verdaccio;
+use portcullis_e2e::npm::{pack, write_package, GatedVerdaccio};
 use portcullis_e2e::{http, sha256_hex};
 
 const RULES: &str = r#"
@@ -19,71 +18,15 @@ action = "deny"
 message = "this name is reserved for the private registry"
 "#;
 
-struct Setup {
-    _dir: tempfile::TempDir,
-    work: PathBuf,
-    backend: Verdaccio,
-    gateway: Gateway,
-    npmrc: PathBuf,
-}
-
-fn setup() -> Setup {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let work = dir.path().to_path_buf();
-    let backend = Verdaccio::start(&work.join("verdaccio"));
-    let gateway = Gateway::builder()
-        .registry(RegistrySpec::new("npm", "npm", backend.addr()))
-        .rules(RULES)
-        .start(&work.join("gateway"));
-    // The token is obtained through the gateway, as `npm login` would.
-    let token = backend.token(gateway.addr());
-    let npmrc = work.join("npmrc");
-    portcullis_e2e::npm::write_npmrc(&npmrc, &gateway, &token);
-    Setup {
-        _dir: dir,
-        work,
-        backend,
-        gateway,
-        npmrc,
-    }
-}
-
-fn npm(s: &Setup, cwd: &Path, args: &[&str]) -> Output {
-    portcullis_e2e::npm::npm(&s.work, &s.npmrc, cwd)
-        .args(args)
-        .output()
-        .expect("run npm")
-}
-
-fn package(s: &Setup, name: &str, version: &str) -> PathBuf {
-    let dir = s.work.join(format!("src-{}", name.replace('/', "_")));
-    std::fs::create_dir_all(&dir).expect("package dir");
-    std::fs::write(
-        dir.join("package.json"),
-        serde_json::json!({"name": name, "version": version, "main": "index.js", "license": "MIT"}).to_string(),
-    )
-    .expect("package.json");
-    std::fs::write(dir.join("index.js"), format!("module.exports = {:?};\n", name)).expect("index.js");
-    dir
-}
-
-/// `npm pack` and return the tarball path.
-fn pack(s: &Setup, dir: &Path) -> PathBuf {
-    let out = npm(s, dir, &["pack", "--json"]);
-    assert!(
-        out.status.success(),
-        "npm pack: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let listing: serde_json::Value = serde_json::from_slice(&out.stdout).expect("pack json");
-    dir.join(listing[0]["filename"].as_str().expect("filename"))
+fn npm(s: &GatedVerdaccio, cwd: &Path, args: &[&str]) -> Output {
+    s.npm(cwd).args(args).output().expect("run npm")
 }
 
 #[test]
 fn npm_publish_lands_byte_for_byte_and_installs_back() {
-    let s = setup();
-    let dir = package(&s, "demo-npm-pkg", "1.0.0");
-    let tarball = pack(&s, &dir);
+    let s = GatedVerdaccio::start(RULES);
+    let dir = write_package(&s.work, "demo-npm-pkg", "1.0.0");
+    let tarball = pack(&s.work, &s.npmrc, &dir);
     let out = npm(&s, &dir, &["publish", tarball.to_str().expect("utf-8 path")]);
     assert!(
         out.status.success(),
@@ -128,9 +71,9 @@ fn npm_publish_lands_byte_for_byte_and_installs_back() {
 
 #[test]
 fn pnpm_publish_lands_byte_for_byte() {
-    let s = setup();
-    let dir = package(&s, "demo-pnpm-pkg", "1.0.0");
-    let tarball = pack(&s, &dir);
+    let s = GatedVerdaccio::start(RULES);
+    let dir = write_package(&s.work, "demo-pnpm-pkg", "1.0.0");
+    let tarball = pack(&s.work, &s.npmrc, &dir);
     // pnpm writes its own publish document (through libnpmpublish) from the same npmrc.
     let out = std::process::Command::new(portcullis_e2e::tools::tools().pnpm())
         .current_dir(&dir)
@@ -164,9 +107,9 @@ fn pnpm_publish_lands_byte_for_byte() {
 
 #[test]
 fn denied_names_are_refused_with_the_reason_npm_prints() {
-    let s = setup();
+    let s = GatedVerdaccio::start(RULES);
     for name in ["secret-sauce", "@internal/tool"] {
-        let dir = package(&s, name, "1.0.0");
+        let dir = write_package(&s.work, name, "1.0.0");
         let out = npm(&s, &dir, &["publish", "--access", "public"]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{name} published: {stderr}");
@@ -187,7 +130,7 @@ fn denied_names_are_refused_with_the_reason_npm_prints() {
 
 #[test]
 fn oversized_publish_is_refused_before_the_backend_stores_it() {
-    let s = setup();
+    let s = GatedVerdaccio::start(RULES);
     // A raw publish body over the 5 MiB policy limit, as npm would send it.
     let tarball_b64 = "A".repeat(6 << 20);
     let body = serde_json::json!({

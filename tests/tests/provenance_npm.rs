@@ -11,6 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use portcullis_e2e::gateway::{Gateway, RegistrySpec};
 use portcullis_e2e::http;
+use portcullis_e2e::npm_provenance::{case, publish_body, REPOSITORY as REPO};
 use portcullis_e2e::verdaccio::Verdaccio;
 use portcullis_e2e::{fixtures, sha256_hex};
 use serde_json::{json, Value};
@@ -86,45 +87,6 @@ fn setup_with(rules: &str, before: impl FnOnce(&std::path::Path)) -> Setup {
     }
 }
 
-fn case() -> PathBuf {
-    fixtures().join("npm-provenance/slsa-v1-sigstore-2.3.1")
-}
-
-/// The publish document as libnpmpublish builds it.
-fn publish_body(name: &str, version: &str, tarball: &[u8], repository: &str, provenance: Option<&str>) -> Vec<u8> {
-    let integrity = format!("sha512-{}", STANDARD.encode(Sha512::digest(tarball)));
-    let shasum = {
-        use sha1::Digest as _;
-        hex::encode(sha1::Sha1::digest(tarball))
-    };
-    let file = format!("{name}-{version}.tgz");
-    let mut attachments = serde_json::Map::new();
-    attachments.insert(
-        file.clone(),
-        json!({"content_type": "application/octet-stream", "data": STANDARD.encode(tarball), "length": tarball.len()}),
-    );
-    if let Some(bundle) = provenance {
-        attachments.insert(
-            format!("{name}-{version}.sigstore"),
-            json!({"content_type": "application/vnd.dev.sigstore.bundle+json;version=0.2", "data": bundle, "length": bundle.len()}),
-        );
-    }
-    serde_json::to_vec(&json!({
-        "_id": name,
-        "name": name,
-        "description": "test",
-        "dist-tags": {"latest": version},
-        "versions": {version: {
-            "name": name, "version": version, "_id": format!("{name}@{version}"),
-            "repository": {"type": "git", "url": repository},
-            "dist": {"integrity": integrity, "shasum": shasum, "tarball": format!("http://localhost/{name}/-/{file}")},
-        }},
-        "access": "public",
-        "_attachments": attachments,
-    }))
-    .expect("json")
-}
-
 fn publish(s: &Setup, name: &str, body: &[u8]) -> http::Response {
     http::request(
         s.gateway.addr(),
@@ -137,8 +99,6 @@ fn publish(s: &Setup, name: &str, body: &[u8]) -> http::Response {
         body,
     )
 }
-
-const REPO: &str = "git+https://github.com/sigstore/sigstore-js.git";
 
 #[test]
 fn the_real_provenance_passes_is_stripped_for_verdaccio_and_served_back() {

@@ -10,9 +10,9 @@ use portcullis_e2e::http::{self, Form};
 use portcullis_e2e::oidc::{env_for_github_actions, CiTokenEndpoint, Issuer, TokenSpec};
 use portcullis_e2e::pki::test_pki;
 use portcullis_e2e::pypiserver::{self, Pypiserver};
+use portcullis_e2e::repo_root;
 use portcullis_e2e::sink::{Ending, Sink};
 use portcullis_e2e::tools::{make_dists, tools};
-use portcullis_e2e::{repo_root, sha256_hex};
 use serde_json::{json, Value};
 
 const AUDIENCE: &str = "portcullis-test";
@@ -164,25 +164,6 @@ fn issued_audience(endpoint: &CiTokenEndpoint) -> Value {
     claims["aud"].clone()
 }
 
-/// Asserts that the backend stores exactly `files`, byte for byte.
-fn assert_stored(backend: &Pypiserver, files: &[&Path]) {
-    let mut stored = backend.stored();
-    stored.sort();
-    let mut expected: Vec<String> = files
-        .iter()
-        .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
-        .collect();
-    expected.sort();
-    assert_eq!(stored, expected);
-    for file in files {
-        let name = file.file_name().expect("name");
-        assert_eq!(
-            sha256_hex(&std::fs::read(backend.packages.join(name)).expect("stored")),
-            sha256_hex(&std::fs::read(file).expect("dist")),
-        );
-    }
-}
-
 #[test]
 fn gh_action_flow_with_id_and_twine_over_https_lands_in_pypiserver() {
     let ActionsSetup {
@@ -237,7 +218,7 @@ fn gh_action_flow_with_id_and_twine_over_https_lands_in_pypiserver() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_stored(backend, &[&wheel, &sdist]);
+    backend.assert_holds_exactly(&[&wheel, &sdist]);
     // pypiserver only accepts its own htpasswd user for uploads, so the upload landing proves
     // the swap; the decision log names the publisher and the token.
     let decisions = gateway.decisions(2);
@@ -349,7 +330,7 @@ fn uv_publish_finds_the_audience_mints_and_uploads_with_no_other_setup() {
         AUDIENCE,
         "uv asked for the announced audience"
     );
-    assert_stored(&s.backend, &[&wheel, &sdist]);
+    s.backend.assert_holds_exactly(&[&wheel, &sdist]);
     let decisions = s.gateway.decisions(2);
     assert_eq!(decisions.len(), 2);
     for d in &decisions {

@@ -74,6 +74,7 @@ PY_PINS=(
   "uv==${UV_VERSION}"
   # the other publishing front ends (tests/tests/publish_clients.rs)
   "pdm==${PDM_VERSION}"
+  "hishel==1.4.0"  # pdm 2.29.4 asks for hishel>=1.4 unbounded; hishel 2 renamed what pdm subclasses
   "poetry==${POETRY_VERSION}"
   "hatch==${HATCH_VERSION}"
   "flit==${FLIT_VERSION}"

@@ -215,6 +215,22 @@ address = "127.0.0.1:8081"
     }
 
     #[test]
+    fn the_pypi_deletion_api_defaults_to_remove_pkg_and_devpi_is_opted_into() {
+        use crate::protocol::pypi::DeletionApi;
+        let config = parse_str(MINIMAL).expect("valid");
+        assert_eq!(config.registries[0].pypi_deletion_api, DeletionApi::RemovePkg);
+        let with = |line: &str| MINIMAL.replace("[registry.upstream]", &format!("{line}\n[registry.upstream]"));
+        let config = parse_str(&with("deletion_api = \"devpi\"")).expect("valid");
+        assert_eq!(config.registries[0].pypi_deletion_api, DeletionApi::Devpi);
+        assert!(parse_str(&with("deletion_api = \"warehouse\"")).is_err());
+        let npm = with("deletion_api = \"devpi\"").replace("protocol = \"pypi\"", "protocol = \"npm\"");
+        match parse_str(&npm) {
+            Err(ConfigError::Invalid { field, .. }) => assert_eq!(field, "registry[0].deletion_api"),
+            other => panic!("expected an error on deletion_api, got {other:?}"),
+        }
+    }
+
+    #[test]
     fn unknown_fields_report_line_and_reason() {
         let text = MINIMAL.replace("protocol = \"pypi\"", "protocol = \"pypi\"\nprotocl = 1");
         let err = parse_str(&text).expect_err("unknown field");

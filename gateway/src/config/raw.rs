@@ -307,6 +307,11 @@ pub struct RawRegistry {
     /// npm: remove the `.sigstore` provenance attachment from publishes before they reach the
     /// backend (the gateway keeps and serves it), for backends that refuse it (Verdaccio 6).
     pub strip_npm_provenance: Option<bool>,
+    /// PyPI: the deletion requests the backend serves, decided by the deletion rules:
+    /// `"remove_pkg"` (default: pypiserver's `POST :action=remove_pkg` form; every HTTP
+    /// `DELETE` is refused) or `"devpi"` (devpi-server's `DELETE /<user>/<index>/<project>` and
+    /// `DELETE /<user>/<index>/<project>/<version>` as well).
+    pub deletion_api: Option<crate::protocol::pypi::DeletionApi>,
     /// Feed what the backend commits to a Repository Service for TUF (`[registry.tuf]`).
     pub tuf: Option<RawTufFeed>,
 }

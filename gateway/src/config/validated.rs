@@ -332,6 +332,8 @@ pub struct Registry {
     pub client_credentials: ClientCredentials,
     /// npm: strip the provenance attachment from forwarded publishes.
     pub strip_npm_provenance: bool,
+    /// PyPI: the deletion requests the backend serves (devpi's `DELETE`s only when `Devpi`).
+    pub pypi_deletion_api: crate::protocol::pypi::DeletionApi,
     /// Where committed uploads and deletions are fed for TUF metadata, if anywhere.
     pub tuf: Option<TufFeed>,
 }
@@ -918,6 +920,9 @@ fn validate_registry(ctx: &Ctx<'_>, field: &str, raw: raw::RawRegistry) -> Resul
             "applies to npm registries only",
         ));
     }
+    if raw.deletion_api.is_some() && raw.protocol != Protocol::Pypi {
+        return Err(ctx.err(format!("{field}.deletion_api"), "applies to PyPI registries only"));
+    }
     let tuf = match raw.tuf {
         None => None,
         Some(feed) => Some(tuf_feed::validate(ctx, &format!("{field}.tuf"), raw.protocol, feed)?),
@@ -931,6 +936,7 @@ fn validate_registry(ctx: &Ctx<'_>, field: &str, raw: raw::RawRegistry) -> Resul
         backend_credential,
         client_credentials,
         strip_npm_provenance: raw.strip_npm_provenance.unwrap_or(false),
+        pypi_deletion_api: raw.deletion_api.unwrap_or_default(),
         tuf,
     })
 }

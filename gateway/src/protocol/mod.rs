@@ -56,10 +56,16 @@ impl RequestClass {
     }
 }
 
-/// Classifies a request by protocol, method and the path below the registry's prefix.
-pub fn classify(protocol: Protocol, method: &Method, path: &str) -> Result<RequestClass, Refusal> {
+/// Classifies a request by protocol, method and the path below the registry's prefix; on PyPI
+/// registries `pypi_deletion_api` says which deletion requests the backend serves.
+pub fn classify(
+    protocol: Protocol,
+    pypi_deletion_api: pypi::DeletionApi,
+    method: &Method,
+    path: &str,
+) -> Result<RequestClass, Refusal> {
     match protocol {
-        Protocol::Pypi => pypi::classify(method, path),
+        Protocol::Pypi => pypi::classify(method, path, pypi_deletion_api),
         Protocol::Npm => npm::classify(method, path),
     }
 }

@@ -4,6 +4,8 @@
 //! - npm `DELETE` (`/<pkg>/-rev/<rev>`, `/<pkg>/-/<file>.tgz/-rev/<rev>`) carries no body, so
 //!   the backend acts on the head: it is decided in the request filter, before anything is
 //!   forwarded ([`Gateway::decide_npm_delete`]).
+//! - devpi's `DELETE /<user>/<index>/<project>[/<version>]` (PyPI registries with
+//!   `deletion_api = "devpi"`) likewise, from the head ([`Gateway::decide_devpi_delete`]).
 //! - npm metadata `PUT`s and PyPI `remove_pkg` forms are decided at the end of the body, while
 //!   the last bytes are held back ([`Gateway::decide_npm_metadata`],
 //!   [`Gateway::decide_pypi_removal`]).
@@ -228,6 +230,54 @@ impl Gateway {
             versions: Vec::new(),
         };
         self.decide_asked(ctx, registry, project, None, vec![asked]).await
+    }
+
+    /// devpi `DELETE /<user>/<index>/<project>[/<version>]`: removal of a release or of the
+    /// whole project from one index, read as devpi reads the path
+    /// ([`crate::protocol::pypi::devpi::delete_target`]). What the index holds (whether the
+    /// release is the project's last, which versions a project deletion removes) comes from
+    /// devpi's own view of the project on that index.
+    pub(super) async fn decide_devpi_delete(
+        &self,
+        session: &Session,
+        ctx: &mut RequestCtx,
+        registry: &Registry,
+    ) -> Result<(), Refusal> {
+        let path = ctx.upstream_path.clone().unwrap_or_default();
+        let path = path.split('?').next().unwrap_or_default();
+        let target = crate::protocol::pypi::devpi::delete_target(path)?;
+        let authorization = session.req_header().headers.get(http::header::AUTHORIZATION);
+        let versions = self
+            .exchanger
+            .probe()
+            .devpi_versions(registry, &target.index, &target.project, authorization)
+            .await
+            .map_err(|e| {
+                Refusal::DeletionFactsUnavailable(format!(
+                    "the project's releases could not be read from the backend, so the deletion cannot be decided: {e}"
+                ))
+            })?
+            .unwrap_or_default();
+        let asked = match target.version {
+            Some(version) => Asked {
+                action: DeleteAction::DeleteVersion,
+                is_last_version: Some(
+                    !versions.is_empty() && versions.iter().all(|v| same_version(Protocol::Pypi, v, &version)),
+                ),
+                version: Some(version),
+                filename: None,
+                versions: Vec::new(),
+            },
+            None => Asked {
+                action: DeleteAction::DeleteProject,
+                version: None,
+                filename: None,
+                is_last_version: None,
+                versions,
+            },
+        };
+        self.decide_asked(ctx, registry, &target.project, None, vec![asked])
+            .await
     }
 
     /// Gathers the facts of each change, asks the rules, keeps the records for the tombstones

@@ -203,7 +203,7 @@ impl Gateway {
             Some(q) => format!("{rest}?{q}"),
             None => rest.to_owned(),
         });
-        ctx.class = protocol::classify(registry.protocol, &req.method, rest)?;
+        ctx.class = protocol::classify(registry.protocol, registry.pypi_deletion_api, &req.method, rest)?;
 
         let declared_length = req
             .headers
@@ -423,12 +423,14 @@ impl ProxyHttp for Gateway {
             if let (Some(registry), RequestClass::Write { project, action }) =
                 (self.registry(ctx).cloned(), ctx.class.clone())
             {
-                if registry.protocol == Protocol::Npm {
-                    routed = match self.check_token_scope(ctx, &registry, action, &project) {
-                        Ok(()) => self.decide_npm_delete(session, ctx, &registry, &project).await,
-                        Err(r) => Err(r),
-                    };
-                }
+                routed = match self.check_token_scope(ctx, &registry, action, &project) {
+                    Ok(()) if registry.protocol == Protocol::Npm => {
+                        self.decide_npm_delete(session, ctx, &registry, &project).await
+                    }
+                    // A PyPI DELETE is classified as a write only on a devpi registry.
+                    Ok(()) => self.decide_devpi_delete(session, ctx, &registry).await,
+                    Err(r) => Err(r),
+                };
             }
         }
         if routed.is_ok() && ctx.class == RequestClass::Read {

@@ -118,7 +118,7 @@ impl Gateway {
             _ => String::new(),
         };
         ctx.provenance_steps.push(format!(
-            "rule {} (mode {}{}): {:?}",
+            "rule {} (mode {}{}): {}",
             decision.rule.as_str(),
             decision.mode.as_str(),
             if decision.shadow { ", shadow" } else { "" },

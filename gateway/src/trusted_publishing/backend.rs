@@ -171,6 +171,34 @@ impl ProjectProbe {
         let page = read_bounded(response, "the project index").await?;
         Ok(Some(versions_in_simple_page(&String::from_utf8_lossy(&page), project)))
     }
+
+    /// The versions of `project` on a devpi index (`index` is `/<user>/<index>`) as devpi
+    /// holds them on that index itself, without its bases (`GET <index>/<name>?ignore_bases`
+    /// as JSON, with the backend's credential or else the client's): exactly what a devpi
+    /// deletion acts on. `None` when the index does not have the project.
+    pub async fn devpi_versions(
+        &self,
+        registry: &Registry,
+        index: &str,
+        project: &ProjectName,
+        client_authorization: Option<&http::HeaderValue>,
+    ) -> Result<Option<Vec<String>>, ProbeError> {
+        let path = format!("{index}/{}?ignore_bases", project.as_str());
+        let response = self
+            .get(registry, &path, Some("application/json"), client_authorization)
+            .await?;
+        match response.status().as_u16() {
+            200 => {}
+            404 | 410 => return Ok(None),
+            other => {
+                return Err(ProbeError(format!(
+                    "the backend answered {other} for the project's versions"
+                )))
+            }
+        }
+        let body = read_bounded(response, "the project's versions").await?;
+        versions_in_devpi_project(&body).map(Some)
+    }
 }
 
 /// Reads a response body of at most [`MAX_DOCUMENT_BYTES`]; a longer one is an error, never
@@ -188,6 +216,19 @@ async fn read_bounded(mut response: reqwest::Response, what: &str) -> Result<Vec
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// The versions in devpi's JSON view of a project (`{"type": "projectconfig", "result":
+/// {"<version>": {...}, ...}}`), as devpi spells them.
+pub fn versions_in_devpi_project(body: &[u8]) -> Result<Vec<String>, ProbeError> {
+    let document: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ProbeError(format!("the project's versions are not JSON: {e}")))?;
+    let result = document
+        .get("result")
+        .and_then(serde_json::Value::as_object)
+        .filter(|_| document.get("type").and_then(serde_json::Value::as_str) == Some("projectconfig"))
+        .ok_or_else(|| ProbeError("the project's versions are not a devpi projectconfig".into()))?;
+    Ok(result.keys().cloned().collect())
 }
 
 /// The distinct versions (as spelled in the file names) of `project`'s files listed in a PEP
@@ -232,5 +273,24 @@ mod tests {
             vec!["1.0".to_owned(), "1.1".to_owned()]
         );
         assert!(versions_in_simple_page("", &project).is_empty());
+    }
+
+    #[test]
+    fn devpi_project_views_list_the_versions_as_spelled() {
+        let body = br#"{"type": "projectconfig", "result": {"1.0": {"name": "Demo-Pkg"}, "2.0.post1": {}}}"#;
+        let mut versions = versions_in_devpi_project(body).expect("versions");
+        versions.sort();
+        assert_eq!(versions, vec!["1.0".to_owned(), "2.0.post1".to_owned()]);
+        assert_eq!(
+            versions_in_devpi_project(br#"{"type": "projectconfig", "result": {}}"#).expect("empty"),
+            Vec::<String>::new()
+        );
+        for bad in [
+            &b"<html>"[..],
+            br#"{"type": "indexconfig", "result": {}}"#,
+            br#"{"result": []}"#,
+        ] {
+            assert!(versions_in_devpi_project(bad).is_err());
+        }
     }
 }

@@ -224,6 +224,22 @@ pub enum ProvenanceOutcome {
     },
 }
 
+/// For explanations: `accepted`, `not present`, `refused, <code>: <message>`, `recorded, would
+/// refuse <code>: <message>` or `recorded, would pass`.
+impl fmt::Display for ProvenanceOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProvenanceOutcome::Accepted => f.write_str("accepted"),
+            ProvenanceOutcome::NotPresent => f.write_str("not present"),
+            ProvenanceOutcome::Refused { code, message } => write!(f, "refused, {code}: {message}"),
+            ProvenanceOutcome::Recorded {
+                would_refuse: Some((code, message)),
+            } => write!(f, "recorded, would refuse {code}: {message}"),
+            ProvenanceOutcome::Recorded { would_refuse: None } => f.write_str("recorded, would pass"),
+        }
+    }
+}
+
 /// A provenance decision with the rule that made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProvenanceDecision {

@@ -882,3 +882,27 @@ fn no_downgrade_and_source_repository_pinning_use_the_ledger_history() {
         ProvenanceOutcome::Accepted
     );
 }
+
+#[test]
+fn outcomes_read_as_words_in_explanations() {
+    let refused = ProvenanceOutcome::Refused {
+        code: ProvenanceRefusal::Invalid,
+        message: "subject digest differs".into(),
+    };
+    assert_eq!(
+        refused.to_string(),
+        "refused, provenance_invalid: subject digest differs"
+    );
+    assert_eq!(ProvenanceOutcome::Accepted.to_string(), "accepted");
+    assert_eq!(
+        ProvenanceOutcome::Recorded {
+            would_refuse: Some((ProvenanceRefusal::Missing, "none".into()))
+        }
+        .to_string(),
+        "recorded, would refuse provenance_missing: none"
+    );
+    assert_eq!(
+        ProvenanceOutcome::Recorded { would_refuse: None }.to_string(),
+        "recorded, would pass"
+    );
+}

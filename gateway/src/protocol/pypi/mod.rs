@@ -1,15 +1,19 @@
-//! The PyPI legacy upload API: `POST` multipart forms whose `:action` says what they do.
+//! The PyPI legacy upload API: `POST` multipart forms whose `:action` says what they do; and,
+//! on registries configured for it, devpi-server's `DELETE`s ([`devpi`]).
 //!
 //! The form is read as it streams ([`form::FormInspector`], on the strict reader of
 //! [`crate::protocol::multipart`]), so the gateway learns the project, version and file digests
 //! without holding the body.
 
+pub mod devpi;
 mod digests;
 mod filename;
 mod form;
 
 use http::Method;
+use portcullis_rules::WriteAction;
 
+pub use self::devpi::DeletionApi;
 pub use self::digests::{ClaimedDigests, FileDigests};
 pub use self::filename::{check_filename, normalize_version, split_filename};
 pub use self::form::{FormAction, FormInspector, UploadFacts, MAX_FIELD_BYTES};
@@ -28,11 +32,17 @@ pub fn requirement_name(requirement: &str) -> Option<String> {
     (!name.is_empty()).then(|| portcullis_rules::name::normalize_pypi(name))
 }
 
-/// Classifies a request on a PyPI registry.
-pub fn classify(method: &Method, _path: &str) -> Result<RequestClass, Refusal> {
+/// Classifies a request on a PyPI registry whose backend serves `deletion_api`: reads pass,
+/// every `POST` is a form read as it streams, a devpi `DELETE` is a change of the project its
+/// path names (on registries configured for devpi), and any other method is refused.
+pub fn classify(method: &Method, path: &str, deletion_api: DeletionApi) -> Result<RequestClass, Refusal> {
     match *method {
         Method::GET | Method::HEAD | Method::OPTIONS => Ok(RequestClass::Read),
         Method::POST => Ok(RequestClass::PypiForm),
+        Method::DELETE if deletion_api == DeletionApi::Devpi => Ok(RequestClass::Write {
+            action: WriteAction::Change,
+            project: devpi::delete_target(path)?.project,
+        }),
         _ => Err(Refusal::UnclassifiedWrite(format!(
             "{method} is not a write this gateway knows for PyPI registries (uploads are multipart POSTs)"
         ))),
