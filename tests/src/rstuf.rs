@@ -1,6 +1,7 @@
 //! The real Repository Service for TUF on loopback: its API (FastAPI under uvicorn) and worker
-//! (two Celery workers) run from the MIT source snapshots in `../shared/third-party/` (or
-//! `$PORTCULLIS_RSTUF_SOURCES`), copied into the test's folder, with their Python dependencies
+//! (two Celery workers) run from their MIT source snapshots in `$PORTCULLIS_RSTUF_SOURCES`
+//! (no registry this machine reaches publishes them; CI names them, `scripts/test` leaves these
+//! tests out when the variable is unset), copied into the test's folder, with their Python dependencies
 //! from `tests/tools/rstuf-requirements.txt` (installed once by `install.sh --rstuf`), Redis as
 //! broker and result store, a throwaway PostgreSQL cluster, and the metadata written to a local
 //! folder that a static HTTP server publishes. `tests/tools/RSTUF.md` says how each piece runs.
@@ -36,11 +37,22 @@ fn venv_bin() -> &'static PathBuf {
     crate::tools::rstuf_tools()
 }
 
-/// Where the RSTUF source snapshots are.
+/// Where the RSTUF source snapshots are: `$PORTCULLIS_RSTUF_SOURCES`, a folder holding
+/// `rstuf-api/` and `rstuf-worker/`.
 fn sources() -> PathBuf {
-    std::env::var_os("PORTCULLIS_RSTUF_SOURCES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::repo_root().join("../shared/third-party"))
+    let dir = std::env::var_os("PORTCULLIS_RSTUF_SOURCES").map(PathBuf::from).unwrap_or_else(|| {
+        panic!(
+            "the TUF-feed tests run RSTUF from its source snapshots, which no registry this machine \
+             reaches publishes: set PORTCULLIS_RSTUF_SOURCES to the folder holding rstuf-api/ and \
+             rstuf-worker/ (tests/tools/RSTUF.md)"
+        )
+    });
+    assert!(
+        dir.join("rstuf-api").is_dir() && dir.join("rstuf-worker").is_dir(),
+        "PORTCULLIS_RSTUF_SOURCES={} holds no rstuf-api/ and rstuf-worker/",
+        dir.display()
+    );
+    dir
 }
 
 /// The worker's Redis-port shim (`tests/tools/RSTUF.md`, "Errors" #3): the worker's target lock
