@@ -40,13 +40,15 @@ fn venv_bin() -> &'static PathBuf {
 /// Where the RSTUF source snapshots are: `$PORTCULLIS_RSTUF_SOURCES`, a folder holding
 /// `rstuf-api/` and `rstuf-worker/`.
 fn sources() -> PathBuf {
-    let dir = std::env::var_os("PORTCULLIS_RSTUF_SOURCES").map(PathBuf::from).unwrap_or_else(|| {
-        panic!(
-            "the TUF-feed tests run RSTUF from its source snapshots, which no registry this machine \
+    let dir = std::env::var_os("PORTCULLIS_RSTUF_SOURCES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            panic!(
+                "the TUF-feed tests run RSTUF from its source snapshots, which no registry this machine \
              reaches publishes: set PORTCULLIS_RSTUF_SOURCES to the folder holding rstuf-api/ and \
              rstuf-worker/ (tests/tools/RSTUF.md)"
-        )
-    });
+            )
+        });
     assert!(
         dir.join("rstuf-api").is_dir() && dir.join("rstuf-worker").is_dir(),
         "PORTCULLIS_RSTUF_SOURCES={} holds no rstuf-api/ and rstuf-worker/",
