@@ -182,6 +182,38 @@ impl Devpi {
         crate::list_tree(&self.serverdir.join("+files"))
     }
 
+    /// Asserts that the index holds exactly `files` (by name, across all its projects), each
+    /// byte for byte both as devpi serves it (its `+f/` link) and as it lies in devpi's files
+    /// folder, and that the files folder holds nothing else.
+    pub fn assert_holds_exactly<P: AsRef<Path>>(&self, files: &[P]) {
+        let name = |f: &Path| f.file_name().expect("a file name").to_string_lossy().into_owned();
+        let mut expected: Vec<String> = files.iter().map(|f| name(f.as_ref())).collect();
+        expected.sort();
+        let mut held: Vec<(String, String)> = self.projects().iter().flat_map(|p| self.files(p)).collect();
+        held.sort();
+        let held_names: Vec<&str> = held.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(held_names, expected, "what the devpi index lists");
+        let stored = self.stored();
+        assert_eq!(stored.len(), files.len(), "devpi's files folder: {stored:?}");
+        for file in files {
+            let file = file.as_ref();
+            let file_name = name(file);
+            let sent = crate::sha256_hex(&std::fs::read(file).expect("distribution"));
+            let (_, link) = held.iter().find(|(n, _)| *n == file_name).expect("listed");
+            assert_eq!(
+                crate::sha256_hex(&self.file_bytes(link)),
+                sent,
+                "{file_name} as devpi serves it"
+            );
+            let on_disk = stored
+                .iter()
+                .find(|s| s.rsplit('/').next() == Some(file_name.as_str()))
+                .unwrap_or_else(|| panic!("{file_name} is not in devpi's files folder: {stored:?}"));
+            let bytes = std::fs::read(self.serverdir.join("+files").join(on_disk)).expect("stored file");
+            assert_eq!(crate::sha256_hex(&bytes), sent, "{file_name} as devpi stored it");
+        }
+    }
+
     /// Its log.
     pub fn log(&self) -> String {
         self.process.log()

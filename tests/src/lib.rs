@@ -13,6 +13,7 @@ pub mod pep740;
 pub mod pki;
 pub mod postgres;
 pub mod process;
+pub mod publishers;
 pub mod pypiserver;
 pub mod rstuf;
 pub mod sink;

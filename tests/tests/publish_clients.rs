@@ -1,27 +1,32 @@
-//! The publishing front ends besides twine and uv — pdm, poetry, hatch and flit — run
-//! unmodified through the gateway to a real pypiserver, each authenticating with pypiserver's
-//! own user and password by its documented flags or environment variables. Each writes its own
-//! multipart form (the test's comment says how it differs from the others); for each, the test
-//! checks that pypiserver stores exactly the files the client sent, byte for byte, that the
-//! gateway logged an allow decision naming each file and the SHA-256 it computed, and that a
-//! project a rule denies is refused: the client exits non-zero showing the gateway's reason,
-//! and pypiserver stores nothing of it. With poetry and hatch, an upload over the rules' size
-//! limit (refused from its `Content-Length`, while the client is still sending) likewise.
+//! The publishing front ends besides twine — pdm, poetry, hatch, flit and uv — run unmodified
+//! through the gateway to a real pypiserver and to a real devpi-server (the index
+//! `/alice/dev/`), each authenticating with the backend's own user and password by its
+//! documented flags or environment variables. Each writes its own multipart form (the comment
+//! on its case says how it differs from the others); for each, the test checks that the backend
+//! stores exactly the files the client sent, byte for byte, that the gateway logged an allow
+//! decision naming each file and the SHA-256 it computed, and that a project a rule denies is
+//! refused: the client exits non-zero showing the gateway's reason, and the backend stores
+//! nothing of it. With poetry and hatch, an upload over the rules' size limit (refused from its
+//! `Content-Length`, while the client is still sending) likewise. pdm, poetry, hatch and flit
+//! run the same case against both backends (`<client>_publish_…` against pypiserver,
+//! `<client>_publish_to_devpi_…` against devpi); uv with a password, against devpi (its trusted
+//! publishing is in `trusted_publishing_pypi`).
 //!
-//! Hermetic: every client runs with `HOME` and the XDG folders in the test's temporary folder
-//! (pdm, poetry and hatch keep global configuration there; hatch and flit read `~/.pypirc`),
-//! the keyring disabled, publishing variables of the caller's environment removed, and HTTP(S)
-//! proxies pointing at a closed loopback port for every host but loopback, so that a request
-//! to pypi.org would fail rather than leave the machine. Nothing is built in an isolated
-//! environment (that would fetch build backends from PyPI): pdm, poetry and hatch upload the
-//! distributions `tools::make_dists` writes; flit always builds, with flit_core in its own venv.
+//! Hermetic (`portcullis_e2e::publishers`): every client runs with `HOME` and the XDG folders in
+//! the test's temporary folder, the keyring disabled, publishing variables of the caller's
+//! environment removed, and HTTP(S) proxies pointing at a closed loopback port for every host
+//! but loopback. Nothing is built in an isolated environment (that would fetch build backends
+//! from PyPI): pdm, poetry, hatch and uv upload the distributions `tools::make_dists` writes;
+//! flit always builds, with flit_core in its own venv.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use portcullis_e2e::devpi::{self, Devpi};
 use portcullis_e2e::gateway::{Gateway, RegistrySpec};
-use portcullis_e2e::process::Managed;
+use portcullis_e2e::publishers::{self, Run};
 use portcullis_e2e::pypiserver::{self, Pypiserver};
 use portcullis_e2e::sha256_hex;
 use portcullis_e2e::tools::{make_dists, tools};
@@ -43,48 +48,89 @@ const DENIED: &str = "internal-tools";
 const DENIED_REASON: &str =
     "writes to project 'internal-tools' are not allowed here: internal packages go to the private index";
 
-/// A proxy nobody listens on (the discard port): any request a client sends to a host other
-/// than loopback fails here instead of reaching the network.
-const NO_NETWORK_PROXY: &str = "http://127.0.0.1:9";
+/// Which backend a case runs against.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Pypiserver,
+    Devpi,
+}
 
-/// How long one client run may take (they take about a second).
-const CLIENT_LIMIT: Duration = Duration::from_secs(120);
+/// The backend behind the gateway.
+enum Backend {
+    Pypiserver(Pypiserver),
+    Devpi(Devpi),
+}
 
-/// Prefixes of environment variables that configure the clients (or pip and twine, whose
-/// settings some of them read): removed, so that the caller's settings cannot steer a run.
-const CLIENT_VARIABLE_PREFIXES: &[&str] = &[
-    "PDM_",
-    "POETRY_",
-    "HATCH_",
-    "FLIT_",
-    "TWINE_",
-    "PIP_",
-    "UV_",
-    "PYPI_",
-    "VIRTUAL_ENV",
-    "PYTHON",
-];
+impl Backend {
+    fn start(kind: Kind, work: &Path) -> Backend {
+        match kind {
+            Kind::Pypiserver => Backend::Pypiserver(Pypiserver::start(&work.join("pypiserver"))),
+            Kind::Devpi => Backend::Devpi(Devpi::start(&work.join("devpi"))),
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        match self {
+            Backend::Pypiserver(b) => b.addr(),
+            Backend::Devpi(b) => b.addr(),
+        }
+    }
+
+    /// The registry in front of it, configured as its operator would (devpi's `DELETE` API).
+    fn registry(&self) -> RegistrySpec {
+        let mut registry = RegistrySpec::new("pypi", "pypi", self.addr());
+        if let Backend::Devpi(_) = self {
+            registry.extra = "deletion_api = \"devpi\"\n".to_owned();
+        }
+        registry
+    }
+
+    /// Where uploads go: pypiserver's root, devpi's index.
+    fn upload_path(&self) -> String {
+        match self {
+            Backend::Pypiserver(_) => "/".to_owned(),
+            Backend::Devpi(_) => format!("{}/", devpi::INDEX),
+        }
+    }
+
+    /// The backend's user and password.
+    fn credentials(&self) -> (&'static str, &'static str) {
+        match self {
+            Backend::Pypiserver(_) => (pypiserver::USER, pypiserver::PASSWORD),
+            Backend::Devpi(_) => (devpi::USER, devpi::PASSWORD),
+        }
+    }
+
+    /// Asserts that the backend stores exactly `files`, each byte for byte.
+    fn assert_holds_exactly(&self, files: &[PathBuf]) {
+        match self {
+            Backend::Pypiserver(b) => b.assert_holds_exactly(files),
+            Backend::Devpi(b) => b.assert_holds_exactly(files),
+        }
+    }
+
+    fn log(&self) -> String {
+        match self {
+            Backend::Pypiserver(b) => format!("--- pypiserver log ---\n{}", b.log()),
+            Backend::Devpi(b) => format!("--- devpi-server log ---\n{}", b.log()),
+        }
+    }
+}
 
 struct Setup {
     _dir: tempfile::TempDir,
     work: PathBuf,
-    backend: Pypiserver,
+    backend: Backend,
     gateway: Gateway,
 }
 
-/// The output of a client run (stdout and stderr, interleaved) and whether it exited 0.
-struct Run {
-    success: bool,
-    output: String,
-}
-
 impl Setup {
-    fn start() -> Setup {
+    fn start(kind: Kind) -> Setup {
         let dir = tempfile::tempdir().expect("tempdir");
         let work = dir.path().to_path_buf();
-        let backend = Pypiserver::start(&work.join("pypiserver"));
+        let backend = Backend::start(kind, &work);
         let gateway = Gateway::builder()
-            .registry(RegistrySpec::new("pypi", "pypi", backend.addr()))
+            .registry(backend.registry())
             .rules(RULES)
             .start(&work.join("gateway"));
         Setup {
@@ -95,66 +141,26 @@ impl Setup {
         }
     }
 
-    /// The upload URL (the gateway's root, where pypiserver takes uploads).
+    /// The upload URL through the gateway (pypiserver's root, or devpi's index).
     fn upload_url(&self) -> String {
-        format!("{}/", self.gateway.url())
+        format!("{}{}", self.gateway.url(), self.backend.upload_path())
     }
 
     /// `program` to be run in `dir`, isolated from the user's configuration and the network.
     fn client(&self, program: &Path, dir: &Path) -> Command {
-        let home = self.work.join("home");
-        std::fs::create_dir_all(&home).expect("home");
-        let mut cmd = Command::new(program);
-        for (name, _) in std::env::vars_os() {
-            let text = name.to_string_lossy();
-            if CLIENT_VARIABLE_PREFIXES.iter().any(|p| text.starts_with(p))
-                || text.to_ascii_lowercase().contains("proxy")
-            {
-                cmd.env_remove(&name);
-            }
-        }
-        cmd.current_dir(dir)
-            .env("HOME", &home)
-            .env("XDG_CONFIG_HOME", home.join(".config"))
-            .env("XDG_CACHE_HOME", home.join(".cache"))
-            .env("XDG_DATA_HOME", home.join(".local/share"))
-            .env("XDG_STATE_HOME", home.join(".local/state"))
-            .env("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
-            .env("NO_COLOR", "1")
-            .env("COLUMNS", "1000");
-        for proxy in [
-            "HTTP_PROXY",
-            "HTTPS_PROXY",
-            "ALL_PROXY",
-            "http_proxy",
-            "https_proxy",
-            "all_proxy",
-        ] {
-            cmd.env(proxy, NO_NETWORK_PROXY);
-        }
-        cmd.env("NO_PROXY", "127.0.0.1,localhost")
-            .env("no_proxy", "127.0.0.1,localhost");
-        cmd
+        publishers::hermetic(program, dir, &self.work.join("home"))
     }
 
-    /// Runs `cmd` (at most [`CLIENT_LIMIT`]), its output logged under the test folder.
+    /// Runs `cmd`, its output logged under the test folder.
     fn run(&self, what: &str, cmd: Command) -> Run {
-        let log = self.work.join(format!("{}.log", what.replace(' ', "-")));
-        let mut process = Managed::spawn(what, cmd, &log);
-        let status = process.wait_exit(CLIENT_LIMIT);
-        let output = process.log();
-        let status = status.unwrap_or_else(|| panic!("{what} did not finish within {CLIENT_LIMIT:?}:\n{output}"));
-        Run {
-            success: status.success(),
-            output,
-        }
+        publishers::run(&self.work, what, cmd)
     }
 
     /// Asserts a successful run, with everything that explains a failure.
     fn assert_success(&self, what: &str, run: &Run) {
         assert!(
             run.success,
-            "{what} failed:\n{}\n--- gateway log ---\n{}\n--- pypiserver log ---\n{}",
+            "{what} failed:\n{}\n--- gateway log ---\n{}\n{}",
             run.output,
             self.gateway.log(),
             self.backend.log()
@@ -209,9 +215,9 @@ fn assert_recorded(gateway: &Gateway, project: &str, files: &[PathBuf]) {
 }
 
 /// Asserts that a run publishing [`DENIED`] was refused: the client exited non-zero showing the
-/// gateway's reason, pypiserver still stores exactly `stored` (the earlier, accepted files) and
+/// status and `shown` (the gateway's reason, [`DENIED_REASON`], for every client but uv), the backend still stores exactly `stored` (the earlier, accepted files) and
 /// the gateway logged one refusal by the deny rule (clients stop at the first refused file).
-fn assert_refused(s: &Setup, what: &str, run: &Run, stored: &[PathBuf]) {
+fn assert_refused(s: &Setup, what: &str, run: &Run, shown: &str, stored: &[PathBuf]) {
     assert!(
         !run.success,
         "{what} reported success for a denied project:\n{}",
@@ -223,8 +229,8 @@ fn assert_refused(s: &Setup, what: &str, run: &Run, stored: &[PathBuf]) {
         run.output
     );
     assert!(
-        run.output.contains(DENIED_REASON),
-        "{what} did not show the gateway's reason:\n{}",
+        run.output.contains(shown),
+        "{what} did not show {shown:?}:\n{}",
         run.output
     );
     // A backend that would still be committing has had time to show it.
@@ -242,7 +248,7 @@ fn assert_refused(s: &Setup, what: &str, run: &Run, stored: &[PathBuf]) {
 
 /// Asserts that a run publishing files over the rules' 1 MiB limit was refused before its
 /// body was read (the gateway answers from `Content-Length`): the client exited non-zero
-/// showing the gateway's reason, pypiserver still stores exactly `stored`, and the refusal was
+/// showing the gateway's reason, the backend still stores exactly `stored`, and the refusal was
 /// counted.
 fn assert_too_large(s: &Setup, what: &str, run: &Run, stored: &[PathBuf]) {
     assert!(
@@ -307,12 +313,12 @@ fn pdm_can_open_a_session() -> Result<(), String> {
 /// `license_expression`, ...); the digests in the order sha256, md5, blake2_256; `:action` and
 /// `protocol_version` last before `content` (`Content-Type: application/octet-stream`);
 /// `metadata_version` as the file says; request header names in lower case (h11).
-#[test]
-fn pdm_publish_lands_byte_for_byte_and_a_denied_project_is_refused() {
+fn pdm_publish(kind: Kind) {
     if let Err(why) = pdm_can_open_a_session() {
         panic!("pdm as installed cannot publish (outside the gateway): {why}");
     }
-    let s = Setup::start();
+    let s = Setup::start(kind);
+    let (user, password) = s.backend.credentials();
     let publish = |dir: &Path| {
         let mut cmd = s.client(&tools().pdm(), dir);
         cmd.arg("publish")
@@ -320,7 +326,7 @@ fn pdm_publish_lands_byte_for_byte_and_a_denied_project_is_refused() {
             .arg(dir)
             .args(["--no-build", "-r"])
             .arg(s.upload_url())
-            .args(["-u", pypiserver::USER, "-P", pypiserver::PASSWORD])
+            .args(["-u", user, "-P", password])
             // pdm's own network use besides the upload: its self-update check.
             .env("PDM_CHECK_UPDATE", "false")
             .env("PDM_NON_INTERACTIVE", "1");
@@ -339,7 +345,19 @@ fn pdm_publish_lands_byte_for_byte_and_a_denied_project_is_refused() {
     let denied = s.work.join("pdm-denied");
     project_with_dists(&denied, DENIED, "1.0");
     let run = s.run("pdm publish denied", publish(&denied));
-    assert_refused(&s, "pdm publish", &run, &sent);
+    assert_refused(&s, "pdm publish", &run, DENIED_REASON, &sent);
+}
+
+/// [`pdm_publish`] to pypiserver.
+#[test]
+fn pdm_publish_lands_byte_for_byte_and_a_denied_project_is_refused() {
+    pdm_publish(Kind::Pypiserver);
+}
+
+/// [`pdm_publish`] to devpi's index.
+#[test]
+fn pdm_publish_to_devpi_lands_byte_for_byte_and_a_denied_project_is_refused() {
+    pdm_publish(Kind::Devpi);
 }
 
 /// `poetry publish -r gateway` with the repository's URL in `POETRY_REPOSITORIES_GATEWAY_URL`
@@ -353,15 +371,15 @@ fn pdm_publish_lands_byte_for_byte_and_a_denied_project_is_refused() {
 /// `metadata_version`, `name`, ..., `description` last), multiple-use fields repeated,
 /// `keywords` re-joined with commas; only fields the file has; `:action` and
 /// `protocol_version` last before `content`.
-#[test]
-fn poetry_publish_lands_byte_for_byte_and_denied_and_oversized_uploads_are_refused() {
-    let s = Setup::start();
+fn poetry_publish(kind: Kind) {
+    let s = Setup::start(kind);
+    let (user, password) = s.backend.credentials();
     let publish = |dir: &Path| {
         let mut cmd = s.client(&tools().poetry(), dir);
         cmd.args(["publish", "--no-interaction", "-r", "gateway"])
             .env("POETRY_REPOSITORIES_GATEWAY_URL", s.upload_url())
-            .env("POETRY_HTTP_BASIC_GATEWAY_USERNAME", pypiserver::USER)
-            .env("POETRY_HTTP_BASIC_GATEWAY_PASSWORD", pypiserver::PASSWORD);
+            .env("POETRY_HTTP_BASIC_GATEWAY_USERNAME", user)
+            .env("POETRY_HTTP_BASIC_GATEWAY_PASSWORD", password);
         cmd
     };
 
@@ -377,7 +395,7 @@ fn poetry_publish_lands_byte_for_byte_and_denied_and_oversized_uploads_are_refus
     let denied = s.work.join("poetry-denied");
     project_with_dists(&denied, DENIED, "1.0");
     let run = s.run("poetry publish denied", publish(&denied));
-    assert_refused(&s, "poetry publish", &run, &sent);
+    assert_refused(&s, "poetry publish", &run, DENIED_REASON, &sent);
 
     // Over the size limit: poetry streams the body, and the answer comes before its end.
     let big = s.work.join("poetry-big");
@@ -392,6 +410,18 @@ fn poetry_publish_lands_byte_for_byte_and_denied_and_oversized_uploads_are_refus
     assert_too_large(&s, "poetry publish", &run, &sent);
 }
 
+/// [`poetry_publish`] to pypiserver.
+#[test]
+fn poetry_publish_lands_byte_for_byte_and_denied_and_oversized_uploads_are_refused() {
+    poetry_publish(Kind::Pypiserver);
+}
+
+/// [`poetry_publish`] to devpi's index.
+#[test]
+fn poetry_publish_to_devpi_lands_byte_for_byte_and_denied_and_oversized_uploads_are_refused() {
+    poetry_publish(Kind::Devpi);
+}
+
 /// `hatch publish -r URL -u USER -a PASSWORD --no-prompt FILES...`.
 ///
 /// hatch's form (`hatch/index/core.py` and `publish.py`, httpx2's encoder fed a dict):
@@ -401,14 +431,14 @@ fn poetry_publish_lands_byte_for_byte_and_denied_and_oversized_uploads_are_refus
 /// `protocol_version`, and the digests after them: md5, sha256, blake2_256. Before a project's
 /// first file it reads `<repository>/+simple/<name>/` (devpi's layout) with the credentials, to
 /// skip files the index already lists, and ignores a failure there.
-#[test]
-fn hatch_publish_lands_byte_for_byte_and_denied_and_oversized_uploads_are_refused() {
-    let s = Setup::start();
+fn hatch_publish(kind: Kind) {
+    let s = Setup::start(kind);
+    let (user, password) = s.backend.credentials();
     let publish = |dir: &Path, files: &[PathBuf]| {
         let mut cmd = s.client(&tools().hatch(), dir);
         cmd.args(["publish", "--no-prompt", "-r"])
             .arg(s.upload_url())
-            .args(["-u", pypiserver::USER, "-a", pypiserver::PASSWORD])
+            .args(["-u", user, "-a", password])
             .args(files);
         cmd
     };
@@ -423,11 +453,23 @@ fn hatch_publish_lands_byte_for_byte_and_denied_and_oversized_uploads_are_refuse
 
     let (denied_wheel, denied_sdist) = make_dists(&dir.join("denied"), DENIED, "1.0", None);
     let run = s.run("hatch publish denied", publish(&dir, &[denied_wheel, denied_sdist]));
-    assert_refused(&s, "hatch publish", &run, &sent);
+    assert_refused(&s, "hatch publish", &run, DENIED_REASON, &sent);
 
     let (big_wheel, big_sdist) = make_dists(&dir.join("big"), "big-pkg", "1.0", Some(2 << 20));
     let run = s.run("hatch publish oversized", publish(&dir, &[big_wheel, big_sdist]));
     assert_too_large(&s, "hatch publish", &run, &sent);
+}
+
+/// [`hatch_publish`] to pypiserver.
+#[test]
+fn hatch_publish_lands_byte_for_byte_and_denied_and_oversized_uploads_are_refused() {
+    hatch_publish(Kind::Pypiserver);
+}
+
+/// [`hatch_publish`] to devpi's index.
+#[test]
+fn hatch_publish_to_devpi_lands_byte_for_byte_and_denied_and_oversized_uploads_are_refused() {
+    hatch_publish(Kind::Devpi);
 }
 
 /// Writes a flit project for `name` 1.0: a `pyproject.toml` with flit_core as build backend
@@ -454,7 +496,7 @@ fn flit_project(dir: &Path, name: &str) {
 /// in a project folder. flit always builds (no option uploads existing files), with its own
 /// flit_core in-process and no isolated environment, so nothing is fetched; `--no-use-vcs`
 /// keeps the sdist to the module and pyproject (no `git ls-files`). The test compares what
-/// pypiserver stores with the files flit left in `dist/`.
+/// the backend stores with the files flit left in `dist/`.
 ///
 /// flit's form (`flit/upload.py`, requests' own encoder, the whole file read into memory):
 /// `:action` *first*; `metadata_version` hard-coded to `2.3` whatever the built METADATA says
@@ -462,15 +504,15 @@ fn flit_project(dir: &Path, name: &str) {
 /// others never send; empty fields dropped; only md5 and sha256 digests (no blake2_256); no
 /// `pyversion` at all for the sdist and `py2.py3` for the wheel when `requires-python` does
 /// not exclude Python 2; and a `content` part with *no* `Content-Type` header. Wheel first.
-#[test]
-fn flit_publish_lands_byte_for_byte_and_a_denied_project_is_refused() {
-    let s = Setup::start();
+fn flit_publish(kind: Kind) {
+    let s = Setup::start(kind);
+    let (user, password) = s.backend.credentials();
     let publish = |dir: &Path| {
         let mut cmd = s.client(&tools().flit(), dir);
         cmd.args(["publish", "--no-use-vcs"])
             .env("FLIT_INDEX_URL", s.upload_url())
-            .env("FLIT_USERNAME", pypiserver::USER)
-            .env("FLIT_PASSWORD", pypiserver::PASSWORD);
+            .env("FLIT_USERNAME", user)
+            .env("FLIT_PASSWORD", password);
         cmd
     };
 
@@ -493,5 +535,70 @@ fn flit_publish_lands_byte_for_byte_and_a_denied_project_is_refused() {
     let denied = s.work.join("flit-denied");
     flit_project(&denied, DENIED);
     let run = s.run("flit publish denied", publish(&denied));
-    assert_refused(&s, "flit publish", &run, &sent);
+    assert_refused(&s, "flit publish", &run, DENIED_REASON, &sent);
+}
+
+/// [`flit_publish`] to pypiserver.
+#[test]
+fn flit_publish_lands_byte_for_byte_and_a_denied_project_is_refused() {
+    flit_publish(Kind::Pypiserver);
+}
+
+/// [`flit_publish`] to devpi's index.
+#[test]
+fn flit_publish_to_devpi_lands_byte_for_byte_and_a_denied_project_is_refused() {
+    flit_publish(Kind::Devpi);
+}
+
+/// `uv publish --publish-url URL --username USER --password PASSWORD --trusted-publishing never
+/// FILES...` (with `--no-config`: no `uv.toml` is read), to devpi's index.
+///
+/// uv's form (uv 0.13.10, reqwest's multipart encoder, with a Content-Length; as captured from
+/// this uv): `:action` first, then the digests, sha256 and blake2_256 only (no md5), *before*
+/// `protocol_version`; then `metadata_version` as the file says, `name`, `version`,
+/// `filetype`, `pyversion` (`py3` from the wheel tag, `source` for the sdist) and only the
+/// METADATA fields the file has (`description`, `description_content_type`, `license`,
+/// `summary`, `requires_python`); `content` last, with *no* `Content-Type` header. Files go in
+/// the order given, one request each, wheel first here. Of a refusal, uv shows the status and
+/// the JSON body's `code` (`project_denied`), not the gateway's reason.
+#[test]
+fn uv_publish_to_devpi_lands_byte_for_byte_and_a_denied_project_is_refused() {
+    let s = Setup::start(Kind::Devpi);
+    let (user, password) = s.backend.credentials();
+    let publish = |files: &[PathBuf]| {
+        let mut cmd = s.client(&tools().uv(), &s.work);
+        cmd.args([
+            "publish",
+            "--no-config",
+            "--trusted-publishing",
+            "never",
+            "--publish-url",
+        ])
+        .arg(s.upload_url())
+        .args(["--username", user, "--password", password])
+        .args(files)
+        .env("UV_CACHE_DIR", s.work.join("uv-cache"))
+        .env("UV_NO_PROGRESS", "1");
+        cmd
+    };
+
+    let dir = s.work.join("uv");
+    let (wheel, sdist) = make_dists(&dir.join("dist"), "uv-demo", "1.0", None);
+    let sent = vec![wheel, sdist];
+    let run = s.run("uv publish", publish(&sent));
+    s.assert_success("uv publish", &run);
+    s.backend.assert_holds_exactly(&sent);
+    assert_recorded(&s.gateway, "uv-demo", &sent);
+
+    let (denied_wheel, denied_sdist) = make_dists(&dir.join("denied"), DENIED, "1.0", None);
+    let run = s.run("uv publish denied", publish(&[denied_wheel, denied_sdist]));
+    // uv shows the status and, of a JSON error body, only its `code` (a body without one it
+    // shows whole); not the reason phrase, which it replaces with the status's own name.
+    assert_refused(
+        &s,
+        "uv publish",
+        &run,
+        "403 Forbidden. Server says: project_denied",
+        &sent,
+    );
 }

@@ -1,7 +1,8 @@
 //! The PyPI protocol through the gateway in front of a real devpi-server 6.20.3, the third
 //! legacy backend (after pypiserver and Verdaccio), which parses requests its own way (Pyramid
 //! and webob): twine uploads land byte for byte and read back through the gateway, refused
-//! uploads leave nothing in devpi, devpi's `DELETE`s are decided by the deletion rules
+//! uploads leave nothing in devpi, pip downloads and installs them from devpi's simple index
+//! through the gateway, devpi's `DELETE`s are decided by the deletion rules
 //! (`deletion_api = "devpi"`), and the project segment of a `DELETE` is read as devpi reads it.
 //! What devpi holds is asserted through its own JSON API and its files folder.
 
@@ -10,8 +11,9 @@ use std::path::Path;
 use portcullis_e2e::devpi::{self, Devpi, INDEX};
 use portcullis_e2e::gateway::{admin_token_config, Gateway, RegistrySpec, ADMIN_TOKEN};
 use portcullis_e2e::http::{self, Form, Response};
+use portcullis_e2e::publishers;
 use portcullis_e2e::sha256_hex;
-use portcullis_e2e::tools::make_dists;
+use portcullis_e2e::tools::{make_dists, tools};
 
 const HOUR: i64 = 3600;
 
@@ -171,6 +173,90 @@ fn twine_uploads_land_byte_for_byte_and_read_back_through_the_gateway() {
         assert_eq!(d["project"], "demo-pkg", "{d}");
         assert_eq!(d["outcome"], "allow", "{d}");
     }
+}
+
+/// `pip` of the tools' venv, run hermetically (`portcullis_e2e::publishers`) and with
+/// `--isolated` (no configuration file, no `PIP_*` variable), the gateway's view of devpi's
+/// index its only index (`--index-url`), no cache, for `demo-pkg==1.0`, its dependencies left
+/// out; `args` say what to do, and end with the option that takes `dest`.
+fn pip(s: &Setup, what: &str, args: &[&str], dest: &Path) -> publishers::Run {
+    let mut cmd = publishers::hermetic(&tools().python(), &s.work, &s.work.join("pip-home"));
+    cmd.args(["-m", "pip", "--isolated", "--disable-pip-version-check", "--no-input"])
+        .args(args)
+        .arg(dest)
+        .args(["--no-deps", "--no-cache-dir", "--index-url"])
+        .arg(format!("{}{INDEX}/+simple/", s.gateway.url()))
+        .arg("demo-pkg==1.0");
+    publishers::run(&s.work, what, cmd)
+}
+
+/// twine uploads a wheel and an sdist of `demo-pkg` to devpi through the gateway; pip, given
+/// only the gateway's view of `/alice/dev/+simple/`, downloads each (`pip download --no-deps`,
+/// `--only-binary` then `--no-binary`, the sdist's in-tree backend needing nothing from an
+/// index) and gets exactly the file uploaded, SHA-256 equal; `pip install --target` of it
+/// installs the package. The gateway is the only place pip can read from (its only index, and
+/// proxies closed for any other host), and it decided on nothing but the two uploads.
+#[test]
+fn pip_downloads_and_installs_through_the_gateway_what_twine_uploaded() {
+    let s = setup();
+    let (wheel, sdist) = make_dists(&s.work.join("dist"), "demo-pkg", "1.0", None);
+    let out = devpi::twine_upload(&format!("{}{INDEX}/", s.gateway.url()), &[&wheel, &sdist]);
+    assert!(
+        out.status.success(),
+        "twine through the gateway: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.devpi.assert_holds_exactly(&[&wheel, &sdist]);
+
+    for (what, only, uploaded) in [
+        ("pip download wheel", "--only-binary=:all:", &wheel),
+        ("pip download sdist", "--no-binary=:all:", &sdist),
+    ] {
+        let dest = s.work.join(what.replace(' ', "-"));
+        let run = pip(&s, what, &["download", only, "--dest"], &dest);
+        assert!(
+            run.success,
+            "{what} failed:\n{}\n--- gateway log ---\n{}\n--- devpi-server log ---\n{}",
+            run.output,
+            s.gateway.log(),
+            s.devpi.log()
+        );
+        let name = uploaded.file_name().expect("name").to_string_lossy().into_owned();
+        assert_eq!(
+            portcullis_e2e::list_files(&dest),
+            std::slice::from_ref(&name),
+            "{what}: {}",
+            run.output
+        );
+        assert_eq!(
+            sha256_hex(&std::fs::read(dest.join(&name)).expect("downloaded")),
+            sha256_hex(&std::fs::read(uploaded).expect("uploaded")),
+            "{name}: pip got the bytes twine uploaded"
+        );
+    }
+
+    let target = s.work.join("installed");
+    let run = pip(
+        &s,
+        "pip install",
+        &["install", "--only-binary=:all:", "--target"],
+        &target,
+    );
+    assert!(run.success, "pip install failed:\n{}", run.output);
+    let module = std::fs::read_to_string(target.join("demo_pkg/__init__.py")).expect("the installed module");
+    assert!(module.contains("__version__ = \"1.0\""), "{module}");
+    assert!(
+        portcullis_e2e::list_files(&target)
+            .iter()
+            .any(|n| n == "demo_pkg-1.0.dist-info"),
+        "{:?}",
+        portcullis_e2e::list_files(&target)
+    );
+
+    // Only the two uploads were decided on: pip's reads are pass-through.
+    let decisions = s.gateway.decisions(2);
+    assert_eq!(decisions.len(), 2, "{decisions:#?}");
 }
 
 /// A twine-like form with two `content` parts: webob (devpi's parser) takes the last.

@@ -90,6 +90,27 @@ impl ProjectProbe {
             .map_err(|e| ProbeError(e.without_url().to_string()))
     }
 
+    /// `GET path` (bounded body, with the backend's credential or else the client's): the body
+    /// on 200; `None` when the backend does not have it (404 or 410, and a redirect too when
+    /// `redirect_means_absent`: how simple indexes answer for an unknown project); an error
+    /// naming `what` otherwise.
+    async fn document(
+        &self,
+        registry: &Registry,
+        (path, accept): (&str, &str),
+        client_authorization: Option<&http::HeaderValue>,
+        what: &str,
+        redirect_means_absent: bool,
+    ) -> Result<Option<Vec<u8>>, ProbeError> {
+        let response = self.get(registry, path, Some(accept), client_authorization).await?;
+        match response.status().as_u16() {
+            200 => read_bounded(response, what).await.map(Some),
+            404 | 410 => Ok(None),
+            300..=399 if redirect_means_absent => Ok(None),
+            other => Err(ProbeError(format!("the backend answered {other} for {what}"))),
+        }
+    }
+
     /// A `GET` of `path` on `registry`'s backend with the backend's credential, for reading a
     /// committed file or page back (the TUF feed); the response whatever its status.
     pub async fn fetch(
@@ -127,19 +148,18 @@ impl ProjectProbe {
         client_authorization: Option<&http::HeaderValue>,
     ) -> Result<Option<serde_json::Value>, ProbeError> {
         let path = format!("/{}?write=true", percent_encode_segment(package.as_str()));
-        let response = self
-            .get(registry, &path, Some("application/json"), client_authorization)
-            .await?;
-        match response.status().as_u16() {
-            200 => {}
-            404 | 410 => return Ok(None),
-            other => {
-                return Err(ProbeError(format!(
-                    "the backend answered {other} for the package document"
-                )))
-            }
-        }
-        let body = read_bounded(response, "the package document").await?;
+        let Some(body) = self
+            .document(
+                registry,
+                (&path, "application/json"),
+                client_authorization,
+                "the package document",
+                false,
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
         serde_json::from_slice(&body)
             .map(Some)
             .map_err(|e| ProbeError(format!("the package document is not JSON: {e}")))
@@ -156,20 +176,16 @@ impl ProjectProbe {
         client_authorization: Option<&http::HeaderValue>,
     ) -> Result<Option<Vec<String>>, ProbeError> {
         let path = format!("/simple/{}/", project.as_str());
-        let response = self
-            .get(registry, &path, Some("text/html"), client_authorization)
+        let page = self
+            .document(
+                registry,
+                (&path, "text/html"),
+                client_authorization,
+                "the project index",
+                true,
+            )
             .await?;
-        match response.status().as_u16() {
-            200 => {}
-            404 | 410 | 300..=399 => return Ok(None),
-            other => {
-                return Err(ProbeError(format!(
-                    "the backend answered {other} for the project index"
-                )))
-            }
-        }
-        let page = read_bounded(response, "the project index").await?;
-        Ok(Some(versions_in_simple_page(&String::from_utf8_lossy(&page), project)))
+        Ok(page.map(|page| versions_in_simple_page(&String::from_utf8_lossy(&page), project)))
     }
 
     /// The versions of `project` on a devpi index (`index` is `/<user>/<index>`) as devpi
@@ -184,20 +200,16 @@ impl ProjectProbe {
         client_authorization: Option<&http::HeaderValue>,
     ) -> Result<Option<Vec<String>>, ProbeError> {
         let path = format!("{index}/{}?ignore_bases", project.as_str());
-        let response = self
-            .get(registry, &path, Some("application/json"), client_authorization)
+        let body = self
+            .document(
+                registry,
+                (&path, "application/json"),
+                client_authorization,
+                "the project's versions",
+                false,
+            )
             .await?;
-        match response.status().as_u16() {
-            200 => {}
-            404 | 410 => return Ok(None),
-            other => {
-                return Err(ProbeError(format!(
-                    "the backend answered {other} for the project's versions"
-                )))
-            }
-        }
-        let body = read_bounded(response, "the project's versions").await?;
-        versions_in_devpi_project(&body).map(Some)
+        body.map(|body| versions_in_devpi_project(&body)).transpose()
     }
 }
 
