@@ -89,8 +89,16 @@ pub fn build_server(config: &Config, options: RunOptions) -> Result<Portcullis, 
     )?);
 
     // Everything that can fail or take time is done before `bootstrap`, which (on a graceful
-    // upgrade) takes the listeners over from the running process.
-    let exchanger = Arc::new(build_exchanger(config, metrics.clone())?);
+    // upgrade) takes the listeners over from the running process. What must be awaited then
+    // (opening the state store, reading the TUF cache) runs on one start-up runtime, gone
+    // before pingora starts its own.
+    let startup = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| BuildError::Server(format!("a runtime for the start: {e}")))?;
+    let exchanger = Arc::new(build_exchanger(config, metrics.clone(), &startup)?);
+    let (trust, trust_refresher) = build_trust(&config.provenance.trust, metrics.clone(), &startup)?;
+    drop(startup);
 
     let mut conf = ServerConf {
         threads: config.server.threads,
@@ -115,7 +123,6 @@ pub fn build_server(config: &Config, options: RunOptions) -> Result<Portcullis, 
 
     let journal = Arc::new(crate::explain::DecisionJournal::new());
     let state = exchanger.state().clone();
-    let (trust, trust_refresher) = build_trust(&config.provenance.trust, metrics.clone())?;
     let audit = Arc::new(
         crate::deletion::audit::AuditLog::new(
             state.clone(),
@@ -229,6 +236,7 @@ pub fn build_server(config: &Config, options: RunOptions) -> Result<Portcullis, 
 fn build_trust(
     settings: &crate::config::TrustSettings,
     metrics: Arc<Metrics>,
+    startup: &tokio::runtime::Runtime,
 ) -> Result<
     (
         Arc<crate::sigstore::TrustHandle>,
@@ -257,11 +265,7 @@ fn build_trust(
                 metrics,
             ));
             let service = background_service("sigstore trust", TrustRefresher::new(handle.clone(), tuf.clone()));
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| BuildError::Server(format!("a runtime to read the TUF cache: {e}")))?;
-            match runtime.block_on(service.task().load_cache()) {
+            match startup.block_on(service.task().load_cache()) {
                 Ok(_) => {
                     tracing::info!(cache = %tuf.cache_dir.display(), "Sigstore trusted root taken from the TUF cache")
                 }
@@ -278,14 +282,15 @@ fn build_trust(
 }
 
 /// Opens the state store and builds the trusted-publishing exchanger.
-fn build_exchanger(config: &Config, metrics: Arc<Metrics>) -> Result<Exchanger, BuildError> {
-    // The store is opened (and migrated) once here so that a broken data directory stops the
-    // start; the SQLite store's connection belongs to no runtime (statements run in the
-    // caller's thread), so it keeps working from pingora's runtimes after this one is gone.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| BuildError::Server(format!("a runtime to open the state store: {e}")))?;
+fn build_exchanger(
+    config: &Config,
+    metrics: Arc<Metrics>,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<Exchanger, BuildError> {
+    // The store is opened (and migrated) once here, on the start-up runtime, so that a broken
+    // data directory stops the start; the SQLite store's connection belongs to no runtime
+    // (statements run in the caller's thread), so it keeps working from pingora's runtimes
+    // after the start-up one is gone.
     let state: Arc<dyn StateStore> = match &config.state_backend {
         crate::config::validated::StateBackend::Sqlite => {
             let store = runtime.block_on(SqliteStore::open(&config.state_dir))?;
@@ -295,8 +300,8 @@ fn build_exchanger(config: &Config, metrics: Arc<Metrics>) -> Result<Exchanger, 
             // Connected lazily: a database that is down now does not stop the start; the
             // write path refuses with `state_unavailable` until it is back, and the first
             // call after that (or the purger's housekeeping, every second) migrates it.
-            // The migrations are tried now on a pool of their own, closed before this
-            // runtime goes (its connections belong to this runtime's reactor).
+            // The migrations are tried now on a pool of their own, closed before the
+            // start-up runtime goes (its connections belong to that runtime's reactor).
             let probe = crate::state::PostgresStore::connect_lazy(settings)?;
             match runtime.block_on(probe.ready()) {
                 Ok(_) => tracing::info!("state store: PostgreSQL, migrations applied"),
@@ -309,7 +314,6 @@ fn build_exchanger(config: &Config, metrics: Arc<Metrics>) -> Result<Exchanger, 
             Arc::new(crate::state::PostgresStore::connect_lazy(settings)?)
         }
     };
-    drop(runtime);
     let tp = &config.trusted_publishing;
     let jwks = crate::auth::jwks::JwksCache::new(crate::auth::jwks::JwksSettings {
         timeout: tp.jwks_timeout,

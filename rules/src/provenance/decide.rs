@@ -8,8 +8,6 @@ use super::{
     ProvenanceRefusal, SignerIdentity, NEVER_TRIGGER,
 };
 use crate::compile::CompiledRules;
-use crate::decide::RuleId;
-use crate::name::ProjectName;
 use crate::publishers::{foreign, Publisher};
 
 /// How many non-matching publishers a signer refusal lists.
@@ -59,13 +57,6 @@ fn describe_signer(signer: &SignerIdentity) -> String {
 }
 
 impl CompiledRules {
-    /// The provenance mode for uploads to `project` on `registry` and the rule that sets it,
-    /// so the gateway knows early whether attestations are required.
-    pub fn provenance_mode(&self, registry: &str, project: &ProjectName) -> (ProvenanceMode, RuleId) {
-        let rule = self.policy(registry).provenance.rule_for(project);
-        (rule.mode, rule.id.clone())
-    }
-
     /// Decides an upload's provenance. The first provenance rule whose names match the project
     /// decides, else the registry's defaults. No attestations: refused when required, else not
     /// present. Attestations that did not verify are refused in every enforcing mode. Verified

@@ -14,6 +14,12 @@ fn compiled(registry_keys: &str, extra: &str) -> CompiledRules {
     rules(registry_keys, extra).expect("compiles")
 }
 
+/// The provenance mode for uploads to `project` on `registry`, and the rule that sets it.
+fn provenance_mode(rules: &CompiledRules, registry: &str, project: &ProjectName) -> (ProvenanceMode, RuleId) {
+    let rule = rules.policy(registry).provenance.rule_for(project);
+    (rule.mode, rule.id.clone())
+}
+
 fn name(project: &str) -> ProjectName {
     ProjectName::parse(Protocol::Pypi, project).expect("valid name")
 }
@@ -177,7 +183,7 @@ fn missing_provenance_is_refused_only_when_required() {
     let required = compiled("provenance = \"required\"", "");
     let project = name("pypi-attestations");
     assert_eq!(
-        required.provenance_mode("pypi", &project),
+        provenance_mode(&required, "pypi", &project),
         (ProvenanceMode::Required, RuleId::new(RuleId::DEFAULT))
     );
     let d = decide(
@@ -200,7 +206,7 @@ fn missing_provenance_is_refused_only_when_required() {
     assert!(decide(&required, "pypi-attestations", None, Evidence::Verified(&[])).is_refused());
 
     let optional = compiled("", "");
-    assert_eq!(optional.provenance_mode("pypi", &project).0, ProvenanceMode::Optional);
+    assert_eq!(provenance_mode(&optional, "pypi", &project).0, ProvenanceMode::Optional);
     for evidence in [Evidence::None, Evidence::Verified(&[])] {
         let d = decide(&optional, "pypi-attestations", None, evidence);
         assert_eq!(d.outcome, ProvenanceOutcome::NotPresent);
@@ -406,7 +412,7 @@ fn a_known_registry_without_rules_gets_its_protocols_defaults() {
     let rules = compiled("", "");
     let project = ProjectName::parse(Protocol::Npm, "left-pad").expect("valid");
     assert_eq!(
-        rules.provenance_mode("npm", &project),
+        provenance_mode(&rules, "npm", &project),
         (ProvenanceMode::Optional, RuleId::new(RuleId::DEFAULT))
     );
     let npm_provenance = vec![AttestationFacts {
@@ -760,7 +766,7 @@ mode = "optional"
 "#;
     let rules = compiled("provenance = \"required\"", ordered);
     let mode = |project: &str| {
-        let (mode, rule) = rules.provenance_mode("pypi", &name(project));
+        let (mode, rule) = provenance_mode(&rules, "pypi", &name(project));
         (mode, rule.as_str().to_owned())
     };
     assert_eq!(
@@ -793,7 +799,7 @@ mode = "optional"
             .expect("present")],
     );
     assert_eq!(
-        rules.provenance_mode("pypi", &name("requests")),
+        provenance_mode(&rules, "pypi", &name("requests")),
         (ProvenanceMode::Required, RuleId::new(RuleId::DEFAULT))
     );
 }
