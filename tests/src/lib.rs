@@ -26,6 +26,19 @@ pub mod verdaccio;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// The PyPI rules the upload suites share (pypiserver, devpi and every publishing client):
+/// uploads up to 1 MiB, and names `internal-*` denied by rule `no-internal` with a message the
+/// clients must show.
+pub const PYPI_UPLOAD_RULES: &str = r#"
+[registries.pypi]
+max_upload_bytes = "1 MiB"
+[[registries.pypi.projects]]
+id = "no-internal"
+names = ["internal-*"]
+action = "deny"
+message = "internal packages go to the private index"
+"#;
+
 /// A free loopback port (bound, then released; the race with other tests is tolerable because
 /// every server start is checked).
 pub fn free_port() -> u16 {

@@ -28,18 +28,8 @@ use portcullis_e2e::devpi::{self, Devpi};
 use portcullis_e2e::gateway::{Gateway, RegistrySpec};
 use portcullis_e2e::publishers::{self, Run};
 use portcullis_e2e::pypiserver::{self, Pypiserver};
-use portcullis_e2e::sha256_hex;
 use portcullis_e2e::tools::{make_dists, tools};
-
-const RULES: &str = r#"
-[registries.pypi]
-max_upload_bytes = "1 MiB"
-[[registries.pypi.projects]]
-id = "no-internal"
-names = ["internal-*"]
-action = "deny"
-message = "internal packages go to the private index"
-"#;
+use portcullis_e2e::{sha256_hex, PYPI_UPLOAD_RULES};
 
 /// The project the rules deny.
 const DENIED: &str = "internal-tools";
@@ -131,7 +121,7 @@ impl Setup {
         let backend = Backend::start(kind, &work);
         let gateway = Gateway::builder()
             .registry(backend.registry())
-            .rules(RULES)
+            .rules(PYPI_UPLOAD_RULES)
             .start(&work.join("gateway"));
         Setup {
             _dir: dir,

@@ -12,20 +12,13 @@ use portcullis_e2e::devpi::{self, Devpi, INDEX};
 use portcullis_e2e::gateway::{admin_token_config, Gateway, RegistrySpec, ADMIN_TOKEN};
 use portcullis_e2e::http::{self, Form, Response};
 use portcullis_e2e::publishers;
-use portcullis_e2e::sha256_hex;
 use portcullis_e2e::tools::{make_dists, tools};
+use portcullis_e2e::{sha256_hex, PYPI_UPLOAD_RULES};
 
 const HOUR: i64 = 3600;
 
-const RULES: &str = r#"
-[registries.pypi]
-max_upload_bytes = "1 MiB"
-[[registries.pypi.projects]]
-id = "no-internal"
-names = ["internal-*"]
-action = "deny"
-message = "internal packages go to the private index"
-
+/// Deletion rules added to [`PYPI_UPLOAD_RULES`].
+const DELETION_RULES: &str = r#"
 [[registries.pypi.deletion_rules]]
 id = "kept-forever"
 names = ["keep-pkg"]
@@ -60,7 +53,7 @@ fn gateway_for(devpi: &Devpi, dir: &Path, extra: &str) -> Gateway {
     registry.extra = extra.to_owned();
     Gateway::builder()
         .registry(registry)
-        .rules(RULES)
+        .rules(&format!("{PYPI_UPLOAD_RULES}{DELETION_RULES}"))
         .admin_config(&admin_token_config(dir))
         .config("[testing]\nadjustable_clock = true\n")
         .start(dir)

@@ -9,17 +9,7 @@ use portcullis_e2e::gateway::{Gateway, RegistrySpec};
 use portcullis_e2e::http::{self, Abort, Form};
 use portcullis_e2e::pypiserver::{self, twine_upload, Pypiserver};
 use portcullis_e2e::tools::{make_dists, tools};
-use portcullis_e2e::{sha256_hex, wait_until};
-
-const RULES: &str = r#"
-[registries.pypi]
-max_upload_bytes = "1 MiB"
-[[registries.pypi.projects]]
-id = "no-internal"
-names = ["internal-*"]
-action = "deny"
-message = "internal packages go to the private index"
-"#;
+use portcullis_e2e::{sha256_hex, wait_until, PYPI_UPLOAD_RULES};
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -38,7 +28,7 @@ fn setup_with(start: fn(&std::path::Path) -> Pypiserver) -> Setup {
     let backend = start(&work.join("pypiserver"));
     let gateway = Gateway::builder()
         .registry(RegistrySpec::new("pypi", "pypi", backend.addr()))
-        .rules(RULES)
+        .rules(PYPI_UPLOAD_RULES)
         .start(&work.join("gateway"));
     Setup {
         _dir: dir,
