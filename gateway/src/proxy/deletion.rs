@@ -221,14 +221,7 @@ impl Gateway {
                 ))
             })?
             .unwrap_or_default();
-        let is_last_version = !versions.is_empty() && versions.iter().all(|v| same_version(Protocol::Pypi, v, version));
-        let asked = Asked {
-            action: DeleteAction::DeleteVersion,
-            version: Some(version.to_owned()),
-            filename: None,
-            is_last_version: Some(is_last_version),
-            versions: Vec::new(),
-        };
+        let asked = pypi_release_removal(&versions, version.to_owned());
         self.decide_asked(ctx, registry, project, None, vec![asked]).await
     }
 
@@ -259,15 +252,7 @@ impl Gateway {
             })?
             .unwrap_or_default();
         let asked = match target.version {
-            Some(version) => Asked {
-                action: DeleteAction::DeleteVersion,
-                is_last_version: Some(
-                    !versions.is_empty() && versions.iter().all(|v| same_version(Protocol::Pypi, v, &version)),
-                ),
-                version: Some(version),
-                filename: None,
-                versions: Vec::new(),
-            },
+            Some(version) => pypi_release_removal(&versions, version),
             None => Asked {
                 action: DeleteAction::DeleteProject,
                 version: None,
@@ -712,6 +697,20 @@ fn actor(ctx: &RequestCtx, registry: &str, project: &str) -> String {
         format!("admin ({who})")
     } else {
         who
+    }
+}
+
+/// The removal of release `version` of a PyPI project whose releases on the backend are
+/// `versions` (pypiserver's `remove_pkg`, devpi's `DELETE`): the project's last release when
+/// every release listed is that version.
+fn pypi_release_removal(versions: &[String], version: String) -> Asked {
+    let is_last_version = !versions.is_empty() && versions.iter().all(|v| same_version(Protocol::Pypi, v, &version));
+    Asked {
+        action: DeleteAction::DeleteVersion,
+        version: Some(version),
+        filename: None,
+        is_last_version: Some(is_last_version),
+        versions: Vec::new(),
     }
 }
 
