@@ -172,6 +172,22 @@ pub fn start_nginx(dir: &Path, backend: SocketAddr, placement: Placement) -> Res
     Ok((process, listen))
 }
 
+/// The rules of the pass-through gateway: only the trusted publisher that signed the bench's
+/// attestation. The gateway refuses attestations from a signer that is no trusted publisher of
+/// the project (as PyPI does), rules or not, so this is the least an attested upload needs.
+pub static PUBLISHER_ONLY_RULES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        r#"
+[issuers.github]
+url = "https://token.actions.githubusercontent.com"
+kind = "github"
+[registries.pypi]
+audience = "bench"
+{}"#,
+        portcullis_e2e::pep740::TOB_RELEASE_PUBLISHER
+    )
+});
+
 /// The rules of the full-policy gateway: project rules, a provenance rule requiring
 /// attestations for the attested project (verified against the production trusted root), a
 /// trusted publisher, deletion rules; every upload is checked against them, the tombstones and
@@ -203,7 +219,9 @@ mode = "required"
 /// How a gateway target runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GatewayMode {
-    /// No rules: routing, streaming, the form parser's file digest, the decision log line.
+    /// No rules but [`PUBLISHER_ONLY_RULES`]: routing, streaming, the form parser's file
+    /// digest, the (cached) verification of the attestations an upload carries, the ledger,
+    /// the decision log line.
     PassThrough,
     /// [`POLICY_RULES`], Sigstore verification cached.
     Policy,
@@ -227,18 +245,24 @@ pub fn start_gateway(
         .registry(registry)
         .threads(placement.threads)
         .config("[client]\nmax_connections = 20000\nidle_timeout = \"300s\"\n");
-    if mode != GatewayMode::PassThrough {
-        let root = fixtures.join("trusted-roots/public-good-production.trusted_root.json");
-        builder = builder.rules(&POLICY_RULES).config(&format!(
-            "[provenance]\ntrusted_root = {:?}\n{}",
-            root.display().to_string(),
-            if mode == GatewayMode::PolicyUncached {
-                "cache_size = 0\n"
-            } else {
-                ""
-            }
-        ));
-    }
+    // Every gateway verifies the attestations an upload carries, rules or not (as PyPI
+    // does), so every mode reads the production trusted root from the fixtures: a bench runs
+    // offline, and the default (kept current over TUF) would need the network.
+    let root = fixtures.join("trusted-roots/public-good-production.trusted_root.json");
+    builder = builder.config(&format!(
+        "[provenance]\ntrusted_root = {:?}\n{}",
+        root.display().to_string(),
+        if mode == GatewayMode::PolicyUncached {
+            "cache_size = 0\n"
+        } else {
+            ""
+        }
+    ));
+    builder = builder.rules(if mode == GatewayMode::PassThrough {
+        &PUBLISHER_ONLY_RULES
+    } else {
+        &POLICY_RULES
+    });
     let mut gateway = builder.start(dir);
     if placement.pinned() {
         pin(gateway.process().pid(), TARGET_CPU);

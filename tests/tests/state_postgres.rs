@@ -289,7 +289,105 @@ fn two_stores_on_one_database_share_every_record() {
         dynamic.maintain().await.expect("maintain");
     });
     let applied = pg.query("shared", "SELECT string_agg(version::text, ',') FROM _sqlx_migrations");
-    assert_eq!(applied, "1,2");
+    assert_eq!(applied, "1,2,3");
+}
+
+/// The provenance summary (one row per project, one per source repository, kept by a trigger
+/// as ledger rows commit) equals what the ledger's committed rows say, computed from them.
+fn assert_summary_matches_ledger(pg: &Postgres, database: &str) {
+    let from_ledger = pg.query(
+        database,
+        "SELECT string_agg(registry || '/' || project || '=' || uploads, ' ' ORDER BY registry, project) FROM ( \
+             SELECT registry, project, COUNT(*) AS uploads FROM ledger \
+              WHERE state = 'committed' AND provenance IS NOT NULL GROUP BY registry, project) counted",
+    );
+    let summary = pg.query(
+        database,
+        "SELECT string_agg(registry || '/' || project || '=' || uploads, ' ' ORDER BY registry, project) \
+           FROM provenance_uploads",
+    );
+    assert_eq!(summary, from_ledger);
+    let firsts_from_ledger = pg.query(
+        database,
+        "SELECT string_agg(source_repository || '@' || id, ' ' ORDER BY source_repository) FROM ( \
+             SELECT DISTINCT ON (source_repository) source_repository, id FROM ledger \
+              WHERE state = 'committed' AND source_repository IS NOT NULL \
+              ORDER BY source_repository, created_at, id) firsts",
+    );
+    let firsts = pg.query(
+        database,
+        "SELECT string_agg(source_repository || '@' || first_ledger_id, ' ' ORDER BY source_repository) \
+           FROM provenance_sources",
+    );
+    assert_eq!(firsts, firsts_from_ledger);
+}
+
+#[test]
+fn replicas_committing_one_project_at_once_keep_its_provenance_summary_exact() {
+    let pg = Postgres::start();
+    let url = pg.create_database("summary");
+    let rt = runtime();
+    let uploads = 48;
+    rt.block_on(async {
+        let settings = settings(&url);
+        let (a, b) = (
+            PostgresStore::open(&settings).await.expect("store a"),
+            PostgresStore::open(&settings).await.expect("store b"),
+        );
+        // Every upload begins first; then both replicas commit them all at once, out of the
+        // order they began in. Every third carries no provenance, every fifth fails.
+        let mut ids = Vec::new();
+        for i in 0..uploads {
+            let mut entry = upload("busy", "1.0", &format!("busy-{i}.whl"), 1_000 + i);
+            if i % 3 != 0 {
+                entry.provenance_kind = Some("pep740".to_owned());
+                entry.provenance = Some(format!("doc {i}").into_bytes());
+                entry.source_repository = Some(format!("https://github.com/o/r{}", i % 4));
+            }
+            ids.push((i, a.ledger_begin(&entry).await.expect("begin")));
+        }
+        ids.reverse();
+        let tasks = ids.into_iter().map(|(i, id)| {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { store.ledger_finish(id, i % 5 != 0, "200", 2_000).await })
+        });
+        for task in tasks.collect::<Vec<_>>() {
+            task.await.expect("join").expect("finish");
+        }
+        let expected = (0..uploads).filter(|i| i % 3 != 0 && i % 5 != 0).count();
+        let summary = b.project_provenance("pypi", "busy").await.expect("summary");
+        assert_eq!(summary.uploads_with_provenance, u64::try_from(expected).expect("small"));
+        // Each repository in the order of its first committed upload (r1 at 1 001, r2 at
+        // 1 002; r0 and r3 first commit at 1 004 and 1 007: 1 000 has no provenance, 1 003
+        // none either, 1 005 failed).
+        assert_eq!(
+            summary.source_repositories,
+            ["r1", "r2", "r0", "r3"].map(|r| format!("https://github.com/o/{r}"))
+        );
+    });
+    assert_summary_matches_ledger(&pg, "summary");
+
+    // The migration's backfill (what an existing database gets) makes the same summary from
+    // the ledger.
+    let migration = include_str!("../../gateway/migrations/postgres/0003_provenance_summary.sql");
+    let backfill: Vec<&str> = migration
+        .split(";\n")
+        .map(str::trim)
+        .filter(|statement| statement.starts_with("INSERT INTO provenance_"))
+        .collect();
+    assert_eq!(backfill.len(), 2, "the migration's two backfill statements");
+    pg.query("summary", "TRUNCATE provenance_uploads, provenance_sources");
+    for statement in backfill {
+        pg.query("summary", statement);
+    }
+    assert_summary_matches_ledger(&pg, "summary");
+    assert_eq!(
+        pg.query(
+            "summary",
+            "SELECT uploads FROM provenance_uploads WHERE project = 'busy'"
+        ),
+        (0..uploads).filter(|i| i % 3 != 0 && i % 5 != 0).count().to_string()
+    );
 }
 
 #[test]

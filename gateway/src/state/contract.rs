@@ -357,7 +357,7 @@ async fn project_provenance_counts_committed_uploads_and_lists_repositories_in_o
     record(store, &upload("4.whl", 350), true).await;
     // Not committed: neither counted nor listed.
     record(store, &with_provenance(upload("5.whl", 50), mid, b"5".to_vec()), false).await;
-    store
+    let late = store
         .ledger_begin(&with_provenance(upload("6.whl", 60), mid, b"6".to_vec()))
         .await
         .expect("ledger_begin");
@@ -384,6 +384,28 @@ async fn project_provenance_counts_committed_uploads_and_lists_repositories_in_o
             .await
             .expect("project_provenance"),
         ProjectProvenance::default()
+    );
+
+    // The pending upload made first commits last: counted, and its repository now comes
+    // first (the ledger's order is when an upload began, not when it committed). Finishing
+    // it again changes nothing.
+    store
+        .ledger_finish(late, true, "200 OK", 500)
+        .await
+        .expect("ledger_finish");
+    store
+        .ledger_finish(late, true, "200 OK", 501)
+        .await
+        .expect("ledger_finish again");
+    assert_eq!(
+        store
+            .project_provenance("pypi", "sample-project")
+            .await
+            .expect("project_provenance"),
+        ProjectProvenance {
+            uploads_with_provenance: 5,
+            source_repositories: vec![mid.to_owned(), zeta.to_owned(), alpha.to_owned()],
+        }
     );
 }
 

@@ -43,6 +43,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "tuf_feed",
         include_str!("../../../migrations/postgres/0002_tuf_feed.sql"),
     ),
+    (
+        3,
+        "provenance_summary",
+        include_str!("../../../migrations/postgres/0003_provenance_summary.sql"),
+    ),
 ];
 
 /// How to reach the database and how long to wait for it.
@@ -336,18 +341,16 @@ impl StateStore for PostgresStore {
     }
 
     async fn project_provenance(&self, registry: &str, project: &str) -> Result<ProjectProvenance, StateError> {
-        // One statement (one snapshot, one round trip): the count of uploads with provenance on
-        // every row, beside each source repository with its first committed upload, ordered
-        // by those (a NULL repository on the only row when there is none).
+        // One statement (one snapshot, one round trip) over the summary the commit trigger
+        // keeps (migration 3): the count on every row, beside each source repository in the
+        // order of its first committed upload (a NULL repository on the only row when there
+        // is none).
         let rows = sqlx::query_as::<_, (i64, Option<String>)>(
-            "SELECT counted.uploads, firsts.repo FROM ( \
-                 SELECT COUNT(*) AS uploads FROM ledger WHERE registry = $1 AND project = $2 \
-                  AND state = 'committed' AND provenance IS NOT NULL \
-             ) counted LEFT JOIN ( \
-                 SELECT DISTINCT ON (source_repository) source_repository AS repo, created_at, id FROM ledger \
-                  WHERE registry = $1 AND project = $2 AND state = 'committed' AND source_repository IS NOT NULL \
-                  ORDER BY source_repository, created_at, id \
-             ) firsts ON TRUE ORDER BY firsts.created_at, firsts.id",
+            "SELECT COALESCE((SELECT uploads FROM provenance_uploads WHERE registry = $1 AND project = $2), 0), \
+                    sources.source_repository \
+               FROM (SELECT 1) AS one LEFT JOIN provenance_sources AS sources \
+                 ON sources.registry = $1 AND sources.project = $2 \
+              ORDER BY sources.first_created_at, sources.first_ledger_id",
         )
         .bind(registry)
         .bind(project)

@@ -31,6 +31,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "tuf_feed",
         include_str!("../../../migrations/sqlite/0005_tuf_feed.sql"),
     ),
+    (
+        6,
+        "provenance_summary",
+        include_str!("../../../migrations/sqlite/0006_provenance_summary.sql"),
+    ),
 ];
 
 /// Creates the file at `path` if needed, in WAL mode, and applies the missing migrations.

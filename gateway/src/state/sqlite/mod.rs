@@ -292,41 +292,20 @@ impl StateStore for SqliteStore {
     }
 
     async fn project_provenance(&self, registry: &str, project: &str) -> Result<ProjectProvenance, StateError> {
-        // One statement (one read snapshot): the count of uploads with provenance on every
-        // row, beside each distinct source repository (or on its own row with a NULL
-        // repository when there is none). The partial indexes hold exactly the rows read;
-        // without the hints the planner may pick another (registry, project) index and read
-        // every row of the project. The repositories come by a loose index scan (each found by
-        // one index seek past the last), each ordered by its first committed upload (one seek
-        // each): the cost follows how many repositories there are, not how many uploads.
+        // One statement (one read snapshot) over the summary the commit trigger keeps
+        // (migration 6): the count on every row, beside each source repository in the order
+        // of its first committed upload (or on its own row with a NULL repository when there
+        // is none). Two primary-key seeks and a range: the cost follows how many repositories
+        // there are, not how many uploads.
         let rows = self
             .db
             .run("summarising the project's provenance", |c| {
                 c.prepare_cached(
-                    "WITH RECURSIVE repos(repo) AS ( \
-                         SELECT MIN(source_repository) FROM ledger INDEXED BY ledger_committed_sources \
-                          WHERE registry = ?1 AND project = ?2 AND state = 'committed' AND source_repository IS NOT NULL \
-                         UNION ALL \
-                         SELECT (SELECT MIN(source_repository) FROM ledger INDEXED BY ledger_committed_sources \
-                                  WHERE registry = ?1 AND project = ?2 AND state = 'committed' AND source_repository > repos.repo) \
-                           FROM repos WHERE repos.repo IS NOT NULL \
-                     ), \
-                     firsts(repo, created_at, id) AS ( \
-                         SELECT repo, \
-                                (SELECT created_at FROM ledger INDEXED BY ledger_committed_sources \
-                                  WHERE registry = ?1 AND project = ?2 AND state = 'committed' AND source_repository = repos.repo \
-                                  ORDER BY created_at, id LIMIT 1), \
-                                (SELECT id FROM ledger INDEXED BY ledger_committed_sources \
-                                  WHERE registry = ?1 AND project = ?2 AND state = 'committed' AND source_repository = repos.repo \
-                                  ORDER BY created_at, id LIMIT 1) \
-                           FROM repos WHERE repo IS NOT NULL \
-                     ), \
-                     counted(uploads) AS ( \
-                         SELECT COUNT(*) FROM ledger INDEXED BY ledger_committed_provenance WHERE registry = ?1 AND project = ?2 \
-                          AND state = 'committed' AND provenance IS NOT NULL \
-                     ) \
-                     SELECT counted.uploads, firsts.repo FROM counted LEFT JOIN firsts ON 1 \
-                     ORDER BY firsts.created_at, firsts.id",
+                    "SELECT COALESCE((SELECT uploads FROM provenance_uploads WHERE registry = ?1 AND project = ?2), 0), \
+                            sources.source_repository \
+                       FROM (SELECT 1) LEFT JOIN provenance_sources AS sources \
+                         ON sources.registry = ?1 AND sources.project = ?2 \
+                      ORDER BY sources.first_created_at, sources.first_ledger_id",
                 )?
                 .query_map(params![registry, project], |row| Ok((row.get(0)?, row.get(1)?)))?
                 .collect::<rusqlite::Result<Vec<(i64, Option<String>)>>>()

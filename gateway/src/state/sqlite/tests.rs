@@ -128,7 +128,10 @@ async fn reopening_keeps_data_and_applies_migrations_once() {
     let store = SqliteStore::open(dir.path()).await.expect("open store");
     assert!(!store.claim_jti("iss", "persisted", FAR_FUTURE).await.expect("claim"));
     assert!(store.is_revoked("tok", 1).await.expect("is_revoked"));
-    assert_eq!(applied_migrations(&store).await, vec![1, 2, 3, 4, 5]);
+    assert_eq!(
+        applied_migrations(&store).await,
+        MIGRATIONS.iter().map(|(version, ..)| *version).collect::<Vec<_>>()
+    );
     let journal: String = store
         .run(|c| c.query_row("PRAGMA journal_mode", [], |row| row.get(0)))
         .await
@@ -280,7 +283,7 @@ async fn later_migrations_are_applied_to_a_version_1_database() {
         assert!(!ledger);
     }
     let store = SqliteStore::open(dir.path()).await.expect("open store");
-    assert_eq!(applied_migrations(&store).await, vec![1, 2, 3, 4, 5]);
+    assert_eq!(applied_migrations(&store).await, vec![1, 2, 3, 4, 5, 6]);
     assert!(!store.claim_jti("iss", "old", FAR_FUTURE).await.expect("claim"));
     let id = record(&store, &upload("a.whl", 100), true).await;
     let rows = store.ledger_entries("pypi", "sample-project").await.expect("entries");
@@ -298,13 +301,87 @@ async fn later_migrations_are_applied_to_a_version_1_database() {
         .expect("query");
     assert_eq!(
         indexes,
-        vec![
-            "ledger_committed_provenance",
-            "ledger_committed_sources",
-            "ledger_committed_versions",
-            "ledger_file",
-            "ledger_state_created_at"
-        ]
+        vec!["ledger_committed_versions", "ledger_file", "ledger_state_created_at"]
+    );
+}
+
+#[tokio::test]
+async fn the_provenance_summary_of_a_version_5_database_is_made_from_its_ledger() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(DATABASE_FILE);
+    let (zeta, alpha) = ("https://github.com/zeta/sample", "https://github.com/alpha/sample");
+    {
+        // An older build's ledger: committed uploads with and without provenance (zeta's
+        // first at 100, alpha's at 200), a failed one and a pending one, another project's.
+        migrate::apply_some(&path, &MIGRATIONS[..5])
+            .await
+            .expect("migrate to version 5");
+        let old = rusqlite::Connection::open(&path).expect("connect");
+        let rows: [(&str, &str, Option<&str>, i64, &str); 7] = [
+            ("sample-project", "1.whl", Some(zeta), 300, "committed"),
+            ("sample-project", "2.whl", Some(alpha), 200, "committed"),
+            ("sample-project", "3.whl", Some(zeta), 100, "committed"),
+            ("sample-project", "4.whl", None, 50, "committed"),
+            (
+                "sample-project",
+                "5.whl",
+                Some("https://github.com/failed/x"),
+                10,
+                "failed",
+            ),
+            (
+                "sample-project",
+                "6.whl",
+                Some("https://github.com/pending/x"),
+                10,
+                "pending",
+            ),
+            ("another", "7.whl", Some("https://github.com/other/x"), 10, "committed"),
+        ];
+        for (project, filename, repository, created_at, state) in rows {
+            old.execute(
+                "INSERT INTO ledger (registry, project, version, filename, sha256, size, credential, \
+                 source_repository, provenance_kind, provenance, request_id, created_at, state, finished_at) \
+                 VALUES ('pypi', ?1, '1.0.0', ?2, 'ab', 1, 'none', ?3, ?4, ?5, 'req', ?6, ?7, ?8)",
+                rusqlite::params![
+                    project,
+                    filename,
+                    repository,
+                    repository.map(|_| "pep740"),
+                    repository.map(|_| b"document".to_vec()),
+                    created_at,
+                    state,
+                    (state != "pending").then_some(created_at + 1),
+                ],
+            )
+            .expect("insert");
+        }
+    }
+    let store = SqliteStore::open(dir.path()).await.expect("open store");
+    assert_eq!(
+        store
+            .project_provenance("pypi", "sample-project")
+            .await
+            .expect("project_provenance"),
+        ProjectProvenance {
+            uploads_with_provenance: 3,
+            source_repositories: vec![zeta.to_owned(), alpha.to_owned()],
+        }
+    );
+    // And kept from there on.
+    record(
+        &store,
+        &with_provenance(upload("8.whl", 400), alpha, b"8".to_vec()),
+        true,
+    )
+    .await;
+    assert_eq!(
+        store
+            .project_provenance("pypi", "sample-project")
+            .await
+            .expect("project_provenance")
+            .uploads_with_provenance,
+        4
     );
 }
 
