@@ -12,8 +12,8 @@
 //!   to 50 ms) until [`BUSY_TIMEOUT`], so the thread serves its other connections meanwhile
 //!   (whatever the runtime's flavour: the proxy's per-thread runtimes have no `block_in_place`);
 //! - folding the write-ahead log back into the database (it syncs the disk): SQLite's
-//!   automatic checkpoint is off, and [`InThread::blocking`] runs the store's own on the
-//!   runtime's blocking pool.
+//!   automatic checkpoint is off, and the store's own runs on the runtime's blocking pool
+//!   with a connection of its own (`checkpoint.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,30 +72,6 @@ impl InThread {
                 done => return done.map_err(|e| in_context(doing, e)),
             }
         }
-    }
-
-    /// Runs `work` on the runtime's blocking pool, for what may wait on the disk; callers
-    /// queue behind it meanwhile.
-    pub(super) async fn blocking<T: Send + 'static>(
-        &self,
-        doing: &str,
-        work: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T, StateError> {
-        let mut guard = self.connection.clone().lock_owned().await;
-        let doing_owned = doing.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let connection = guard.as_mut().ok_or_else(|| closed(&doing_owned))?;
-            connection
-                .busy_timeout(BUSY_TIMEOUT)
-                .and_then(|()| {
-                    let done = work(connection);
-                    connection.busy_timeout(Duration::ZERO)?;
-                    done
-                })
-                .map_err(|e| in_context(&doing_owned, e))
-        })
-        .await
-        .map_err(|e| StateError::Unavailable(format!("{doing}: {e}")))?
     }
 
     /// Closes the connection; later calls fail as unavailable.

@@ -13,6 +13,7 @@
 //! The publish ledger (migration 2) is an append-mostly table: rows are inserted pending,
 //! finished once, and never deleted.
 
+mod checkpoint;
 mod connection;
 mod feed;
 mod migrate;
@@ -24,6 +25,7 @@ use rusqlite::{params, OptionalExtension as _, TransactionBehavior};
 
 use crate::clock::unix_now;
 
+use self::checkpoint::Checkpointer;
 use self::connection::InThread;
 use super::rows::{self, select_ledger};
 use super::{
@@ -34,11 +36,6 @@ use super::{
 /// The database file name inside the data directory.
 pub const DATABASE_FILE: &str = "portcullis.sqlite3";
 
-/// Above this size the write-ahead log is checkpointed and truncated by [`StateStore::maintain`].
-/// SQLite's own automatic checkpoint is off: it would sync the disk inside whichever upload's
-/// commit crossed its threshold, on a proxy thread, and it cannot restart the log while
-/// another connection reads (measured: 150 MB after 20 s of uploads).
-const WAL_CHECKPOINT_BYTES: u64 = 8 << 20;
 /// How much of the database file is memory-mapped for reads.
 const MMAP_BYTES: i64 = 1 << 30;
 
@@ -48,6 +45,7 @@ const MMAP_BYTES: i64 = 1 << 30;
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     db: InThread,
+    checkpointer: Checkpointer,
     path: PathBuf,
 }
 
@@ -66,7 +64,10 @@ impl SqliteStore {
         let db = open_connection(&path)
             .and_then(InThread::new)
             .map_err(|e| connection::in_context(&doing, e))?;
-        Ok(SqliteStore { db, path })
+        let checkpointer = open_connection(&path)
+            .and_then(Checkpointer::new)
+            .map_err(|e| connection::in_context(&doing, e))?;
+        Ok(SqliteStore { db, checkpointer, path })
     }
 
     /// The path of the database file.
@@ -77,6 +78,11 @@ impl SqliteStore {
     /// Closes the connection, after the statement in flight; later calls fail as unavailable.
     pub async fn close(&self) {
         self.db.close().await;
+        let checkpointer = self.checkpointer.clone();
+        // Waits for a checkpoint in flight, off the async threads.
+        if let Err(e) = tokio::task::spawn_blocking(move || checkpointer.close()).await {
+            tracing::warn!(error = %e, "closing the state store's checkpoint connection");
+        }
     }
 
     /// Like [`StateStore::claim_jti`], with the time used to decide whether an existing record
@@ -98,23 +104,14 @@ impl SqliteStore {
         Ok(changed == 1)
     }
 
-    /// Checkpoints the write-ahead log into the database and truncates it when it is larger
-    /// than `limit` bytes; whether it did. `TRUNCATE` waits (the busy timeout) for readers to
-    /// finish their snapshot; the store's callers queue meanwhile. Runs on the blocking pool.
-    pub async fn checkpoint_if_wal_over(&self, limit: u64) -> Result<bool, StateError> {
-        let mut wal = self.path.clone().into_os_string();
-        wal.push("-wal");
-        let size = tokio::fs::metadata(&wal).await.map_or(0, |m| m.len());
-        if size <= limit {
-            return Ok(false);
-        }
-        let busy: i64 = self
-            .db
-            .blocking("checkpointing the write-ahead log", |c| {
-                c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
-            })
-            .await?;
-        Ok(busy == 0)
+    /// Checkpoints the write-ahead log (`checkpoint.rs` says why this way): passively, or, when the log has
+    /// grown past `truncate_over` bytes, waiting for readers and truncating it; whether the
+    /// whole log is now in the database. Runs on the blocking pool, on a connection of its
+    /// own: the store's callers keep writing meanwhile.
+    pub async fn checkpoint(&self, truncate_over: u64) -> Result<bool, StateError> {
+        let mut log = self.path.clone().into_os_string();
+        log.push("-wal");
+        self.checkpointer.run(Path::new(&log), truncate_over).await
     }
 
     /// Runs `work` on the store's connection in this thread (tests inspect the schema).
@@ -135,6 +132,8 @@ fn open_connection(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
     connection.pragma_update(None, "foreign_keys", true)?;
     // Pages are read through a memory map instead of read(2) into the connection's cache.
     connection.pragma_update(None, "mmap_size", MMAP_BYTES)?;
+    // A log that starts over after a checkpoint keeps this much of its file.
+    connection.pragma_update(None, "journal_size_limit", checkpoint::LOG_KEPT_BYTES)?;
     let journal: String = connection.query_row("PRAGMA journal_mode", [], |row| row.get(0))?;
     if !journal.eq_ignore_ascii_case("wal") {
         connection.pragma_update(None, "journal_mode", "WAL")?;
@@ -203,7 +202,7 @@ impl StateStore for SqliteStore {
     }
 
     async fn maintain(&self) -> Result<(), StateError> {
-        self.checkpoint_if_wal_over(WAL_CHECKPOINT_BYTES).await.map(|_| ())
+        self.checkpoint(checkpoint::LOG_TRUNCATE_BYTES).await.map(|_| ())
     }
 
     async fn ledger_begin(&self, entry: &LedgerEntry) -> Result<i64, StateError> {

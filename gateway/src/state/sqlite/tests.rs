@@ -63,8 +63,8 @@ async fn a_grown_write_ahead_log_is_checkpointed_and_truncated() {
     let wal = dir.path().join(format!("{DATABASE_FILE}-wal"));
     let wal_size = || std::fs::metadata(&wal).map_or(0, |m| m.len());
     // While another connection reads (here another process's, say a backup), no checkpoint
-    // can restart the log, so it only grows; the checkpoint waits for the reader, then
-    // truncates.
+    // can copy past its snapshot or start the log over, so the log only grows; a passive
+    // checkpoint leaves it, one past the limit waits for the reader, then truncates.
     let reader = rusqlite::Connection::open(dir.path().join(DATABASE_FILE)).expect("another connection");
     reader.execute_batch("BEGIN").expect("reader");
     let _: i64 = reader
@@ -75,9 +75,10 @@ async fn a_grown_write_ahead_log_is_checkpointed_and_truncated() {
     }
     let grown = wal_size();
     assert!(grown > 64 * 1024, "the log grew to {grown} bytes");
-    assert!(!store.checkpoint_if_wal_over(grown + 1).await.expect("under the limit"));
+    assert!(!store.checkpoint(grown + 1).await.expect("passive"));
+    assert_eq!(wal_size(), grown);
     reader.execute_batch("COMMIT").expect("reader done");
-    assert!(store.checkpoint_if_wal_over(64 * 1024).await.expect("checkpoint"));
+    assert!(store.checkpoint(64 * 1024).await.expect("checkpoint"));
     assert_eq!(wal_size(), 0);
     // Nothing was lost.
     assert_eq!(
@@ -87,6 +88,42 @@ async fn a_grown_write_ahead_log_is_checkpointed_and_truncated() {
             .expect("entries")
             .len(),
         300
+    );
+}
+
+#[tokio::test]
+async fn after_a_passive_checkpoint_the_log_starts_over_in_the_same_file() {
+    let (dir, store) = fresh().await;
+    let wal = dir.path().join(format!("{DATABASE_FILE}-wal"));
+    let wal_size = || std::fs::metadata(&wal).map_or(0, |m| m.len());
+    for i in 0..100 {
+        record(&store, &upload(&format!("a{i}.whl"), 100), true).await;
+    }
+    let first = wal_size();
+    assert!(
+        store.checkpoint(u64::MAX).await.expect("checkpoint"),
+        "the whole log copied"
+    );
+    assert_eq!(wal_size(), first, "a passive checkpoint keeps the file");
+    // As much again: written over the start of the same file, not after its end.
+    for i in 0..100 {
+        record(&store, &upload(&format!("b{i}.whl"), 200), true).await;
+    }
+    let second = wal_size();
+    assert!(
+        second < first + first / 4,
+        "the log restarted: {first} bytes after the first 100 uploads, {second} after the next 100"
+    );
+    // And nothing the copy moved was lost: a fresh process reads both halves.
+    store.close().await;
+    let reopened = SqliteStore::open(dir.path()).await.expect("reopen");
+    assert_eq!(
+        reopened
+            .ledger_entries("pypi", "sample-project")
+            .await
+            .expect("entries")
+            .len(),
+        200
     );
 }
 
