@@ -68,13 +68,29 @@ macro_rules! select_ledger {
     ($($rest:literal),+) => {
         concat!(
             "SELECT id, registry, project, version, filename, sha256, size, credential, publisher, signer, \
-             source_repository, provenance_kind, provenance, request_id, created_at, state, finished_at, detail \
-             FROM ledger ",
+             source_repository, provenance_kind, ",
+            $crate::state::rows::stored_document!(),
+            " AS provenance, request_id, created_at, state, finished_at, detail \
+             FROM ledger LEFT JOIN ledger_documents ON ledger_documents.ledger_id = ledger.id ",
             $($rest),+
         )
     };
 }
 pub(crate) use select_ledger;
+
+/// A ledger row's provenance document as stored: in `ledger_documents` (joined on the row's
+/// id) for rows written since SQLite migration 7 / PostgreSQL migration 4, in the row itself
+/// before.
+macro_rules! stored_document {
+    () => {
+        "COALESCE(ledger_documents.document, ledger.provenance)"
+    };
+}
+pub(crate) use stored_document;
+
+/// What a ledger row's `provenance` column holds when the document is in `ledger_documents`:
+/// an empty value, which still says that the upload carried provenance.
+pub(crate) const DOCUMENT_KEPT_APART: &[u8] = b"";
 
 /// Decodes a ledger row selected with [`select_ledger!`].
 pub(crate) fn ledger_record(row: &impl StoreRow) -> Result<LedgerRecord, StateError> {

@@ -48,6 +48,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "provenance_summary",
         include_str!("../../../migrations/postgres/0003_provenance_summary.sql"),
     ),
+    (
+        4,
+        "ledger_documents",
+        include_str!("../../../migrations/postgres/0004_ledger_documents.sql"),
+    ),
 ];
 
 /// How to reach the database and how long to wait for it.
@@ -255,10 +260,15 @@ impl StateStore for PostgresStore {
                 "recording an upload: provenance and its kind must be both set or both unset".to_owned(),
             ));
         }
+        // One statement: the row, and its document in its own table (migration 4).
         sqlx::query_scalar::<_, i64>(
-            "INSERT INTO ledger (registry, project, version, filename, sha256, size, credential, publisher, signer, \
-             source_repository, provenance_kind, provenance, request_id, created_at, state) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'pending') RETURNING id",
+            "WITH row AS ( \
+                 INSERT INTO ledger (registry, project, version, filename, sha256, size, credential, publisher, signer, \
+                 source_repository, provenance_kind, provenance, request_id, created_at, state) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'pending') RETURNING id \
+             ), document AS ( \
+                 INSERT INTO ledger_documents (ledger_id, document) SELECT id, $15 FROM row WHERE $15::BYTEA IS NOT NULL \
+             ) SELECT id FROM row",
         )
         .bind(entry.registry.as_str())
         .bind(entry.project.as_str())
@@ -271,9 +281,10 @@ impl StateStore for PostgresStore {
         .bind(entry.signer.as_deref())
         .bind(entry.source_repository.as_deref())
         .bind(entry.provenance_kind.as_deref())
-        .bind(entry.provenance.as_deref())
+        .bind(entry.provenance.as_ref().map(|_| rows::DOCUMENT_KEPT_APART))
         .bind(entry.request_id.as_str())
         .bind(entry.created_at)
+        .bind(entry.provenance.as_deref())
         .fetch_one(self.ready().await?)
         .await
         .map_err(|e| in_context("recording an upload", e))
@@ -322,10 +333,15 @@ impl StateStore for PostgresStore {
         filename: &str,
     ) -> Result<Option<StoredProvenance>, StateError> {
         let row = sqlx::query(
-            "SELECT provenance_kind, provenance, publisher, signer, source_repository, created_at FROM ledger \
-             WHERE registry = $1 AND project = $2 AND version = $3 AND filename = $4 \
-             AND state = 'committed' AND provenance IS NOT NULL \
-             ORDER BY created_at DESC, id DESC LIMIT 1",
+            concat!(
+                "SELECT provenance_kind, ",
+                rows::stored_document!(),
+                " AS provenance, publisher, signer, source_repository, created_at \
+                 FROM ledger LEFT JOIN ledger_documents ON ledger_documents.ledger_id = ledger.id \
+                 WHERE registry = $1 AND project = $2 AND version = $3 AND filename = $4 \
+                 AND state = 'committed' AND ledger.provenance IS NOT NULL \
+                 ORDER BY created_at DESC, id DESC LIMIT 1"
+            ),
         )
         .bind(registry)
         .bind(project)

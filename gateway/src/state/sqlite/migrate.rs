@@ -36,6 +36,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "provenance_summary",
         include_str!("../../../migrations/sqlite/0006_provenance_summary.sql"),
     ),
+    (
+        7,
+        "ledger_documents",
+        include_str!("../../../migrations/sqlite/0007_ledger_documents.sql"),
+    ),
 ];
 
 /// Creates the file at `path` if needed, in WAL mode, and applies the missing migrations.

@@ -207,30 +207,41 @@ impl StateStore for SqliteStore {
 
     async fn ledger_begin(&self, entry: &LedgerEntry) -> Result<i64, StateError> {
         let size = as_integer("recording an upload: size", entry.size)?;
+        // The document goes to its own table (migration 7), in the same transaction.
+        let marker = entry.provenance.as_ref().map(|_| rows::DOCUMENT_KEPT_APART);
         self.db
             .run("recording an upload", |c| {
-                c.prepare_cached(
-                    "INSERT INTO ledger (registry, project, version, filename, sha256, size, credential, publisher, \
-                     signer, source_repository, provenance_kind, provenance, request_id, created_at, state) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 'pending')",
-                )?
-                .execute(params![
-                    entry.registry,
-                    entry.project,
-                    entry.version,
-                    entry.filename,
-                    entry.sha256,
-                    size,
-                    entry.credential,
-                    entry.publisher,
-                    entry.signer,
-                    entry.source_repository,
-                    entry.provenance_kind,
-                    entry.provenance,
-                    entry.request_id,
-                    entry.created_at,
-                ])?;
-                Ok(c.last_insert_rowid())
+                let transaction = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                transaction
+                    .prepare_cached(
+                        "INSERT INTO ledger (registry, project, version, filename, sha256, size, credential, publisher, \
+                         signer, source_repository, provenance_kind, provenance, request_id, created_at, state) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 'pending')",
+                    )?
+                    .execute(params![
+                        entry.registry,
+                        entry.project,
+                        entry.version,
+                        entry.filename,
+                        entry.sha256,
+                        size,
+                        entry.credential,
+                        entry.publisher,
+                        entry.signer,
+                        entry.source_repository,
+                        entry.provenance_kind,
+                        marker,
+                        entry.request_id,
+                        entry.created_at,
+                    ])?;
+                let id = transaction.last_insert_rowid();
+                if let Some(document) = &entry.provenance {
+                    transaction
+                        .prepare_cached("INSERT INTO ledger_documents (ledger_id, document) VALUES (?1, ?2)")?
+                        .execute(params![id, document])?;
+                }
+                transaction.commit()?;
+                Ok(id)
             })
             .await
     }
@@ -276,10 +287,15 @@ impl StateStore for SqliteStore {
         self.db
             .run("looking up stored provenance", |c| {
                 c.prepare_cached(
-                    "SELECT provenance_kind, provenance, publisher, signer, source_repository, created_at FROM ledger \
-                     WHERE registry = ?1 AND project = ?2 AND version = ?3 AND filename = ?4 \
-                     AND state = 'committed' AND provenance IS NOT NULL \
-                     ORDER BY created_at DESC, id DESC LIMIT 1",
+                    concat!(
+                        "SELECT provenance_kind, ",
+                        rows::stored_document!(),
+                        " AS provenance, publisher, signer, source_repository, created_at \
+                         FROM ledger LEFT JOIN ledger_documents ON ledger_documents.ledger_id = ledger.id \
+                         WHERE registry = ?1 AND project = ?2 AND version = ?3 AND filename = ?4 \
+                         AND state = 'committed' AND ledger.provenance IS NOT NULL \
+                         ORDER BY created_at DESC, id DESC LIMIT 1"
+                    ),
                 )?
                 .query_row(params![registry, project, version, filename], |row| {
                     Ok(rows::stored_provenance(row))

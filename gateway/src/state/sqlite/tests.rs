@@ -128,6 +128,37 @@ async fn after_a_passive_checkpoint_the_log_starts_over_in_the_same_file() {
 }
 
 #[tokio::test]
+async fn finishing_an_upload_does_not_write_its_provenance_document_again() {
+    let (dir, store) = fresh().await;
+    let wal = dir.path().join(format!("{DATABASE_FILE}-wal"));
+    let frames = || std::fs::metadata(&wal).map_or(0, |m| m.len()) / (4096 + 24);
+    // A 64 KiB document spans 16 pages. Written with the row, every finish rewrote them all
+    // (SQLite rewrites a changed row whole); kept apart, the finish writes the row's page and
+    // the pages of the indexes and summaries the commit touches.
+    let document: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
+    let entry = with_provenance(upload("big.whl", 100), "https://github.com/o/r", document.clone());
+    let before = frames();
+    let id = store.ledger_begin(&entry).await.expect("ledger_begin");
+    let begun = frames();
+    assert!(begun - before >= 16, "the document was written once: {} frames", begun - before);
+    store.ledger_finish(id, true, "200 OK", 101).await.expect("ledger_finish");
+    let finished = frames() - begun;
+    assert!(finished < 10, "the finish wrote {finished} pages");
+    // And it comes back whole, from its own table.
+    let stored = store
+        .provenance_of("pypi", "sample-project", "1.0.0", "big.whl")
+        .await
+        .expect("provenance_of")
+        .expect("stored");
+    assert!(stored.provenance == document);
+    let inline: i64 = store
+        .run(move |c| c.query_row("SELECT length(provenance) FROM ledger WHERE id = ?1", [id], |row| row.get(0)))
+        .await
+        .expect("query");
+    assert_eq!(inline, 0, "the row keeps only the empty marker");
+}
+
+#[tokio::test]
 async fn purge_removes_only_expired_rows_and_counts_them() {
     let (_dir, store) = fresh().await;
     store.claim_jti_at("iss", "old-1", 100, 0).await.expect("claim");
@@ -320,7 +351,7 @@ async fn later_migrations_are_applied_to_a_version_1_database() {
         assert!(!ledger);
     }
     let store = SqliteStore::open(dir.path()).await.expect("open store");
-    assert_eq!(applied_migrations(&store).await, vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(applied_migrations(&store).await, vec![1, 2, 3, 4, 5, 6, 7]);
     assert!(!store.claim_jti("iss", "old", FAR_FUTURE).await.expect("claim"));
     let id = record(&store, &upload("a.whl", 100), true).await;
     let rows = store.ledger_entries("pypi", "sample-project").await.expect("entries");
@@ -395,6 +426,16 @@ async fn the_provenance_summary_of_a_version_5_database_is_made_from_its_ledger(
         }
     }
     let store = SqliteStore::open(dir.path()).await.expect("open store");
+    // Documents written before migration 7 are served from the row itself.
+    assert_eq!(
+        store
+            .provenance_of("pypi", "sample-project", "1.0.0", "1.whl")
+            .await
+            .expect("provenance_of")
+            .expect("stored")
+            .provenance,
+        b"document"
+    );
     assert_eq!(
         store
             .project_provenance("pypi", "sample-project")
