@@ -172,47 +172,30 @@ pub fn start_nginx(dir: &Path, backend: SocketAddr, placement: Placement) -> Res
     Ok((process, listen))
 }
 
-/// The rules of the pass-through gateway: only the trusted publisher that signed the bench's
-/// attestation. The gateway refuses attestations from a signer that is no trusted publisher of
-/// the project (as PyPI does), rules or not, so this is the least an attested upload needs.
-pub static PUBLISHER_ONLY_RULES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        r#"
-[issuers.github]
-url = "https://token.actions.githubusercontent.com"
-kind = "github"
-[registries.pypi]
-audience = "bench"
-{}"#,
-        portcullis_e2e::pep740::TOB_RELEASE_PUBLISHER
-    )
-});
+/// The rules of the pass-through gateway: the PEP 740 suites' rules with provenance optional
+/// for the attested project (the same as no provenance rule): the GitHub issuer and the
+/// trusted publisher that signed the bench's attestation. The gateway refuses attestations
+/// from a signer that is no trusted publisher of the project (as PyPI does), rules or not, so
+/// this is the least an attested upload needs.
+pub static PUBLISHER_ONLY_RULES: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| portcullis_e2e::pep740::rules("optional"));
 
-/// The rules of the full-policy gateway: project rules, a provenance rule requiring
-/// attestations for the attested project (verified against the production trusted root), a
-/// trusted publisher, deletion rules; every upload is checked against them, the tombstones and
-/// the ledger, and recorded.
+/// The rules of the full-policy gateway: the PEP 740 suites' rules requiring attestations for
+/// the attested project (verified against the production trusted root, signed by its trusted
+/// publisher), project rules and deletion rules; every upload is checked against them, the
+/// tombstones and the ledger, and recorded.
 pub static POLICY_RULES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
-        r#"
-[issuers.github]
-url = "https://token.actions.githubusercontent.com"
-kind = "github"
-[registries.pypi]
-audience = "bench"
-max_upload_bytes = "1 GiB"
+        r#"{}
 [registries.pypi.deletion]
 window = "72h"
+
 [[registries.pypi.projects]]
 id = "no-internal"
 names = ["internal-*"]
 action = "deny"
-[[registries.pypi.provenance_rules]]
-id = "attested"
-names = ["pypi-attestations"]
-mode = "required"
-{}"#,
-        portcullis_e2e::pep740::TOB_RELEASE_PUBLISHER
+"#,
+        portcullis_e2e::pep740::rules("required")
     )
 });
 

@@ -332,17 +332,15 @@ impl StateStore for PostgresStore {
         version: &str,
         filename: &str,
     ) -> Result<Option<StoredProvenance>, StateError> {
-        let row = sqlx::query(
-            concat!(
-                "SELECT provenance_kind, ",
-                rows::stored_document!(),
-                " AS provenance, publisher, signer, source_repository, created_at \
+        let row = sqlx::query(concat!(
+            "SELECT provenance_kind, ",
+            rows::stored_document!(),
+            " AS provenance, publisher, signer, source_repository, created_at \
                  FROM ledger LEFT JOIN ledger_documents ON ledger_documents.ledger_id = ledger.id \
                  WHERE registry = $1 AND project = $2 AND version = $3 AND filename = $4 \
                  AND state = 'committed' AND ledger.provenance IS NOT NULL \
                  ORDER BY created_at DESC, id DESC LIMIT 1"
-            ),
-        )
+        ))
         .bind(registry)
         .bind(project)
         .bind(version)

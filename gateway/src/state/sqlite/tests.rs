@@ -140,8 +140,15 @@ async fn finishing_an_upload_does_not_write_its_provenance_document_again() {
     let before = frames();
     let id = store.ledger_begin(&entry).await.expect("ledger_begin");
     let begun = frames();
-    assert!(begun - before >= 16, "the document was written once: {} frames", begun - before);
-    store.ledger_finish(id, true, "200 OK", 101).await.expect("ledger_finish");
+    assert!(
+        begun - before >= 16,
+        "the document was written once: {} frames",
+        begun - before
+    );
+    store
+        .ledger_finish(id, true, "200 OK", 101)
+        .await
+        .expect("ledger_finish");
     let finished = frames() - begun;
     assert!(finished < 10, "the finish wrote {finished} pages");
     // And it comes back whole, from its own table.
@@ -152,7 +159,11 @@ async fn finishing_an_upload_does_not_write_its_provenance_document_again() {
         .expect("stored");
     assert!(stored.provenance == document);
     let inline: i64 = store
-        .run(move |c| c.query_row("SELECT length(provenance) FROM ledger WHERE id = ?1", [id], |row| row.get(0)))
+        .run(move |c| {
+            c.query_row("SELECT length(provenance) FROM ledger WHERE id = ?1", [id], |row| {
+                row.get(0)
+            })
+        })
         .await
         .expect("query");
     assert_eq!(inline, 0, "the row keeps only the empty marker");
