@@ -104,10 +104,10 @@ impl SqliteStore {
         Ok(changed == 1)
     }
 
-    /// Checkpoints the write-ahead log (`checkpoint.rs` says why this way): passively, or, when the log has
-    /// grown past `truncate_over` bytes, waiting for readers and truncating it; whether the
-    /// whole log is now in the database. Runs on the blocking pool, on a connection of its
-    /// own: the store's callers keep writing meanwhile.
+    /// Checkpoints the write-ahead log (`checkpoint.rs` says why this way): passively, or,
+    /// when the log has grown past `truncate_over` bytes, waiting for readers and truncating
+    /// it; whether the whole log is now in the database. Runs on the blocking pool, on a
+    /// connection of its own: the store's callers keep writing meanwhile.
     pub async fn checkpoint(&self, truncate_over: u64) -> Result<bool, StateError> {
         let mut log = self.path.clone().into_os_string();
         log.push("-wal");
