@@ -70,23 +70,47 @@ macro_rules! select_ledger {
             "SELECT id, registry, project, version, filename, sha256, size, credential, publisher, signer, \
              source_repository, provenance_kind, ",
             $crate::state::rows::stored_document!(),
-            " AS provenance, request_id, created_at, state, finished_at, detail \
-             FROM ledger LEFT JOIN ledger_documents ON ledger_documents.ledger_id = ledger.id ",
+            " AS provenance, request_id, created_at, state, finished_at, detail ",
+            $crate::state::rows::from_ledger!(),
             $($rest),+
         )
     };
 }
 pub(crate) use select_ledger;
 
-/// A ledger row's provenance document as stored: in `ledger_documents` (joined on the row's
-/// id) for rows written since SQLite migration 7 / PostgreSQL migration 4, in the row itself
-/// before.
+/// `SELECT` of the provenance stored with ledger rows (what [`stored_provenance`] decodes),
+/// then `$rest` (the store's `WHERE` and order, in its own parameter syntax).
+macro_rules! select_stored_provenance {
+    ($($rest:literal),+) => {
+        concat!(
+            "SELECT provenance_kind, ",
+            $crate::state::rows::stored_document!(),
+            " AS provenance, publisher, signer, source_repository, created_at ",
+            $crate::state::rows::from_ledger!(),
+            $($rest),+
+        )
+    };
+}
+pub(crate) use select_stored_provenance;
+
+/// A ledger row's provenance document as stored: in `ledger_documents` for rows written since
+/// SQLite migration 7 / PostgreSQL migration 4, in the row itself before.
 macro_rules! stored_document {
     () => {
         "COALESCE(ledger_documents.document, ledger.provenance)"
     };
 }
 pub(crate) use stored_document;
+
+/// The `FROM` clause that reaches both places of [`stored_document!`]: the ledger with its
+/// rows' documents joined on the row's id. A `WHERE` after it names the row's own `provenance`
+/// as `ledger.provenance`.
+macro_rules! from_ledger {
+    () => {
+        "FROM ledger LEFT JOIN ledger_documents ON ledger_documents.ledger_id = ledger.id "
+    };
+}
+pub(crate) use from_ledger;
 
 /// What a ledger row's `provenance` column holds when the document is in `ledger_documents`:
 /// an empty value, which still says that the upload carried provenance.

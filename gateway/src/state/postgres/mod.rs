@@ -29,7 +29,7 @@ use tokio::sync::OnceCell;
 
 use crate::clock::unix_now;
 
-use super::rows::{self, select_ledger};
+use super::rows::{self, select_ledger, select_stored_provenance};
 use super::{
     AuditRecord, DownloadKey, LedgerEntry, LedgerRecord, LedgerState, ProjectProvenance, StateError, StateStore,
     StoredProvenance, Tombstone, TombstoneKind,
@@ -332,14 +332,10 @@ impl StateStore for PostgresStore {
         version: &str,
         filename: &str,
     ) -> Result<Option<StoredProvenance>, StateError> {
-        let row = sqlx::query(concat!(
-            "SELECT provenance_kind, ",
-            rows::stored_document!(),
-            " AS provenance, publisher, signer, source_repository, created_at \
-                 FROM ledger LEFT JOIN ledger_documents ON ledger_documents.ledger_id = ledger.id \
-                 WHERE registry = $1 AND project = $2 AND version = $3 AND filename = $4 \
-                 AND state = 'committed' AND ledger.provenance IS NOT NULL \
-                 ORDER BY created_at DESC, id DESC LIMIT 1"
+        let row = sqlx::query(select_stored_provenance!(
+            "WHERE registry = $1 AND project = $2 AND version = $3 AND filename = $4 \
+             AND state = 'committed' AND ledger.provenance IS NOT NULL \
+             ORDER BY created_at DESC, id DESC LIMIT 1"
         ))
         .bind(registry)
         .bind(project)

@@ -27,7 +27,7 @@ use crate::clock::unix_now;
 
 use self::checkpoint::Checkpointer;
 use self::connection::InThread;
-use super::rows::{self, select_ledger};
+use super::rows::{self, select_ledger, select_stored_provenance};
 use super::{
     AuditRecord, DownloadKey, LedgerEntry, LedgerRecord, LedgerState, ProjectProvenance, StateError, StateStore,
     StoredProvenance, Tombstone, TombstoneKind,
@@ -286,14 +286,10 @@ impl StateStore for SqliteStore {
     ) -> Result<Option<StoredProvenance>, StateError> {
         self.db
             .run("looking up stored provenance", |c| {
-                c.prepare_cached(concat!(
-                    "SELECT provenance_kind, ",
-                    rows::stored_document!(),
-                    " AS provenance, publisher, signer, source_repository, created_at \
-                         FROM ledger LEFT JOIN ledger_documents ON ledger_documents.ledger_id = ledger.id \
-                         WHERE registry = ?1 AND project = ?2 AND version = ?3 AND filename = ?4 \
-                         AND state = 'committed' AND ledger.provenance IS NOT NULL \
-                         ORDER BY created_at DESC, id DESC LIMIT 1"
+                c.prepare_cached(select_stored_provenance!(
+                    "WHERE registry = ?1 AND project = ?2 AND version = ?3 AND filename = ?4 \
+                     AND state = 'committed' AND ledger.provenance IS NOT NULL \
+                     ORDER BY created_at DESC, id DESC LIMIT 1"
                 ))?
                 .query_row(params![registry, project, version, filename], |row| {
                     Ok(rows::stored_provenance(row))
