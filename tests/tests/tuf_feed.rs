@@ -12,16 +12,8 @@ use portcullis_e2e::pypiserver::{self, twine_upload, Pypiserver};
 use portcullis_e2e::rstuf::Rstuf;
 use portcullis_e2e::tools::make_dists;
 use portcullis_e2e::verdaccio::Verdaccio;
-use portcullis_e2e::{sha256_hex, wait_until};
+use portcullis_e2e::{sha256_hex, wait_until, PYPI_UPLOAD_RULES};
 use serde_json::Value;
-
-const RULES: &str = r#"
-[[registries.pypi.projects]]
-id = "no-internal"
-names = ["internal-*"]
-action = "deny"
-message = "internal packages go to the private index"
-"#;
 
 /// The `[registry.tuf]` lines for `rstuf`.
 fn feed_config(rstuf: &Rstuf) -> String {
@@ -71,7 +63,7 @@ fn pypi_commits_and_deletions_become_signed_targets_a_real_tuf_client_verifies()
     spec.extra = feed_config(&rstuf);
     let gateway = Gateway::builder()
         .registry(spec)
-        .rules(RULES)
+        .rules(PYPI_UPLOAD_RULES)
         .start(&work.join("gateway"));
 
     let (wheel, sdist) = make_dists(&work.join("dist"), "demo-pkg", "1.0", None);
@@ -194,7 +186,7 @@ fn the_feed_outlasts_rstuf_outages_and_a_sigkilled_gateway_and_feeds_each_commit
     let start = |spec: &RegistrySpec| {
         Gateway::builder()
             .registry(spec.clone())
-            .rules(RULES)
+            .rules(PYPI_UPLOAD_RULES)
             .start(&work.join("gateway"))
     };
     let mut gateway = start(&spec);
@@ -452,7 +444,7 @@ fn replicas_on_one_postgresql_send_each_event_once_and_a_survivor_takes_the_feed
         spec.extra = feed_config(&rstuf);
         Gateway::builder()
             .registry(spec)
-            .rules(RULES)
+            .rules(PYPI_UPLOAD_RULES)
             .config(&format!(
                 "[state]\nbackend = \"postgres\"\nurl_file = {:?}\n",
                 dir.join("dsn").display().to_string()
