@@ -74,6 +74,12 @@ impl InThread {
         }
     }
 
+    /// Holds the connection from a blocking thread (the checkpoint's, `checkpoint.rs`): the
+    /// store's callers wait on its lock, parked, until the guard is dropped.
+    pub(super) fn hold_blocking(&self) -> tokio::sync::MutexGuard<'_, Option<rusqlite::Connection>> {
+        self.connection.blocking_lock()
+    }
+
     /// Closes the connection; later calls fail as unavailable.
     pub(super) async fn close(&self) {
         let connection = self.connection.lock().await.take();

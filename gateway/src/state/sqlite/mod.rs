@@ -25,6 +25,7 @@ use rusqlite::{params, OptionalExtension as _, TransactionBehavior};
 
 use crate::clock::unix_now;
 
+pub use self::checkpoint::Checkpoint;
 use self::checkpoint::Checkpointer;
 use self::connection::InThread;
 use super::rows::{self, select_ledger, select_stored_provenance};
@@ -104,14 +105,11 @@ impl SqliteStore {
         Ok(changed == 1)
     }
 
-    /// Checkpoints the write-ahead log (`checkpoint.rs` says why this way): passively, or,
-    /// when the log has grown past `truncate_over` bytes, waiting for readers and truncating
-    /// it; whether the whole log is now in the database. Runs on the blocking pool, on a
-    /// connection of its own: the store's callers keep writing meanwhile.
-    pub async fn checkpoint(&self, truncate_over: u64) -> Result<bool, StateError> {
-        let mut log = self.path.clone().into_os_string();
-        log.push("-wal");
-        self.checkpointer.run(Path::new(&log), truncate_over).await
+    /// Checkpoints the write-ahead log (`checkpoint.rs` says why this way): passively, and when
+    /// the log holds more than [`checkpoint::TRUNCATE_FRAMES`] pages, the rest with the store's
+    /// callers held, truncating the log. Runs on the blocking pool, on a connection of its own.
+    pub async fn checkpoint(&self) -> Result<Checkpoint, StateError> {
+        self.checkpointer.run(&self.db, checkpoint::TRUNCATE_FRAMES).await
     }
 
     /// Runs `work` on the store's connection in this thread (tests inspect the schema).
@@ -202,7 +200,7 @@ impl StateStore for SqliteStore {
     }
 
     async fn maintain(&self) -> Result<(), StateError> {
-        self.checkpoint(checkpoint::LOG_TRUNCATE_BYTES).await.map(|_| ())
+        self.checkpoint().await.map(|_| ())
     }
 
     async fn ledger_begin(&self, entry: &LedgerEntry) -> Result<i64, StateError> {

@@ -58,13 +58,12 @@ async fn expired_record_may_be_reclaimed_but_live_one_may_not() {
 }
 
 #[tokio::test]
-async fn a_grown_write_ahead_log_is_checkpointed_and_truncated() {
+async fn a_log_another_process_reads_keeps_growing_until_the_reader_is_done_then_starts_over() {
     let (dir, store) = fresh().await;
     let wal = dir.path().join(format!("{DATABASE_FILE}-wal"));
     let wal_size = || std::fs::metadata(&wal).map_or(0, |m| m.len());
     // While another connection reads (here another process's, say a backup), no checkpoint
-    // can copy past its snapshot or start the log over, so the log only grows; a passive
-    // checkpoint leaves it, one past the limit waits for the reader, then truncates.
+    // can copy past its snapshot or start the log over, so the log only grows.
     let reader = rusqlite::Connection::open(dir.path().join(DATABASE_FILE)).expect("another connection");
     reader.execute_batch("BEGIN").expect("reader");
     let _: i64 = reader
@@ -75,11 +74,27 @@ async fn a_grown_write_ahead_log_is_checkpointed_and_truncated() {
     }
     let grown = wal_size();
     assert!(grown > 64 * 1024, "the log grew to {grown} bytes");
-    assert!(!store.checkpoint(grown + 1).await.expect("passive"));
-    assert_eq!(wal_size(), grown);
+    // Even told to truncate the log at any size, the checkpoint does not wait for the reader
+    // (it would hold the store's callers meanwhile): it gives up at once.
+    let asked = std::time::Instant::now();
+    assert_eq!(
+        store.checkpointer.run(&store.db, 0).await.expect("checkpoint"),
+        Checkpoint::Partial
+    );
+    assert!(
+        asked.elapsed() < connection::BUSY_TIMEOUT,
+        "the checkpoint waited {:?} for the reader",
+        asked.elapsed()
+    );
+    record(&store, &upload("during.whl", 100), true).await;
     reader.execute_batch("COMMIT").expect("reader done");
-    assert!(store.checkpoint(64 * 1024).await.expect("checkpoint"));
-    assert_eq!(wal_size(), 0);
+    assert_ne!(store.checkpoint().await.expect("checkpoint"), Checkpoint::Partial);
+    // The next uploads are written over the start of the same file.
+    let before = wal_size();
+    for i in 0..100 {
+        record(&store, &upload(&format!("g{i}.whl"), 100), true).await;
+    }
+    assert_eq!(wal_size(), before, "the log started over inside its file");
     // Nothing was lost.
     assert_eq!(
         store
@@ -87,7 +102,53 @@ async fn a_grown_write_ahead_log_is_checkpointed_and_truncated() {
             .await
             .expect("entries")
             .len(),
-        300
+        401
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_steady_writes_the_checkpoint_truncates_the_log_with_the_writers_held() {
+    const UPLOADS: usize = 1500;
+    async fn write(store: Arc<SqliteStore>, prefix: &'static str) {
+        for i in 0..UPLOADS {
+            record(store.as_ref(), &upload(&format!("{prefix}{i}.whl"), 100), true).await;
+        }
+    }
+    let wal_size = |dir: &tempfile::TempDir| {
+        std::fs::metadata(dir.path().join(format!("{DATABASE_FILE}-wal"))).map_or(0, |m| m.len())
+    };
+    // The log's size after the uploads with no checkpoint at all.
+    let (unchecked_dir, unchecked) = fresh().await;
+    let unchecked = Arc::new(unchecked);
+    write(unchecked.clone(), "u").await;
+    let unchecked = wal_size(&unchecked_dir);
+    // The same uploads with a checkpoint every few milliseconds, the writer never pausing: a
+    // commit whose transaction began while the passive copy ran appends after it, so only the
+    // truncation with the writers held (here at any size) keeps the log short.
+    let (dir, store) = fresh().await;
+    let store = Arc::new(store);
+    let writer = tokio::spawn(write(store.clone(), "c"));
+    let mut truncations = 0;
+    while !writer.is_finished() {
+        if store.checkpointer.run(&store.db, 0).await.expect("checkpoint") == Checkpoint::Truncated {
+            truncations += 1;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    writer.await.expect("writer");
+    assert!(truncations > 0, "no checkpoint truncated the log");
+    let checked = wal_size(&dir);
+    assert!(
+        checked < unchecked / 2,
+        "the log grew to {checked} bytes with checkpoints, {unchecked} without"
+    );
+    assert_eq!(
+        store
+            .ledger_entries("pypi", "sample-project")
+            .await
+            .expect("entries")
+            .len(),
+        UPLOADS
     );
 }
 
@@ -100,8 +161,10 @@ async fn after_a_passive_checkpoint_the_log_starts_over_in_the_same_file() {
         record(&store, &upload(&format!("a{i}.whl"), 100), true).await;
     }
     let first = wal_size();
-    assert!(
-        store.checkpoint(u64::MAX).await.expect("checkpoint"),
+    // Passively only (no truncation at any size): the next commit starts the log over by itself.
+    assert_eq!(
+        store.checkpointer.run(&store.db, i64::MAX).await.expect("checkpoint"),
+        Checkpoint::Copied,
         "the whole log copied"
     );
     assert_eq!(wal_size(), first, "a passive checkpoint keeps the file");
