@@ -16,8 +16,8 @@
 //! on the connection's lock meanwhile, parked, and go on the moment it is released; SQLite's
 //! own lock would have had the checkpoint race them for it. It never waits for another
 //! process: a reader's snapshot (a backup, an operator's shell) or another writer makes it give
-//! up at once, and the next one tries again. (Before, it waited up to five seconds for such a
-//! reader, holding the store's writers all that time, every second.)
+//! up at once, and the next one tries again. (Before, it could wait up to five seconds for such
+//! a reader, holding the store's writers all that time, at each tick.)
 //!
 //! Measured at the bench's 1 700 uploads a second (bench/README.md): the truncation with the
 //! connection held adds about 2 ms to an upload's p99 latency there. Tried and not kept:
