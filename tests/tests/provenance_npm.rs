@@ -306,7 +306,7 @@ fn seed_history(state_dir: &std::path::Path, repository: &str) {
             .await
             .expect("ledger_begin");
         store
-            .ledger_finish(id, true, "201", 1_700_000_001)
+            .ledger_finish(id, true, "201", 1_700_000_001, None)
             .await
             .expect("ledger_finish");
     });

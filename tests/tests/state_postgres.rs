@@ -120,8 +120,8 @@ fn two_stores_on_one_database_share_every_record() {
             .await
             .expect("begin");
         assert_eq!(b.published_at("pypi", "demo", None).await.expect("published_at"), None);
-        b.ledger_finish(id, true, "200", 101).await.expect("finish");
-        a.ledger_finish(id, false, "late", 102)
+        b.ledger_finish(id, true, "200", 101, None).await.expect("finish");
+        a.ledger_finish(id, false, "late", 102, None)
             .await
             .expect("second finish is a no-op");
         let rows = b.ledger_entries("pypi", "demo").await.expect("entries");
@@ -130,7 +130,7 @@ fn two_stores_on_one_database_share_every_record() {
         assert_eq!(rows[0].detail, "200");
         assert_eq!(rows[0].finished_at, Some(101));
         assert!(matches!(
-            a.ledger_finish(id + 1000, true, "x", 1).await,
+            a.ledger_finish(id + 1000, true, "x", 1, None).await,
             Err(StateError::Query(_))
         ));
         assert_eq!(
@@ -159,13 +159,13 @@ fn two_stores_on_one_database_share_every_record() {
                 .expect("of"),
             None
         );
-        a.ledger_finish(p1, true, "200", 201).await.expect("finish");
+        a.ledger_finish(p1, true, "200", 201, None).await.expect("finish");
         let mut later = with.clone();
         later.filename = "demo-1.2-py3-none-any.whl".to_owned();
         later.source_repository = Some("https://github.com/o/a".to_owned());
         later.created_at = 300;
         let p2 = b.ledger_begin(&later).await.expect("begin");
-        b.ledger_finish(p2, true, "200", 301).await.expect("finish");
+        b.ledger_finish(p2, true, "200", 301, None).await.expect("finish");
         let stored = b
             .provenance_of("pypi", "demo", "1.2", "demo-1.2.tar.gz")
             .await
@@ -196,7 +196,7 @@ fn two_stores_on_one_database_share_every_record() {
             0,
             "still pending"
         );
-        a.ledger_finish(dep, true, "200", 11).await.expect("finish");
+        a.ledger_finish(dep, true, "200", 11, None).await.expect("finish");
         assert_eq!(b.dependents("pypi", "demo").await.expect("dependents"), 1);
 
         // Tombstones made through one store are seen through the other, in order.
@@ -349,7 +349,7 @@ fn replicas_committing_one_project_at_once_keep_its_provenance_summary_exact() {
         ids.reverse();
         let tasks = ids.into_iter().map(|(i, id)| {
             let store = if i % 2 == 0 { a.clone() } else { b.clone() };
-            tokio::spawn(async move { store.ledger_finish(id, i % 5 != 0, "200", 2_000).await })
+            tokio::spawn(async move { store.ledger_finish(id, i % 5 != 0, "200", 2_000, None).await })
         });
         for task in tasks.collect::<Vec<_>>() {
             task.await.expect("join").expect("finish");

@@ -93,14 +93,25 @@ impl AuditLog {
     /// Appends a record: state store, file, and for deletions the webhook (in the background).
     /// Failures are logged, never passed on: the decision has been made and answered by now.
     pub async fn append(&self, entry: &AuditEntry) {
-        let line = entry.line();
-        let record = AuditRecord {
-            line: line.clone(),
-            ..entry.record.clone()
-        };
+        let record = AuditLog::stored(entry);
         if let Err(e) = self.store.append_audit(&record).await {
             tracing::error!(request_id = %record.request_id, error = %e, "the audit record could not be stored");
         }
+        self.publish(entry, record.line);
+    }
+
+    /// The record as the state store keeps it, with its JSON line: what a caller that appends
+    /// it in a transaction of its own (an upload's, with its ledger row's finish) stores.
+    pub fn stored(entry: &AuditEntry) -> AuditRecord {
+        AuditRecord {
+            line: entry.line(),
+            ..entry.record.clone()
+        }
+    }
+
+    /// The rest of [`AuditLog::append`] once the record is stored (by `append` or by the
+    /// caller): its `line` into the file, and for deletions to the webhook (in the background).
+    pub fn publish(&self, entry: &AuditEntry, line: String) {
         let written = match self.file.lock() {
             // One write per record: with O_APPEND, lines of concurrent writers (the old and the
             // new process of a graceful upgrade) never interleave.
@@ -115,7 +126,7 @@ impl AuditLog {
                 .post(url.as_str())
                 .header(http::header::CONTENT_TYPE, "application/json")
                 .body(line);
-            let request_id = record.request_id.clone();
+            let request_id = entry.record.request_id.clone();
             tokio::spawn(async move {
                 match request.send().await {
                     Ok(r) if r.status().is_success() => {}

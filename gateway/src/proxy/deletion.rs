@@ -631,7 +631,7 @@ impl Gateway {
             }
             return;
         }
-        let Some(decision) = &ctx.decision else {
+        if ctx.decision.is_none() {
             // A delete-like request refused before its changes were decided (a wrong admin
             // token, an override without a reason, an unclassifiable delete, a token scope):
             // recorded too, with what the request was.
@@ -662,19 +662,30 @@ impl Gateway {
                 }
             }
             return;
-        };
-        if decision.action != portcullis_rules::WriteAction::Upload {
+        }
+        if ctx.ledger.id.is_some() {
+            // Appended with the ledger row's finish (`ledger.rs`), in its transaction.
             return;
         }
-        let entry = AuditEntry {
+        if let Some(entry) = Self::upload_audit(ctx, base, status) {
+            self.records.audit.append(&entry).await;
+        }
+    }
+
+    /// The audit record of an upload decided by the rules (`None` for any other request), from
+    /// what every record of the request shares (`base`) and the status the client got.
+    pub(super) fn upload_audit(ctx: &RequestCtx, base: AuditRecord, status: u16) -> Option<AuditEntry> {
+        let decision = ctx
+            .decision
+            .as_ref()
+            .filter(|d| d.action == portcullis_rules::WriteAction::Upload)?;
+        let project = decision.project.as_str();
+        Some(AuditEntry {
             record: AuditRecord {
-                project: decision.project.as_str().to_owned(),
-                actor: actor(ctx, &registry, decision.project.as_str()),
+                project: project.to_owned(),
+                actor: actor(ctx, &base.registry, project),
                 action: "upload".to_owned(),
-                target: ctx
-                    .upload_target
-                    .clone()
-                    .unwrap_or_else(|| decision.project.as_str().to_owned()),
+                target: ctx.upload_target.clone().unwrap_or_else(|| project.to_owned()),
                 rule: match &ctx.refusal {
                     Some(Refusal::VersionDeleted(_) | Refusal::NameReserved(_)) => TOMBSTONE_RULE.to_owned(),
                     _ => decision.decision.rule.as_str().to_owned(),
@@ -684,8 +695,7 @@ impl Gateway {
             },
             facts: ctx.provenance_steps.clone(),
             status,
-        };
-        self.records.audit.append(&entry).await;
+        })
     }
 }
 

@@ -7,9 +7,11 @@ use pingora::Error;
 
 use super::ctx::RequestCtx;
 use super::provenance::ProvenanceRecord;
+use super::record::RequestSummary;
 use super::Gateway;
 use crate::clock::unix_now;
 use crate::config::Registry;
+use crate::deletion::audit::AuditLog;
 use crate::error::Refusal;
 use crate::protocol::pypi::UploadFacts;
 use crate::state::LedgerEntry;
@@ -102,13 +104,20 @@ impl Gateway {
     /// Called when the backend's answer arrives, before the client sees it: a 2xx means the
     /// backend committed the upload, so the row is marked committed now and the client's next
     /// request already sees it (no downgrade, source pinning).
-    pub(super) async fn ledger_backend_answered(&self, status: u16, ctx: &mut RequestCtx) {
+    pub(super) async fn ledger_backend_answered(&self, session: &Session, status: u16, ctx: &mut RequestCtx) {
         let Some(id) = ctx.ledger.take_unfinished() else {
             return;
         };
         let committed = (200..300).contains(&status);
-        self.ledger_write(ctx, id, committed, format!("backend answered {status}"))
-            .await;
+        self.ledger_write(
+            session,
+            ctx,
+            id,
+            committed,
+            format!("backend answered {status}"),
+            status,
+        )
+        .await;
     }
 
     /// At the end of the request: a row still pending (the backend never answered) is failed.
@@ -121,23 +130,46 @@ impl Gateway {
             Some(e) => format!("no backend answer (status {status}): {e}"),
             None => format!("no backend answer (status {status})"),
         };
-        self.ledger_write(ctx, id, false, detail).await;
+        self.ledger_write(session, ctx, id, false, detail, status).await;
     }
 
-    async fn ledger_write(&self, ctx: &RequestCtx, id: i64, committed: bool, detail: String) {
+    /// Finishes ledger row `id` as committed or failed and, in the same transaction, appends
+    /// the upload's audit record, with `status` as the status the client gets; then writes the
+    /// record's line to the audit file.
+    async fn ledger_write(
+        &self,
+        session: &Session,
+        ctx: &RequestCtx,
+        id: i64,
+        committed: bool,
+        detail: String,
+        status: u16,
+    ) {
         let now = unix_now();
+        let (base, _) = RequestSummary::new(self, session, ctx).audit_base(ctx);
+        let audit = Self::upload_audit(ctx, base, status);
+        let record = audit.as_ref().map(AuditLog::stored);
         let written = match self.registry(ctx) {
             Some(registry) if committed => {
-                let written = crate::tuf_feed::queue::commit(self.state().as_ref(), registry, id, &detail, now).await;
+                let written =
+                    crate::tuf_feed::queue::commit(self.state().as_ref(), registry, id, &detail, now, record.as_ref())
+                        .await;
                 if written.is_ok() && registry.tuf.is_some() {
                     self.records.feed_wake.notify_one();
                 }
                 written
             }
-            _ => self.state().ledger_finish(id, committed, &detail, now).await,
+            _ => {
+                self.state()
+                    .ledger_finish(id, committed, &detail, now, record.as_ref())
+                    .await
+            }
         };
         if let Err(e) = written {
-            tracing::error!(request_id = %ctx.id, ledger_id = id, error = %e, "the ledger row could not be finished; it stays pending");
+            tracing::error!(request_id = %ctx.id, ledger_id = id, error = %e, "the ledger row could not be finished (it stays pending), nor the upload's audit record stored");
+        }
+        if let (Some(entry), Some(record)) = (audit, record) {
+            self.records.audit.publish(&entry, record.line);
         }
     }
 }

@@ -570,12 +570,12 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if !(100..200).contains(&upstream_response.status.as_u16()) {
-            self.ledger_backend_answered(upstream_response.status.as_u16(), ctx)
+            self.ledger_backend_answered(session, upstream_response.status.as_u16(), ctx)
                 .await;
             self.deletions_answered(upstream_response.status.as_u16(), ctx).await;
         }

@@ -47,6 +47,7 @@ cases![
     dependents_count_committed_other_projects_that_are_not_deleted,
     published_at_is_the_earliest_committed_upload,
     audit_records_come_back_newest_first_per_project,
+    an_uploads_audit_record_is_appended_with_its_ledger_finish,
     committing_for_the_feed_queues_the_file_and_its_index_once,
     events_move_from_queued_to_done_retried_or_failed,
     deletions_are_queued_once_per_file_and_request,
@@ -107,7 +108,7 @@ pub async fn record(store: &dyn StateStore, entry: &LedgerEntry, committed: bool
     let id = store.ledger_begin(entry).await.expect("ledger_begin");
     let detail = if committed { "200 OK" } else { "400 Bad Request" };
     store
-        .ledger_finish(id, committed, detail, entry.created_at + 1)
+        .ledger_finish(id, committed, detail, entry.created_at + 1, None)
         .await
         .expect("ledger_finish");
     id
@@ -191,7 +192,7 @@ async fn ledger_begin_and_finish_round_trip(store: &dyn StateStore) {
         }]
     );
     store
-        .ledger_finish(id, true, "201 Created", 1_005)
+        .ledger_finish(id, true, "201 Created", 1_005, None)
         .await
         .expect("ledger_finish");
     let rows = store.ledger_entries("pypi", "sample-project").await.expect("entries");
@@ -216,19 +217,25 @@ async fn ledger_begin_and_finish_round_trip(store: &dyn StateStore) {
 async fn finishing_twice_never_flips_the_outcome(store: &dyn StateStore) {
     let good = store.ledger_begin(&upload("a.whl", 100)).await.expect("ledger_begin");
     let bad = store.ledger_begin(&upload("b.whl", 101)).await.expect("ledger_begin");
-    store.ledger_finish(good, true, "200 OK", 110).await.expect("finish");
     store
-        .ledger_finish(bad, false, "502 Bad Gateway", 111)
+        .ledger_finish(good, true, "200 OK", 110, None)
+        .await
+        .expect("finish");
+    store
+        .ledger_finish(bad, false, "502 Bad Gateway", 111, None)
         .await
         .expect("finish");
     // Repeats (the same or the opposite outcome) succeed and change nothing.
     store
-        .ledger_finish(good, false, "late failure", 120)
+        .ledger_finish(good, false, "late failure", 120, None)
         .await
         .expect("finish");
-    store.ledger_finish(good, true, "again", 121).await.expect("finish");
     store
-        .ledger_finish(bad, true, "late success", 122)
+        .ledger_finish(good, true, "again", 121, None)
+        .await
+        .expect("finish");
+    store
+        .ledger_finish(bad, true, "late success", 122, None)
         .await
         .expect("finish");
     let rows = store.ledger_entries("pypi", "sample-project").await.expect("entries");
@@ -244,7 +251,7 @@ async fn finishing_twice_never_flips_the_outcome(store: &dyn StateStore) {
         ]
     );
     let err = store
-        .ledger_finish(bad + 1_000, true, "x", 130)
+        .ledger_finish(bad + 1_000, true, "x", 130, None)
         .await
         .expect_err("unknown id");
     assert!(matches!(err, StateError::Query(_)), "{err:?}");
@@ -390,11 +397,11 @@ async fn project_provenance_counts_committed_uploads_and_lists_repositories_in_o
     // first (the ledger's order is when an upload began, not when it committed). Finishing
     // it again changes nothing.
     store
-        .ledger_finish(late, true, "200 OK", 500)
+        .ledger_finish(late, true, "200 OK", 500, None)
         .await
         .expect("ledger_finish");
     store
-        .ledger_finish(late, true, "200 OK", 501)
+        .ledger_finish(late, true, "200 OK", 501, None)
         .await
         .expect("ledger_finish again");
     assert_eq!(
@@ -429,7 +436,7 @@ async fn stale_pending_lists_only_old_pending_rows_oldest_first(store: &dyn Stat
     assert_eq!(stale[0].entry, upload("a.whl", 100));
 
     store
-        .ledger_finish(oldest, false, "reconciled", 500)
+        .ledger_finish(oldest, false, "reconciled", 500, None)
         .await
         .expect("finish");
     let ids: Vec<i64> = store
@@ -547,7 +554,7 @@ async fn dependents_count_committed_other_projects_that_are_not_deleted(store: &
             .await
             .expect("dependencies");
         if commit {
-            store.ledger_finish(id, true, "200", 101).await.expect("finish");
+            store.ledger_finish(id, true, "200", 101, None).await.expect("finish");
         }
     }
     assert_eq!(store.dependents("pypi", "sample-project").await.expect("count"), 2);
@@ -565,7 +572,7 @@ async fn published_at_is_the_earliest_committed_upload(store: &dyn StateStore) {
     );
     for (file, at, commit) in [("a.tar.gz", 300, true), ("b.whl", 200, true), ("c.whl", 100, false)] {
         let id = store.ledger_begin(&upload(file, at)).await.expect("begin");
-        store.ledger_finish(id, commit, "", at + 1).await.expect("finish");
+        store.ledger_finish(id, commit, "", at + 1, None).await.expect("finish");
     }
     assert_eq!(
         store
@@ -580,6 +587,86 @@ async fn published_at_is_the_earliest_committed_upload(store: &dyn StateStore) {
             .await
             .expect("at"),
         None
+    );
+}
+
+/// An upload's audit record for request `request_id` of `sample-project`.
+fn upload_audit(request_id: &str, at: i64) -> AuditRecord {
+    AuditRecord {
+        at,
+        request_id: request_id.into(),
+        registry: "pypi".into(),
+        project: "sample-project".into(),
+        actor: "token:t1".into(),
+        action: "upload".into(),
+        target: "sample_project-1.0.0.tar.gz".into(),
+        outcome: "allow".into(),
+        rule: "default".into(),
+        rules_revision: "0123456789abcdef".into(),
+        code: String::new(),
+        reason: String::new(),
+        line: format!("{{\"request_id\":\"{request_id}\"}}"),
+    }
+}
+
+async fn an_uploads_audit_record_is_appended_with_its_ledger_finish(store: &dyn StateStore) {
+    let audited = |limit| async move {
+        store
+            .audit_of_project("pypi", "sample-project", limit)
+            .await
+            .expect("audit")
+            .into_iter()
+            .map(|r| (r.request_id, r.line))
+            .collect::<Vec<_>>()
+    };
+    let id = store.ledger_begin(&upload("a.tar.gz", 100)).await.expect("begin");
+    store
+        .ledger_finish(id, true, "200 OK", 101, Some(&upload_audit("r1", 101)))
+        .await
+        .expect("finish");
+    assert_eq!(
+        audited(10).await,
+        [("r1".to_owned(), "{\"request_id\":\"r1\"}".to_owned())]
+    );
+    // Through the feed's commit too.
+    let fed = store.ledger_begin(&upload("b.tar.gz", 110)).await.expect("begin");
+    store
+        .ledger_commit_fed(fed, "200 OK", 111, false, Some(&upload_audit("r2", 111)))
+        .await
+        .expect("commit");
+    // A row already finished keeps its outcome; the request's record is still appended.
+    store
+        .ledger_finish(id, false, "late", 120, Some(&upload_audit("r3", 120)))
+        .await
+        .expect("late finish");
+    store
+        .ledger_commit_fed(fed, "again", 121, false, Some(&upload_audit("r4", 121)))
+        .await
+        .expect("again");
+    // An id that names no row appends nothing.
+    assert!(store
+        .ledger_finish(id + 1_000, true, "x", 130, Some(&upload_audit("r5", 130)))
+        .await
+        .is_err());
+    assert!(store
+        .ledger_commit_fed(id + 1_000, "x", 131, false, Some(&upload_audit("r6", 131)))
+        .await
+        .is_err());
+    let requests: Vec<_> = audited(10).await.into_iter().map(|(request, _)| request).collect();
+    assert_eq!(requests, ["r4", "r3", "r2", "r1"]);
+    let states: Vec<_> = store
+        .ledger_entries("pypi", "sample-project")
+        .await
+        .expect("entries")
+        .into_iter()
+        .map(|r| (r.state, r.detail))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (LedgerState::Committed, "200 OK".to_owned()),
+            (LedgerState::Committed, "200 OK".to_owned())
+        ]
     );
 }
 

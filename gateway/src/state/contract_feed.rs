@@ -20,7 +20,10 @@ pub(super) async fn committing_for_the_feed_queues_the_file_and_its_index_once(s
     let mut entry = upload("sample_project-1.0.0.tar.gz", 100);
     entry.publisher = Some("github:octo/sample".into());
     let id = store.ledger_begin(&entry).await.expect("begin");
-    store.ledger_commit_fed(id, "200 OK", 105, true).await.expect("commit");
+    store
+        .ledger_commit_fed(id, "200 OK", 105, true, None)
+        .await
+        .expect("commit");
     let events = store.feed_open("pypi", 10).await.expect("open");
     assert_eq!(events.len(), 2, "{events:?}");
     let (add, index) = (&events[0], &events[1]);
@@ -48,8 +51,14 @@ pub(super) async fn committing_for_the_feed_queues_the_file_and_its_index_once(s
         (LedgerState::Committed, Some(105))
     );
     // Committing again, or finishing it failed, changes and queues nothing.
-    store.ledger_commit_fed(id, "again", 200, true).await.expect("again");
-    store.ledger_finish(id, false, "late", 201).await.expect("late finish");
+    store
+        .ledger_commit_fed(id, "again", 200, true, None)
+        .await
+        .expect("again");
+    store
+        .ledger_finish(id, false, "late", 201, None)
+        .await
+        .expect("late finish");
     assert_eq!(open(store).await.len(), 2);
     assert_eq!(
         store.ledger_entries("pypi", "sample-project").await.expect("entries")[0].detail,
@@ -59,16 +68,19 @@ pub(super) async fn committing_for_the_feed_queues_the_file_and_its_index_once(s
     // A failed upload is never queued, and an unknown id is an error.
     let failed = record(store, &upload("sample_project-1.0.0-py3-none-any.whl", 110), false).await;
     store
-        .ledger_commit_fed(failed, "200 OK", 120, false)
+        .ledger_commit_fed(failed, "200 OK", 120, false, None)
         .await
         .expect("no-op");
     assert_eq!(open(store).await.len(), 2);
     assert!(matches!(
-        store.ledger_commit_fed(999_999, "200 OK", 120, false).await,
+        store.ledger_commit_fed(999_999, "200 OK", 120, false, None).await,
         Err(StateError::Query(_))
     ));
     let plain = store.ledger_begin(&upload("other.tar.gz", 130)).await.expect("begin");
-    store.ledger_commit_fed(plain, "201", 131, false).await.expect("commit");
+    store
+        .ledger_commit_fed(plain, "201", 131, false, None)
+        .await
+        .expect("commit");
     assert_eq!(
         open(store).await,
         [
@@ -83,7 +95,10 @@ pub(super) async fn events_move_from_queued_to_done_retried_or_failed(store: &dy
     let mut ids = Vec::new();
     for (i, name) in ["a.tar.gz", "b.tar.gz", "c.tar.gz"].into_iter().enumerate() {
         let id = store.ledger_begin(&upload(name, 100 + i as i64)).await.expect("begin");
-        store.ledger_commit_fed(id, "200", 110, false).await.expect("commit");
+        store
+            .ledger_commit_fed(id, "200", 110, false, None)
+            .await
+            .expect("commit");
         ids.push(id);
     }
     let events: Vec<i64> = store

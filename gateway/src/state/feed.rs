@@ -9,7 +9,7 @@
 use async_trait::async_trait;
 
 use super::rows::{undecodable, StoreRow};
-use super::StateError;
+use super::{AuditRecord, StateError};
 
 /// What an event changes in the TUF metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -169,9 +169,17 @@ pub struct FeedStatus {
 #[async_trait]
 pub trait FeedStore: Send + Sync {
     /// Finishes the pending ledger row `id` as committed (as [`super::StateStore::ledger_finish`]
-    /// does) and, in the same transaction, queues its file for the feed, and its project's index
-    /// page when `index`. A row that is already finished changes nothing and queues nothing.
-    async fn ledger_commit_fed(&self, id: i64, detail: &str, now: i64, index: bool) -> Result<(), StateError>;
+    /// does, appending `audit` with it) and, in the same transaction, queues its file for the
+    /// feed, and its project's index page when `index`. A row that is already finished changes
+    /// nothing and queues nothing.
+    async fn ledger_commit_fed(
+        &self,
+        id: i64,
+        detail: &str,
+        now: i64,
+        index: bool,
+        audit: Option<&AuditRecord>,
+    ) -> Result<(), StateError>;
 
     /// Queues the deletion of the files of ledger rows `ledger_ids` (all of `registry`'s
     /// `project`) by request `request_id`, and the project's index page when `index`, in one

@@ -85,8 +85,18 @@ pub trait StateStore: FeedStore + Send + Sync {
     ///
     /// Finishing a row that is already finished changes nothing and succeeds, so a committed
     /// row never turns failed (or the reverse). An id that names no row is a
-    /// [`StateError::Query`].
-    async fn ledger_finish(&self, id: i64, committed: bool, detail: &str, now: i64) -> Result<(), StateError>;
+    /// [`StateError::Query`], and changes nothing.
+    ///
+    /// `audit`, the upload's audit record, is appended in the same transaction (one commit
+    /// instead of two per upload), whether or not the row was still pending.
+    async fn ledger_finish(
+        &self,
+        id: i64,
+        committed: bool,
+        detail: &str,
+        now: i64,
+        audit: Option<&AuditRecord>,
+    ) -> Result<(), StateError>;
 
     /// The provenance stored with the newest committed upload of this file that carried
     /// provenance; `None` when there is none. Pending and failed uploads are never served.

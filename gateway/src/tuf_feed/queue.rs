@@ -5,24 +5,26 @@ use portcullis_rules::Protocol;
 
 use crate::config::Registry;
 use crate::protocol::same_version;
-use crate::state::{LedgerRecord, LedgerState, StateError, StateStore, TombstoneKind};
+use crate::state::{AuditRecord, LedgerRecord, LedgerState, StateError, StateStore, TombstoneKind};
 
-/// Finishes ledger row `id` as committed; for a fed registry the file (and its project's
-/// index page, when pages are signed) is queued in the same transaction.
+/// Finishes ledger row `id` as committed, appending `audit` with it; for a fed registry the
+/// file (and its project's index page, when pages are signed) is queued in the same
+/// transaction.
 pub async fn commit(
     state: &dyn StateStore,
     registry: &Registry,
     id: i64,
     detail: &str,
     now: i64,
+    audit: Option<&AuditRecord>,
 ) -> Result<(), StateError> {
     match &registry.tuf {
         Some(feed) => {
             state
-                .ledger_commit_fed(id, detail, now, feed.index_path.is_some())
+                .ledger_commit_fed(id, detail, now, feed.index_path.is_some(), audit)
                 .await
         }
-        None => state.ledger_finish(id, true, detail, now).await,
+        None => state.ledger_finish(id, true, detail, now, audit).await,
     }
 }
 

@@ -90,12 +90,19 @@ async fn settle_pending(feeder: &TufFeeder, fed: &Fed, row: &LedgerRecord, now: 
             row.id,
             "reconciled: the backend serves the uploaded file",
             now,
+            None,
         )
         .await
         .map(|()| "committed"),
         Ok(Served::Missing) => feeder
             .state
-            .ledger_finish(row.id, false, "reconciled: the backend does not serve the file", now)
+            .ledger_finish(
+                row.id,
+                false,
+                "reconciled: the backend does not serve the file",
+                now,
+                None,
+            )
             .await
             .map(|()| "failed"),
         Ok(Served::Differs(why)) => {

@@ -3,13 +3,22 @@
 
 use async_trait::async_trait;
 
-use super::{in_context, PostgresStore};
+use super::{in_context, insert_audit, ledger_row_exists, PostgresStore};
 use crate::state::feed::{add_status_row, feed_event, select_feed};
-use crate::state::{rows, FeedEvent, FeedSettlement, FeedState, FeedStatus, FeedStore, StateError, Tombstone};
+use crate::state::{
+    rows, AuditRecord, FeedEvent, FeedSettlement, FeedState, FeedStatus, FeedStore, StateError, Tombstone,
+};
 
 #[async_trait]
 impl FeedStore for PostgresStore {
-    async fn ledger_commit_fed(&self, id: i64, detail: &str, now: i64, index: bool) -> Result<(), StateError> {
+    async fn ledger_commit_fed(
+        &self,
+        id: i64,
+        detail: &str,
+        now: i64,
+        index: bool,
+        audit: Option<&AuditRecord>,
+    ) -> Result<(), StateError> {
         let doing = "committing an upload for the TUF feed";
         let mut tx = self.ready().await?.begin().await.map_err(|e| in_context(doing, e))?;
         let changed = sqlx::query(
@@ -22,19 +31,14 @@ impl FeedStore for PostgresStore {
         .await
         .map_err(|e| in_context(doing, e))?
         .rows_affected();
-        if changed == 0 {
-            let exists = sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM ledger WHERE id = $1)")
-                .bind(id)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(|e| in_context(doing, e))?;
-            return if exists {
-                Ok(())
-            } else {
-                Err(StateError::Query(format!("{doing}: no ledger row has id {id}")))
-            };
+        if changed == 0 && !ledger_row_exists(&mut tx, id).await.map_err(|e| in_context(doing, e))? {
+            return Err(StateError::Query(format!("{doing}: no ledger row has id {id}")));
         }
-        for (action, wanted) in [("add", true), ("index", index)] {
+        if let Some(record) = audit {
+            insert_audit(&mut *tx, record).await.map_err(|e| in_context(doing, e))?;
+        }
+        // A row finished before queues nothing.
+        for (action, wanted) in [("add", changed > 0), ("index", changed > 0 && index)] {
             if !wanted {
                 continue;
             }

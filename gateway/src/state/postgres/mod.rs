@@ -290,39 +290,40 @@ impl StateStore for PostgresStore {
         .map_err(|e| in_context("recording an upload", e))
     }
 
-    async fn ledger_finish(&self, id: i64, committed: bool, detail: &str, now: i64) -> Result<(), StateError> {
+    async fn ledger_finish(
+        &self,
+        id: i64,
+        committed: bool,
+        detail: &str,
+        now: i64,
+        audit: Option<&AuditRecord>,
+    ) -> Result<(), StateError> {
+        let doing = "finishing an upload";
         let state = if committed {
             LedgerState::Committed
         } else {
             LedgerState::Failed
         };
-        let pool = self.ready().await?;
+        let mut tx = self.ready().await?.begin().await.map_err(|e| in_context(doing, e))?;
         // Only a pending row changes, so a repeated or late finish can never flip the outcome.
-        let done = sqlx::query(
+        let changed = sqlx::query(
             "UPDATE ledger SET state = $2, finished_at = $3, detail = $4 WHERE id = $1 AND state = 'pending'",
         )
         .bind(id)
         .bind(state.as_str())
         .bind(now)
         .bind(detail)
-        .execute(pool)
+        .execute(&mut *tx)
         .await
-        .map_err(|e| in_context("finishing an upload", e))?;
-        if done.rows_affected() > 0 {
-            return Ok(());
+        .map_err(|e| in_context(doing, e))?
+        .rows_affected();
+        if changed == 0 && !ledger_row_exists(&mut tx, id).await.map_err(|e| in_context(doing, e))? {
+            return Err(StateError::Query(format!("{doing}: no ledger row has id {id}")));
         }
-        let exists = sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM ledger WHERE id = $1)")
-            .bind(id)
-            .fetch_one(pool)
-            .await
-            .map_err(|e| in_context("finishing an upload", e))?;
-        if exists {
-            Ok(())
-        } else {
-            Err(StateError::Query(format!(
-                "finishing an upload: no ledger row has id {id}"
-            )))
+        if let Some(record) = audit {
+            insert_audit(&mut *tx, record).await.map_err(|e| in_context(doing, e))?;
         }
+        tx.commit().await.map_err(|e| in_context(doing, e))
     }
 
     async fn provenance_of(
@@ -534,27 +535,9 @@ impl StateStore for PostgresStore {
     }
 
     async fn append_audit(&self, record: &AuditRecord) -> Result<i64, StateError> {
-        sqlx::query_scalar::<_, i64>(
-            "INSERT INTO audit (at, request_id, registry, project, actor, action, target, outcome, rule, \
-             rules_revision, code, reason, line) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-             RETURNING id",
-        )
-        .bind(record.at)
-        .bind(record.request_id.as_str())
-        .bind(record.registry.as_str())
-        .bind(record.project.as_str())
-        .bind(record.actor.as_str())
-        .bind(record.action.as_str())
-        .bind(record.target.as_str())
-        .bind(record.outcome.as_str())
-        .bind(record.rule.as_str())
-        .bind(record.rules_revision.as_str())
-        .bind(record.code.as_str())
-        .bind(record.reason.as_str())
-        .bind(record.line.as_str())
-        .fetch_one(self.ready().await?)
-        .await
-        .map_err(|e| in_context("appending to the audit log", e))
+        insert_audit(self.ready().await?, record)
+            .await
+            .map_err(|e| in_context("appending to the audit log", e))
     }
 
     async fn audit_of_project(
@@ -575,6 +558,38 @@ impl StateStore for PostgresStore {
         .map_err(|e| in_context("reading the audit log", e))?;
         rows.iter().map(rows::audit_record).collect()
     }
+}
+
+/// Appends an audit record through `executor` (the pool or a transaction); returns its id.
+async fn insert_audit<'e>(executor: impl sqlx::PgExecutor<'e>, record: &AuditRecord) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar::<_, i64>(
+        "INSERT INTO audit (at, request_id, registry, project, actor, action, target, outcome, rule, \
+         rules_revision, code, reason, line) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+         RETURNING id",
+    )
+    .bind(record.at)
+    .bind(record.request_id.as_str())
+    .bind(record.registry.as_str())
+    .bind(record.project.as_str())
+    .bind(record.actor.as_str())
+    .bind(record.action.as_str())
+    .bind(record.target.as_str())
+    .bind(record.outcome.as_str())
+    .bind(record.rule.as_str())
+    .bind(record.rules_revision.as_str())
+    .bind(record.code.as_str())
+    .bind(record.reason.as_str())
+    .bind(record.line.as_str())
+    .fetch_one(executor)
+    .await
+}
+
+/// Whether ledger row `id` exists, inside transaction `tx`.
+async fn ledger_row_exists(tx: &mut sqlx::PgConnection, id: i64) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM ledger WHERE id = $1)")
+        .bind(id)
+        .fetch_one(tx)
+        .await
 }
 
 /// Classifies a sqlx error by SQLSTATE class, prefixing what was being done: connection

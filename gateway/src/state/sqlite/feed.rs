@@ -3,9 +3,11 @@
 use async_trait::async_trait;
 use rusqlite::{params, TransactionBehavior};
 
-use super::SqliteStore;
+use super::{insert_audit, ledger_row_exists, SqliteStore};
 use crate::state::feed::{add_status_row, feed_event, select_feed};
-use crate::state::{rows, FeedEvent, FeedSettlement, FeedState, FeedStatus, FeedStore, StateError, Tombstone};
+use crate::state::{
+    rows, AuditRecord, FeedEvent, FeedSettlement, FeedState, FeedStatus, FeedStore, StateError, Tombstone,
+};
 
 /// `ids` as the JSON array `json_each` reads.
 fn id_list(doing: &str, ids: &[i64]) -> Result<String, StateError> {
@@ -14,7 +16,14 @@ fn id_list(doing: &str, ids: &[i64]) -> Result<String, StateError> {
 
 #[async_trait]
 impl FeedStore for SqliteStore {
-    async fn ledger_commit_fed(&self, id: i64, detail: &str, now: i64, index: bool) -> Result<(), StateError> {
+    async fn ledger_commit_fed(
+        &self,
+        id: i64,
+        detail: &str,
+        now: i64,
+        index: bool,
+        audit: Option<&AuditRecord>,
+    ) -> Result<(), StateError> {
         let exists = self
             .db
             .run("committing an upload for the TUF feed", |c| {
@@ -25,17 +34,21 @@ impl FeedStore for SqliteStore {
                          WHERE id = ?1 AND state = 'pending'",
                     )?
                     .execute(params![id, now, detail])?;
-                if changed == 0 {
-                    return tx
-                        .prepare_cached("SELECT EXISTS (SELECT 1 FROM ledger WHERE id = ?1)")?
-                        .query_row([id], |row| row.get(0));
+                if changed == 0 && !ledger_row_exists(&tx, id)? {
+                    return Ok(false);
                 }
-                tx.prepare_cached(
-                    "INSERT INTO tuf_outbox (registry, action, ledger_id, project, request_id, created_at, next_attempt_at) \
-                     SELECT registry, 'add', id, project, request_id, ?2, ?2 FROM ledger WHERE id = ?1",
-                )?
-                .execute(params![id, now])?;
-                if index {
+                if let Some(record) = audit {
+                    insert_audit(&tx, record)?;
+                }
+                // A row finished before queues nothing.
+                if changed > 0 {
+                    tx.prepare_cached(
+                        "INSERT INTO tuf_outbox (registry, action, ledger_id, project, request_id, created_at, next_attempt_at) \
+                         SELECT registry, 'add', id, project, request_id, ?2, ?2 FROM ledger WHERE id = ?1",
+                    )?
+                    .execute(params![id, now])?;
+                }
+                if changed > 0 && index {
                     tx.prepare_cached(
                         "INSERT INTO tuf_outbox (registry, action, ledger_id, project, request_id, created_at, next_attempt_at) \
                          SELECT registry, 'index', NULL, project, request_id, ?2, ?2 FROM ledger WHERE id = ?1",

@@ -139,6 +139,36 @@ fn open_connection(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
     Ok(connection)
 }
 
+/// Appends an audit record on `c` (a connection or a transaction); returns its id.
+fn insert_audit(c: &rusqlite::Connection, record: &AuditRecord) -> rusqlite::Result<i64> {
+    c.prepare_cached(
+        "INSERT INTO audit (at, request_id, registry, project, actor, action, target, outcome, rule, \
+         rules_revision, code, reason, line) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?
+    .execute(params![
+        record.at,
+        record.request_id,
+        record.registry,
+        record.project,
+        record.actor,
+        record.action,
+        record.target,
+        record.outcome,
+        record.rule,
+        record.rules_revision,
+        record.code,
+        record.reason,
+        record.line,
+    ])?;
+    Ok(c.last_insert_rowid())
+}
+
+/// Whether ledger row `id` exists, on `c` (a connection or a transaction).
+fn ledger_row_exists(c: &rusqlite::Connection, id: i64) -> rusqlite::Result<bool> {
+    c.prepare_cached("SELECT EXISTS (SELECT 1 FROM ledger WHERE id = ?1)")?
+        .query_row([id], |row| row.get(0))
+}
+
 /// A size or count the ledger stores as INTEGER.
 fn as_integer(doing: &str, n: u64) -> Result<i64, StateError> {
     i64::try_from(n).map_err(|_| StateError::Query(format!("{doing}: {n} is too large")))
@@ -244,7 +274,14 @@ impl StateStore for SqliteStore {
             .await
     }
 
-    async fn ledger_finish(&self, id: i64, committed: bool, detail: &str, now: i64) -> Result<(), StateError> {
+    async fn ledger_finish(
+        &self,
+        id: i64,
+        committed: bool,
+        detail: &str,
+        now: i64,
+        audit: Option<&AuditRecord>,
+    ) -> Result<(), StateError> {
         let state = if committed {
             LedgerState::Committed
         } else {
@@ -254,16 +291,20 @@ impl StateStore for SqliteStore {
         let exists = self
             .db
             .run("finishing an upload", |c| {
-                let changed = c
+                let transaction = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let changed = transaction
                     .prepare_cached(
                         "UPDATE ledger SET state = ?2, finished_at = ?3, detail = ?4 WHERE id = ?1 AND state = 'pending'",
                     )?
                     .execute(params![id, state.as_str(), now, detail])?;
-                if changed > 0 {
-                    return Ok(true);
+                if changed == 0 && !ledger_row_exists(&transaction, id)? {
+                    return Ok(false);
                 }
-                c.prepare_cached("SELECT EXISTS (SELECT 1 FROM ledger WHERE id = ?1)")?
-                    .query_row([id], |row| row.get(0))
+                if let Some(record) = audit {
+                    insert_audit(&transaction, record)?;
+                }
+                transaction.commit()?;
+                Ok(true)
             })
             .await?;
         if exists {
@@ -497,28 +538,7 @@ impl StateStore for SqliteStore {
 
     async fn append_audit(&self, record: &AuditRecord) -> Result<i64, StateError> {
         self.db
-            .run("appending to the audit log", |c| {
-                c.prepare_cached(
-                    "INSERT INTO audit (at, request_id, registry, project, actor, action, target, outcome, rule, \
-                     rules_revision, code, reason, line) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-                )?
-                .execute(params![
-                    record.at,
-                    record.request_id,
-                    record.registry,
-                    record.project,
-                    record.actor,
-                    record.action,
-                    record.target,
-                    record.outcome,
-                    record.rule,
-                    record.rules_revision,
-                    record.code,
-                    record.reason,
-                    record.line,
-                ])?;
-                Ok(c.last_insert_rowid())
-            })
+            .run("appending to the audit log", |c| insert_audit(c, record))
             .await
     }
 

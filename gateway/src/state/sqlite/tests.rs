@@ -209,7 +209,7 @@ async fn finishing_an_upload_does_not_write_its_provenance_document_again() {
         begun - before
     );
     store
-        .ledger_finish(id, true, "200 OK", 101)
+        .ledger_finish(id, true, "200 OK", 101, None)
         .await
         .expect("ledger_finish");
     let finished = frames() - begun;
@@ -545,7 +545,7 @@ async fn usable_as_a_trait_object() {
     assert!(!store.claim_jti("iss", "dyn", FAR_FUTURE).await.expect("claim"));
     let id = store.ledger_begin(&upload("dyn.whl", 100)).await.expect("ledger_begin");
     store
-        .ledger_finish(id, true, "200 OK", 101)
+        .ledger_finish(id, true, "200 OK", 101, None)
         .await
         .expect("ledger_finish");
     assert_eq!(
