@@ -3,10 +3,10 @@
 
 use async_trait::async_trait;
 
-use super::{in_context, insert_audit, ledger_row_exists, PostgresStore};
+use super::{finish_row, in_context, PostgresStore};
 use crate::state::feed::{add_status_row, feed_event, select_feed};
 use crate::state::{
-    rows, AuditRecord, FeedEvent, FeedSettlement, FeedState, FeedStatus, FeedStore, StateError, Tombstone,
+    rows, AuditRecord, FeedEvent, FeedSettlement, FeedState, FeedStatus, FeedStore, LedgerState, StateError, Tombstone,
 };
 
 #[async_trait]
@@ -21,24 +21,9 @@ impl FeedStore for PostgresStore {
     ) -> Result<(), StateError> {
         let doing = "committing an upload for the TUF feed";
         let mut tx = self.ready().await?.begin().await.map_err(|e| in_context(doing, e))?;
-        let changed = sqlx::query(
-            "UPDATE ledger SET state = 'committed', finished_at = $2, detail = $3 WHERE id = $1 AND state = 'pending'",
-        )
-        .bind(id)
-        .bind(now)
-        .bind(detail)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| in_context(doing, e))?
-        .rows_affected();
-        if changed == 0 && !ledger_row_exists(&mut tx, id).await.map_err(|e| in_context(doing, e))? {
-            return Err(StateError::Query(format!("{doing}: no ledger row has id {id}")));
-        }
-        if let Some(record) = audit {
-            insert_audit(&mut *tx, record).await.map_err(|e| in_context(doing, e))?;
-        }
+        let changed = finish_row(&mut tx, (id, LedgerState::Committed, detail, now), audit, doing).await?;
         // A row finished before queues nothing.
-        for (action, wanted) in [("add", changed > 0), ("index", changed > 0 && index)] {
+        for (action, wanted) in [("add", changed), ("index", changed && index)] {
             if !wanted {
                 continue;
             }

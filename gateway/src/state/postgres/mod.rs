@@ -305,24 +305,7 @@ impl StateStore for PostgresStore {
             LedgerState::Failed
         };
         let mut tx = self.ready().await?.begin().await.map_err(|e| in_context(doing, e))?;
-        // Only a pending row changes, so a repeated or late finish can never flip the outcome.
-        let changed = sqlx::query(
-            "UPDATE ledger SET state = $2, finished_at = $3, detail = $4 WHERE id = $1 AND state = 'pending'",
-        )
-        .bind(id)
-        .bind(state.as_str())
-        .bind(now)
-        .bind(detail)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| in_context(doing, e))?
-        .rows_affected();
-        if changed == 0 && !ledger_row_exists(&mut tx, id).await.map_err(|e| in_context(doing, e))? {
-            return Err(StateError::Query(format!("{doing}: no ledger row has id {id}")));
-        }
-        if let Some(record) = audit {
-            insert_audit(&mut *tx, record).await.map_err(|e| in_context(doing, e))?;
-        }
+        finish_row(&mut tx, (id, state, detail, now), audit, doing).await?;
         tx.commit().await.map_err(|e| in_context(doing, e))
     }
 
@@ -584,12 +567,41 @@ async fn insert_audit<'e>(executor: impl sqlx::PgExecutor<'e>, record: &AuditRec
     .await
 }
 
-/// Whether ledger row `id` exists, inside transaction `tx`.
-async fn ledger_row_exists(tx: &mut sqlx::PgConnection, id: i64) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM ledger WHERE id = $1)")
-        .bind(id)
-        .fetch_one(tx)
-        .await
+/// Finishes pending ledger row `id` as `state` with its `detail` and time, and appends `audit`,
+/// inside transaction `tx`: whether the row changed (`false`: it was finished before, and
+/// keeps its outcome). An id that names no row is a [`StateError::Query`] (`doing` names the
+/// operation in errors).
+async fn finish_row(
+    tx: &mut sqlx::PgConnection,
+    (id, state, detail, now): (i64, LedgerState, &str, i64),
+    audit: Option<&AuditRecord>,
+    doing: &str,
+) -> Result<bool, StateError> {
+    // Only a pending row changes, so a repeated or late finish can never flip the outcome.
+    let changed =
+        sqlx::query("UPDATE ledger SET state = $2, finished_at = $3, detail = $4 WHERE id = $1 AND state = 'pending'")
+            .bind(id)
+            .bind(state.as_str())
+            .bind(now)
+            .bind(detail)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| in_context(doing, e))?
+            .rows_affected()
+            > 0;
+    let exists = changed
+        || sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM ledger WHERE id = $1)")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| in_context(doing, e))?;
+    if !exists {
+        return Err(StateError::Query(format!("{doing}: no ledger row has id {id}")));
+    }
+    if let Some(record) = audit {
+        insert_audit(&mut *tx, record).await.map_err(|e| in_context(doing, e))?;
+    }
+    Ok(changed)
 }
 
 /// Classifies a sqlx error by SQLSTATE class, prefixing what was being done: connection

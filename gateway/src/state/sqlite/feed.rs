@@ -3,10 +3,10 @@
 use async_trait::async_trait;
 use rusqlite::{params, TransactionBehavior};
 
-use super::{insert_audit, ledger_row_exists, SqliteStore};
+use super::{finish_row, SqliteStore};
 use crate::state::feed::{add_status_row, feed_event, select_feed};
 use crate::state::{
-    rows, AuditRecord, FeedEvent, FeedSettlement, FeedState, FeedStatus, FeedStore, StateError, Tombstone,
+    rows, AuditRecord, FeedEvent, FeedSettlement, FeedState, FeedStatus, FeedStore, LedgerState, StateError, Tombstone,
 };
 
 /// `ids` as the JSON array `json_each` reads.
@@ -28,27 +28,18 @@ impl FeedStore for SqliteStore {
             .db
             .run("committing an upload for the TUF feed", |c| {
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let changed = tx
-                    .prepare_cached(
-                        "UPDATE ledger SET state = 'committed', finished_at = ?2, detail = ?3 \
-                         WHERE id = ?1 AND state = 'pending'",
-                    )?
-                    .execute(params![id, now, detail])?;
-                if changed == 0 && !ledger_row_exists(&tx, id)? {
+                let Some(changed) = finish_row(&tx, (id, LedgerState::Committed, detail, now), audit)? else {
                     return Ok(false);
-                }
-                if let Some(record) = audit {
-                    insert_audit(&tx, record)?;
-                }
+                };
                 // A row finished before queues nothing.
-                if changed > 0 {
+                if changed {
                     tx.prepare_cached(
                         "INSERT INTO tuf_outbox (registry, action, ledger_id, project, request_id, created_at, next_attempt_at) \
                          SELECT registry, 'add', id, project, request_id, ?2, ?2 FROM ledger WHERE id = ?1",
                     )?
                     .execute(params![id, now])?;
                 }
-                if changed > 0 && index {
+                if changed && index {
                     tx.prepare_cached(
                         "INSERT INTO tuf_outbox (registry, action, ledger_id, project, request_id, created_at, next_attempt_at) \
                          SELECT registry, 'index', NULL, project, request_id, ?2, ?2 FROM ledger WHERE id = ?1",

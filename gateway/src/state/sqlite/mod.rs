@@ -163,10 +163,32 @@ fn insert_audit(c: &rusqlite::Connection, record: &AuditRecord) -> rusqlite::Res
     Ok(c.last_insert_rowid())
 }
 
-/// Whether ledger row `id` exists, on `c` (a connection or a transaction).
-fn ledger_row_exists(c: &rusqlite::Connection, id: i64) -> rusqlite::Result<bool> {
-    c.prepare_cached("SELECT EXISTS (SELECT 1 FROM ledger WHERE id = ?1)")?
-        .query_row([id], |row| row.get(0))
+/// Finishes pending ledger row `id` as `state` with its `detail` and time, and appends `audit`,
+/// inside transaction `tx`: whether the row changed (`false`: it was finished before, and
+/// keeps its outcome), or `None`, appending nothing, when no row has that id.
+fn finish_row(
+    tx: &rusqlite::Transaction<'_>,
+    (id, state, detail, now): (i64, LedgerState, &str, i64),
+    audit: Option<&AuditRecord>,
+) -> rusqlite::Result<Option<bool>> {
+    // Only a pending row changes, so a repeated or late finish can never flip the outcome.
+    let changed = tx
+        .prepare_cached(
+            "UPDATE ledger SET state = ?2, finished_at = ?3, detail = ?4 WHERE id = ?1 AND state = 'pending'",
+        )?
+        .execute(params![id, state.as_str(), now, detail])?
+        > 0;
+    let exists = changed
+        || tx
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM ledger WHERE id = ?1)")?
+            .query_row([id], |row| row.get(0))?;
+    if !exists {
+        return Ok(None);
+    }
+    if let Some(record) = audit {
+        insert_audit(tx, record)?;
+    }
+    Ok(Some(changed))
 }
 
 /// A size or count the ledger stores as INTEGER.
@@ -287,22 +309,13 @@ impl StateStore for SqliteStore {
         } else {
             LedgerState::Failed
         };
-        // Only a pending row changes, so a repeated or late finish can never flip the outcome.
         let exists = self
             .db
             .run("finishing an upload", |c| {
                 let transaction = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let changed = transaction
-                    .prepare_cached(
-                        "UPDATE ledger SET state = ?2, finished_at = ?3, detail = ?4 WHERE id = ?1 AND state = 'pending'",
-                    )?
-                    .execute(params![id, state.as_str(), now, detail])?;
-                if changed == 0 && !ledger_row_exists(&transaction, id)? {
+                let Some(_) = finish_row(&transaction, (id, state, detail, now), audit)? else {
                     return Ok(false);
-                }
-                if let Some(record) = audit {
-                    insert_audit(&transaction, record)?;
-                }
+                };
                 transaction.commit()?;
                 Ok(true)
             })
