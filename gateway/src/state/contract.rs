@@ -610,9 +610,9 @@ fn upload_audit(request_id: &str, at: i64) -> AuditRecord {
 }
 
 async fn an_uploads_audit_record_is_appended_with_its_ledger_finish(store: &dyn StateStore) {
-    let audited = |limit| async move {
+    let audited = || async move {
         store
-            .audit_of_project("pypi", "sample-project", limit)
+            .audit_of_project("pypi", "sample-project", 10)
             .await
             .expect("audit")
             .into_iter()
@@ -625,7 +625,7 @@ async fn an_uploads_audit_record_is_appended_with_its_ledger_finish(store: &dyn 
         .await
         .expect("finish");
     assert_eq!(
-        audited(10).await,
+        audited().await,
         [("r1".to_owned(), "{\"request_id\":\"r1\"}".to_owned())]
     );
     // Through the feed's commit too.
@@ -652,7 +652,7 @@ async fn an_uploads_audit_record_is_appended_with_its_ledger_finish(store: &dyn 
         .ledger_commit_fed(id + 1_000, "x", 131, false, Some(&upload_audit("r6", 131)))
         .await
         .is_err());
-    let requests: Vec<_> = audited(10).await.into_iter().map(|(request, _)| request).collect();
+    let requests: Vec<_> = audited().await.into_iter().map(|(request, _)| request).collect();
     assert_eq!(requests, ["r4", "r3", "r2", "r1"]);
     let states: Vec<_> = store
         .ledger_entries("pypi", "sample-project")

@@ -313,9 +313,9 @@ impl StateStore for SqliteStore {
             .db
             .run("finishing an upload", |c| {
                 let transaction = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let Some(_) = finish_row(&transaction, (id, state, detail, now), audit)? else {
+                if finish_row(&transaction, (id, state, detail, now), audit)?.is_none() {
                     return Ok(false);
-                };
+                }
                 transaction.commit()?;
                 Ok(true)
             })
